@@ -1,0 +1,1 @@
+"""The baselines SpotTune is compared with, one module each; importing registers them."""

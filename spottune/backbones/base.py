@@ -1,0 +1,77 @@
+"""The backbone contract: ``stem`` -> ordered residual ``blocks`` -> ``head``.
+
+Every method in the suite sees a network through this shape. A block maps a feature map
+to the next one and includes its shortcut and its final activation, so that SpotTune can
+route an image through one of two copies of a block, progressive networks can tap block
+outputs, and "fine-tune the last k blocks" is a slice of a list.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    """``fc(flatten(avgpool(pre(x))))``: optional pre-pool layers, global average pool, classifier."""
+
+    def __init__(self, pre: nn.Module, fc: nn.Linear) -> None:
+        super().__init__()
+        self.pre = pre
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = fc
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features, shape (batch, fc.in_features)."""
+        return torch.flatten(self.pool(self.pre(x)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class Backbone(nn.Module):
+    """A residual network split as ``stem``, ``blocks`` (``nn.ModuleList``) and ``head``.
+
+    ``arch`` names the architecture (``resnet26``, ``resnet50``, ...) and ``input_size`` the
+    image side the network was built for; both are recorded in run configs.
+    """
+
+    def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: Head, arch: str,
+                 input_size: int) -> None:
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.arch = arch
+        self.input_size = input_size
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.fc.in_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a new one for ``num_classes`` (default PyTorch init)."""
+        old = self.head.fc
+        self.head.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def backbone_size(backbone: Backbone) -> int:
+    """Parameters of a backbone without its classifier: the unit of the Decathlon "#par"."""
+    return count_parameters(backbone) - count_parameters(backbone.head.fc)

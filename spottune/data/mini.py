@@ -1,0 +1,253 @@
+"""The embedded default ("mini" preset): real, offline data at 32 px, small enough for a CPU.
+
+Source task (pretraining): Fashion-MNIST classes 0-5 (t-shirt, trouser, pullover, dress,
+coat, sandal), its training split. Target tasks, from near to far from the source:
+
+``fmnist_heldout``
+    Fashion-MNIST classes 6-9 (shirt, sneaker, bag, ankle boot), never seen in pretraining:
+    250 training images per class from its training split, 250 test images per class from
+    its test split (first ones in file order).
+``digits``
+    scikit-learn's handwritten digits (1,797 images of 8x8, 17 grey levels), upsampled to
+    32x32 (bilinear); 10 classes; stratified split, 2/3 train, 1/3 test (seed 0).
+``glyph_letters``
+    The 26 capital letters rendered with 21 fonts shipped with matplotlib (DejaVu, STIX,
+    Computer Modern), 4 jittered renderings each (size 18-26 px, rotation +-12 degrees,
+    offset +-3 px; seed 0); 26 classes; split 60/40 at random (seed 0).
+``glyph_fonts``
+    Which of 7 font families (DejaVu Sans, DejaVu Sans Mono, DejaVu Serif, STIX, Computer
+    Modern roman, sans and typewriter) rendered a letter or digit (36 characters, all font
+    files of the family, 2 jittered renderings); a style task far from the source; split
+    60/40 at random (seed 0).
+
+Images are grey (1 channel, repeated to 3); normalisation uses the training split's mean
+and std; training augmentation is a random crop of a 2-px zero-padded image. Fashion-MNIST
+is read from ``--data-root`` (``FashionMNIST/raw/`` as torchvision writes it, or
+``fashion-mnist/``), else from Debian's ``dataset-fashion-mnist`` package
+(``/usr/share/datasets/fashion-mnist``); it is downloaded only with ``download=True``.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import string
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spottune.data.base import DatasetError, TaskData, register_dataset
+from spottune.data.tensor_dataset import TensorImageDataset, channel_stats
+
+IMAGE_SIZE = 32
+PAD = 2
+SOURCE_CLASSES = (0, 1, 2, 3, 4, 5)
+HELDOUT_CLASSES = (6, 7, 8, 9)
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FONT_FAMILIES = {
+    "dejavu-sans": ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+                    "DejaVuSans-BoldOblique.ttf"),
+    "dejavu-mono": ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+                    "DejaVuSansMono-BoldOblique.ttf"),
+    "dejavu-serif": ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
+                     "DejaVuSerif-BoldItalic.ttf"),
+    "stix": ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf"),
+    "cm-roman": ("cmr10.ttf", "cmb10.ttf", "cmti10.ttf"),
+    "cm-sans": ("cmss10.ttf",),
+    "cm-typewriter": ("cmtt10.ttf",),
+}
+
+
+def _fmnist_candidates(data_root: Path | None) -> list[Path]:
+    roots = [data_root / "FashionMNIST" / "raw", data_root / "fashion-mnist"] if data_root else []
+    return roots + [DEBIAN_FMNIST]
+
+
+def _read_idx(path_stem: Path) -> np.ndarray:
+    for path in (path_stem.with_name(path_stem.name + ".gz"), path_stem):
+        if path.exists():
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as f:
+                data = f.read()
+            ndim = data[3]
+            shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+            offset = 4 + 4 * ndim
+            array = np.frombuffer(data, dtype=np.uint8, count=int(np.prod(shape)), offset=offset)
+            return array.reshape(shape)
+    raise FileNotFoundError(path_stem)
+
+
+@functools.lru_cache(maxsize=4)
+def read_fashion_mnist(split: str, data_root: Path | None = None, download: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST ``split`` ("train" / "test") as uint8 images (N, 1, 28, 28) and labels."""
+    images_name, labels_name = FMNIST_FILES[split]
+    candidates = _fmnist_candidates(data_root)
+    for folder in candidates:
+        if (folder / (images_name + ".gz")).exists() or (folder / images_name).exists():
+            images = _read_idx(folder / images_name)
+            labels = _read_idx(folder / labels_name)
+            return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    if download:
+        if data_root is None:
+            raise DatasetError("--download needs --data-root (or $SPOTTUNE_DATA) to know where to write")
+        import torchvision
+
+        torchvision.datasets.FashionMNIST(str(data_root), train=(split == "train"), download=True)
+        read_fashion_mnist.cache_clear()
+        return read_fashion_mnist(split, data_root, False)
+    raise DatasetError(
+        "Fashion-MNIST not found. Looked for " + images_name + "[.gz] in: "
+        + ", ".join(str(c) for c in candidates)
+        + ". Fix: `apt-get install dataset-fashion-mnist` (Debian), or put torchvision's raw files "
+          "under <data-root>/FashionMNIST/raw/, or pass --download with --data-root.")
+
+
+def _to_32(images: torch.Tensor) -> torch.Tensor:
+    """28x28 -> 32x32 by zero-padding 2 px (MNIST style)."""
+    return F.pad(images, (2, 2, 2, 2))
+
+
+def _task(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+          test_y: torch.Tensor, info: dict) -> TaskData:
+    mean, std = channel_stats(train_x)
+    num_classes = int(train_y.max()) + 1
+    info = {**info, "image_size": IMAGE_SIZE, "mean": mean, "std": std,
+            "train_transform": f"zero-pad {PAD} + random crop {IMAGE_SIZE}", "test_transform": "none",
+            "train_images": len(train_x), "test_images": len(test_x)}
+    return TaskData(name=name, num_classes=num_classes,
+                    train=TensorImageDataset(train_x, train_y, mean, std, augment=True, pad=PAD),
+                    test=TensorImageDataset(test_x, test_y, mean, std),
+                    image_size=IMAGE_SIZE, info=info,
+                    raw_test_images=lambda idx: test_x[idx].expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy())
+
+
+def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...],
+                    per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = []
+    for c in classes:
+        idx = torch.nonzero(labels == c).flatten()
+        keep.append(idx if per_class is None else idx[:per_class])
+    order = torch.cat(keep).sort().values
+    remap = torch.full((10,), -1, dtype=torch.long)
+    remap[list(classes)] = torch.arange(len(classes))
+    return images[order], remap[labels[order]]
+
+
+@register_dataset("mini_source")
+def mini_source(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
+    """The pretraining task: Fashion-MNIST classes 0-5, training split (test: its test split)."""
+    x, y = read_fashion_mnist("train", data_root, download)
+    tx, ty = read_fashion_mnist("test", data_root, download)
+    train_x, train_y = _select_classes(_to_32(x), y, SOURCE_CLASSES, None)
+    test_x, test_y = _select_classes(_to_32(tx), ty, SOURCE_CLASSES, None)
+    return _task("mini_source", train_x, train_y, test_x, test_y,
+                 {"source": "Fashion-MNIST classes 0-5"})
+
+
+@register_dataset("fmnist_heldout")
+def fmnist_heldout(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
+    x, y = read_fashion_mnist("train", data_root, download)
+    tx, ty = read_fashion_mnist("test", data_root, download)
+    train_x, train_y = _select_classes(_to_32(x), y, HELDOUT_CLASSES, 250)
+    test_x, test_y = _select_classes(_to_32(tx), ty, HELDOUT_CLASSES, 250)
+    return _task("fmnist_heldout", train_x, train_y, test_x, test_y,
+                 {"source": "Fashion-MNIST classes 6-9 (held out from pretraining)"})
+
+
+def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: float, seed: int,
+                  stratified: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if stratified:
+        train_idx, test_idx = [], []
+        for c in labels.unique():
+            idx = torch.nonzero(labels == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            n = int(round(train_fraction * len(idx)))
+            train_idx.append(idx[:n])
+            test_idx.append(idx[n:])
+        tr, te = torch.cat(train_idx).sort().values, torch.cat(test_idx).sort().values
+    else:
+        perm = torch.randperm(len(labels), generator=g)
+        n = int(round(train_fraction * len(labels)))
+        tr, te = perm[:n].sort().values, perm[n:].sort().values
+    return images[tr], labels[tr], images[te], labels[te]
+
+
+@register_dataset("digits")
+def digits(data_root: Path | None, **_: object) -> TaskData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    return _task("digits", *_random_split(images, labels, 2 / 3, seed=0, stratified=True),
+                 {"source": "scikit-learn load_digits, 8x8 upsampled to 32x32"})
+
+
+def _font_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def render_glyph(char: str, font_file: str, rng: np.random.RandomState) -> np.ndarray:
+    """One jittered rendering of ``char``: 32x32 uint8, white glyph on black."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = int(rng.randint(18, 27))
+    font = ImageFont.truetype(str(_font_dir() / font_file), size)
+    canvas = Image.new("L", (48, 48), 0)
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
+    x = (48 - (right - left)) / 2 - left + rng.randint(-3, 4)
+    y = (48 - (bottom - top)) / 2 - top + rng.randint(-3, 4)
+    draw.text((x, y), char, fill=255, font=font)
+    canvas = canvas.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR)
+    return np.asarray(canvas.crop((8, 8, 40, 40)), dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=2)
+def _render(task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.RandomState(0)
+    images, labels = [], []
+    if task == "glyph_letters":
+        fonts = [f for files in FONT_FAMILIES.values() for f in files]
+        for label, char in enumerate(string.ascii_uppercase):
+            for font in fonts:
+                for _ in range(4):
+                    images.append(render_glyph(char, font, rng))
+                    labels.append(label)
+    else:
+        chars = string.ascii_uppercase + string.digits
+        for label, files in enumerate(FONT_FAMILIES.values()):
+            for font in files:
+                for char in chars:
+                    for _ in range(2 if len(files) > 1 else 6):
+                        images.append(render_glyph(char, font, rng))
+                        labels.append(label)
+    return (torch.from_numpy(np.stack(images)).unsqueeze(1),
+            torch.tensor(labels, dtype=torch.long))
+
+
+@register_dataset("glyph_letters")
+def glyph_letters(data_root: Path | None, **_: object) -> TaskData:
+    images, labels = _render("glyph_letters")
+    return _task("glyph_letters", *_random_split(images, labels, 0.6, seed=0, stratified=False),
+                 {"source": "26 capital letters rendered with 21 matplotlib fonts"})
+
+
+@register_dataset("glyph_fonts")
+def glyph_fonts(data_root: Path | None, **_: object) -> TaskData:
+    images, labels = _render("glyph_fonts")
+    return _task("glyph_fonts", *_random_split(images, labels, 0.6, seed=0, stratified=False),
+                 {"source": "font family of letters and digits rendered with matplotlib fonts"})
+
+
+MINI_TASKS = ("fmnist_heldout", "digits", "glyph_letters", "glyph_fonts")

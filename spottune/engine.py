@@ -1,0 +1,255 @@
+"""One run: build, train, evaluate, checkpoint, resume, write the records (docs/RECORDS.md).
+
+``run(config, run_dir)`` is the whole life of a run and can be called from a test, from the
+command line or from a submitit job. The engine knows nothing method-specific: it asks the
+method for the model, the optimiser parameter groups and an optional loss term.
+
+Protocol details implemented here:
+
+* optimiser: SGD with momentum (``hp['momentum']``) or Adam (``hp['optimizer'] == 'adam'``),
+  per-group lr and weight decay from the method; a step schedule (``lr_milestones`` in
+  epochs, multiplied by ``lr_gamma`` at each).
+* determinism: the randomness of epoch ``e`` (data order, augmentation, Gumbel noise,
+  dropout) is drawn from generators seeded with ``(seed, e)`` at the start of the epoch, so
+  a run resumed from the checkpoint of epoch ``e - 1`` continues exactly as an
+  uninterrupted one would (same device, same numbers).
+* checkpoint: ``{model, optimizer, lr_scheduler, epoch, args, history}`` written atomically
+  after every epoch.
+* evaluation on the test split after the last epoch (top-1, percent), with per-image
+  routing saved to ``policy.npz`` for methods whose model sets ``last_routing``.
+"""
+from __future__ import annotations
+
+import io
+import resource
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from spottune import records
+from spottune.backbones import backbone_size, count_parameters
+from spottune.data import TaskData, load_task, make_loader
+from spottune.methods import Method, create_method, load_plugins
+from spottune.pretrain import pretrained_backbone
+
+SUITE_VERSION = "0.1.0"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by ``runtime.fail_at_epoch`` (tests of failure handling and resume)."""
+
+
+def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum ``hp['momentum']``) or Adam over the method's parameter groups."""
+    groups = [g for g in method.param_groups(model) if g["params"]]
+    name = method.hp.get("optimizer", "sgd")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=method.hp["lr"], momentum=method.hp.get("momentum", 0.9))
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=method.hp["lr"])
+    raise ValueError(f"unknown optimizer {name!r}; use sgd or adam")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
+    """Step schedule: lr x ``lr_gamma`` at every epoch listed in ``lr_milestones``."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.get("lr_milestones", [])),
+                                                gamma=hp.get("lr_gamma", 0.1))
+
+
+def train_step(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+               images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Forward, cross-entropy plus the method's regulariser, backward, step; (loss, logits)."""
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    extra = method.regularizer(model)
+    if extra is not None:
+        loss = loss + extra
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), logits.detach()
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed every generator a training epoch draws from, as a function of (seed, epoch)."""
+    value = 7919 * (seed + 1) + epoch
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+
+
+def _device(runtime: dict[str, Any]) -> torch.device:
+    wanted = runtime.get("device", "auto")
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(wanted)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: TaskData, batch_size: int, device: torch.device,
+             progress: bool = False) -> dict[str, Any]:
+    """Top-1 accuracy (percent) on the test split; predictions and per-image routing."""
+    model.eval()
+    predictions, labels, routing = [], [], []
+    start = time.perf_counter()
+    loader = make_loader(task.test, batch_size, shuffle=False)
+    for x, y in tqdm(loader, desc="test", disable=not progress, leave=False):
+        logits = model(x.to(device, non_blocking=True))
+        predictions.append(logits.argmax(1).cpu())
+        labels.append(y)
+        if getattr(model, "last_routing", None) is not None:
+            routing.append(model.last_routing.cpu())
+    seconds = time.perf_counter() - start
+    pred, lab = torch.cat(predictions), torch.cat(labels)
+    return {"accuracy": 100.0 * float((pred == lab).float().mean()), "predictions": pred.numpy(),
+            "labels": lab.numpy(), "routing": torch.cat(routing).numpy() if routing else None,
+            "seconds": seconds, "images_per_second": len(lab) / max(seconds, 1e-9)}
+
+
+def _save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, epoch: int, config: dict, history: list) -> None:
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": config,
+                "history": history}, buffer)
+    records.atomic_write_bytes(run_dir / records.CHECKPOINT, buffer.getvalue())
+
+
+def _train_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, task: TaskData,
+                 hp: dict, seed: int, epoch: int, device: torch.device, progress: bool, desc: str
+                 ) -> dict[str, Any]:
+    seed_epoch(seed, epoch)
+    model.train()
+    loader = make_loader(task.train, int(hp["batch_size"]), shuffle=True, seed=seed, epoch=epoch,
+                         num_workers=int(hp.get("num_workers", 0)))
+    total_loss, correct, seen, routed = 0.0, 0, 0, []
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss, logits = train_step(model, method, optimizer, x, y)
+        total_loss += loss * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        if getattr(model, "last_routing", None) is not None:
+            routed.append(model.last_routing.float().sum(0).cpu())
+        bar.set_postfix(loss=f"{loss:.3f}")
+    seconds = time.perf_counter() - start
+    entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
+             "train_accuracy": 100.0 * correct / seen, "seconds": seconds,
+             "images_per_second": seen / max(seconds, 1e-9)}
+    if routed:
+        entry["finetune_fraction"] = (torch.stack(routed).sum(0) / seen).tolist()
+    return entry
+
+
+def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate one run, writing its folder; resumes from ``checkpoint.pt``.
+
+    ``config`` holds the identity fields (``method``, ``dataset``, ``seed``, ``preset``,
+    ``hparams`` with ``backbone`` and ``data`` specs inside) and an optional ``runtime``
+    dict that does not change the numbers (``device``, ``data_root``, ``progress``,
+    ``plugins``, ``fail_at_epoch``). Returns the metrics. On failure, writes ``error.txt``
+    and re-raises; ``done`` is written only after everything else.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if records.is_done(run_dir):
+        return records.read_json(run_dir / records.METRICS)
+    (run_dir / records.ERROR).unlink(missing_ok=True)
+    try:
+        metrics = _run(config, run_dir)
+    except BaseException as err:
+        if not isinstance(err, KeyboardInterrupt):
+            records.atomic_write_bytes(run_dir / records.ERROR, traceback.format_exc().encode())
+        raise
+    (run_dir / records.DONE).touch()
+    return metrics
+
+
+def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    runtime = config.get("runtime", {})
+    load_plugins(runtime.get("plugins", []))
+    hp = config["hparams"]
+    seed = int(config["seed"])
+    progress = bool(runtime.get("progress", True))
+    device = _device(runtime)
+    data_root = runtime.get("data_root")
+    identity = {k: config[k] for k in records.IDENTITY_FIELDS}
+    task = load_task(config["dataset"], data_root, **hp.get("data", {}))
+    protocol = {**hp.get("protocol", {}), **{k: v for k, v in task.info.items()
+                                             if k in ("split", "transforms", "train_transform", "test_transform")}}
+    stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
+              "protocol": protocol, "suite_version": SUITE_VERSION, "data": task.info}
+    records.atomic_write_json(run_dir / records.CONFIG, stored)
+
+    backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device, progress)
+    method = create_method(config["method"], hp)
+    torch.manual_seed(seed)
+    model = method.build(backbone, task.num_classes).to(device)
+    optimizer = build_optimizer(method, model)
+    scheduler = build_scheduler(optimizer, hp)
+    start_epoch, history = 0, []
+    checkpoint_path = run_dir / records.CHECKPOINT
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["lr_scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    epochs = int(hp["epochs"])
+    for epoch in range(start_epoch, epochs):
+        if runtime.get("fail_at_epoch") == epoch + 1:
+            raise InjectedFailure(f"injected failure at epoch {epoch + 1} (runtime.fail_at_epoch)")
+        entry = _train_epoch(model, method, optimizer, task, hp, seed, epoch, device, progress,
+                             desc=f"{config['method']}/{config['dataset']}/s{seed} {epoch + 1}/{epochs}")
+        if start_epoch and epoch == start_epoch:
+            entry["resumed"] = True
+        history.append(entry)
+        scheduler.step()
+        _save_checkpoint(run_dir, model, optimizer, scheduler, epoch + 1, config, history)
+
+    result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress)
+    train_seconds = sum(h["seconds"] for h in history)
+    train_images = sum(len(task.train) for _ in history)
+    metrics = {
+        "run_id": stored["run_id"], **{k: config[k] for k in ("method", "dataset", "seed", "preset")},
+        "backbone": stored["backbone"], "test_accuracy": result["accuracy"],
+        "train_accuracy": history[-1]["train_accuracy"] if history else None,
+        "num_classes": task.num_classes,
+        "images": {"train": len(task.train), "test": len(task.test)},
+        "params": {"backbone": backbone_size(backbone), "total": count_parameters(model),
+                   "trainable": count_parameters(model, trainable_only=True),
+                   "task_specific": method.task_specific_parameters(model)},
+        "timing": {"train_seconds": train_seconds, "eval_seconds": result["seconds"],
+                   "train_images_per_second": train_images / max(train_seconds, 1e-9),
+                   "eval_images_per_second": result["images_per_second"],
+                   "peak_memory_mb": _peak_memory_mb(device), "device": str(device)},
+        "history": history, "protocol": protocol,
+    }
+    if result["routing"] is not None:
+        fractions = np.array([h.get("finetune_fraction", []) for h in history], dtype=np.float32)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, decisions=result["routing"].astype(np.uint8),
+                            labels=result["labels"].astype(np.int64),
+                            predictions=result["predictions"].astype(np.int64),
+                            indices=np.arange(len(result["labels"]), dtype=np.int64),
+                            train_fraction=fractions)
+        records.atomic_write_bytes(run_dir / records.POLICY, buffer.getvalue())
+    records.atomic_write_json(run_dir / records.METRICS, metrics)
+    return metrics

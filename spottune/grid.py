@@ -1,0 +1,166 @@
+"""Presets -> the list of runs, run identity and status.
+
+A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``name``,
+``description``, ``backbone`` (``arch``, ``width``, ``input_size``, ``pretrained``),
+``datasets``, ``methods`` (``all`` or a list), ``seeds``, ``hparams`` (common to all
+runs), ``method_hparams`` and ``dataset_hparams`` (per method / per dataset overrides),
+``data_options`` (handed to the dataset loader), ``protocol`` (named protocol choices,
+recorded in run configs and table footnotes) and ``resources`` (what one run needs on a
+cluster).
+
+The hyperparameters of a run, later entries winning::
+
+    preset.hparams < method.defaults < preset.method_hparams[method]
+                   < preset.dataset_hparams[dataset] < --set overrides
+
+and ``backbone`` / ``data`` / ``protocol`` nested inside them, so that the run id (a hash of
+method, dataset, seed, preset and hparams) changes whenever anything that changes the
+numbers does. ``--set`` keys must already exist (dotted keys reach nested values, e.g.
+``backbone.width=0.5``); values are parsed as YAML (``epochs=1``, ``lr_milestones=[2,3]``).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spottune import records
+from spottune.data import list_datasets
+from spottune.methods import get_method, list_methods
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """A preset by name (``mini``, ``decathlon``, ...) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"unknown preset {name_or_path!r}; known presets: {', '.join(list_presets())} "
+                                f"(or pass the path of a YAML file)")
+    with open(path) as f:
+        preset = yaml.safe_load(f)
+    missing = {"name", "backbone", "datasets", "hparams"} - set(preset)
+    if missing:
+        raise ValueError(f"preset {path} lacks the keys {sorted(missing)}")
+    return preset
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["epochs=1", "backbone.width=0.5"]`` -> ``{"epochs": 1, "backbone.width": 0.5}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _apply(hp: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set ``hp[key]`` (dotted for nested dicts); an unknown key is an error naming the known ones."""
+    parts = key.split(".")
+    node = hp
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise KeyError(f"{where}: unknown hyperparameter {key!r}")
+        node = node[part]
+    if parts[-1] not in node:
+        known = sorted(k for k in hp if not isinstance(hp[k], dict))
+        raise KeyError(f"{where}: unknown hyperparameter {key!r}; known: {', '.join(known)} "
+                       f"(nested: backbone.*, data.*, protocol.*)")
+    node[parts[-1]] = value
+
+
+def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every hyperparameter of one run (see the module docstring for the precedence)."""
+    hp: dict[str, Any] = copy.deepcopy(preset["hparams"])
+    hp.update(copy.deepcopy(get_method(method).defaults))
+    hp.update(copy.deepcopy((preset.get("method_hparams") or {}).get(method, {})))
+    hp.update(copy.deepcopy((preset.get("dataset_hparams") or {}).get(dataset, {})))
+    hp["backbone"] = copy.deepcopy(preset["backbone"])
+    hp["data"] = copy.deepcopy(preset.get("data_options") or {})
+    hp["protocol"] = copy.deepcopy(preset.get("protocol") or {})
+    for key, value in (overrides or {}).items():
+        top = key.split(".")[0]
+        if top in hp:
+            _apply(hp, key, value, f"--set {key}")
+        elif top not in _all_method_keys():  # a key of other methods only: not this run's
+            _apply(hp, key, value, f"--set {key}")
+    return hp
+
+
+def _all_method_keys() -> set[str]:
+    return {k for name in list_methods() for k in get_method(name).defaults}
+
+
+@dataclass
+class Grid:
+    """The runs of a preset restricted to some methods, datasets and seeds."""
+
+    preset: dict[str, Any]
+    methods: list[str]
+    datasets: list[str]
+    seeds: list[int]
+    overrides: dict[str, Any]
+
+    def runs(self, runtime: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        out = []
+        for dataset in self.datasets:
+            for method in self.methods:
+                for seed in self.seeds:
+                    config = {"method": method, "dataset": dataset, "seed": int(seed),
+                              "preset": self.preset["name"],
+                              "hparams": resolve_hparams(self.preset, method, dataset, self.overrides)}
+                    config["run_id"] = records.run_id(config)
+                    config["runtime"] = dict(runtime or {})
+                    out.append(config)
+        return out
+
+
+def _check_names(kind: str, wanted: list[str], known: list[str]) -> None:
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise KeyError(f"unknown {kind} {', '.join(map(repr, unknown))}; known {kind}s: {', '.join(known)}")
+
+
+def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list[str] | None = None,
+              seeds: list[int] | None = None, overrides: dict[str, Any] | None = None) -> Grid:
+    """The grid of ``preset_name``, optionally restricted; unknown names fail with the known ones."""
+    preset = load_preset(preset_name)
+    preset_methods = preset.get("methods", "all")
+    default_methods = list_methods() if preset_methods in (None, "all") else list(preset_methods)
+    methods = methods or default_methods
+    _check_names("method", methods, list_methods())
+    datasets = datasets or list(preset["datasets"])
+    _check_names("dataset", datasets, list_datasets())
+    seeds = seeds if seeds is not None else list(preset.get("seeds", [0]))
+    grid = Grid(preset, methods, datasets, seeds, dict(overrides or {}))
+    if grid.methods and grid.datasets:
+        resolve_hparams(preset, grid.methods[0], grid.datasets[0], grid.overrides)  # fail early on bad --set
+    return grid
+
+
+def run_dir(output: Path, config: dict[str, Any]) -> Path:
+    return Path(output) / "runs" / config["run_id"]
+
+
+def run_status(output: Path, config: dict[str, Any]) -> str:
+    """``done`` | ``failed`` (error.txt) | ``started`` (has a config or checkpoint) | ``pending``."""
+    folder = run_dir(output, config)
+    if records.is_done(folder):
+        return "done"
+    if (folder / records.ERROR).exists():
+        return "failed"
+    if (folder / records.CHECKPOINT).exists() or (folder / records.CONFIG).exists():
+        return "started"
+    return "pending"

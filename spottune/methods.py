@@ -1,0 +1,184 @@
+"""The method contract and registry.
+
+A method is a small class registered by name. It declares its own hyperparameters with
+their defaults (``defaults``; a preset or ``--set`` overrides them), builds the model for a
+target task from a pretrained backbone (:meth:`Method.build`), says which parameters train
+with which optimiser settings (:meth:`Method.param_groups`), may add a term to the loss
+(:meth:`Method.regularizer`), and says how many parameters a new task costs
+(:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting). A model that
+routes images records its last decisions in ``model.last_routing`` (batch, num_blocks).
+The engine knows nothing else about methods.
+
+Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
+``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``)
+come from the preset; a method may give its own defaults for them (Piggyback uses Adam).
+
+Register with ``@register_method("name")``; a name registered twice is an error; an unknown
+name lists the known ones. Built-in methods live in :mod:`spottune.methods` (SpotTune,
+SpotTune-Global, standard fine-tuning) and the ``baselines`` package; a user's own module is
+loaded with ``run_all.py --plugins my_package.my_method``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from spottune.backbones.base import Backbone, count_parameters
+from spottune.spottune import SpotTune, SpotTuneGlobal
+
+ParamGroup = dict[str, Any]
+
+
+class Method:
+    """Base class of every fine-tuning method (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        self.hp = {**self.defaults, **hparams}
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        """The model for a task with ``num_classes`` classes; ``backbone`` must not be modified."""
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        """Optimiser parameter groups (default: every trainable parameter, the preset's lr / wd)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [{"name": "all", "params": params, "lr": self.hp["lr"],
+                 "weight_decay": self.hp["weight_decay"]}]
+
+    def regularizer(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to the cross-entropy of the last forward pass (default: the model's own
+        ``regularizer()`` if it has one)."""
+        reg = getattr(model, "regularizer", None)
+        return reg() if callable(reg) else None
+
+    def task_specific_parameters(self, model: nn.Module) -> float:
+        """Parameters a new task adds on top of the shared pretrained network (default: the
+        trainable ones)."""
+        return float(count_parameters(model, trainable_only=True))
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_BUILTIN_PACKAGES = ("baselines",)
+_builtins_loaded = False
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator registering a :class:`Method` under ``name``."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].__module__})")
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"@register_method({name!r}) must decorate a subclass of Method")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for package in _BUILTIN_PACKAGES:
+            importlib.import_module(package)
+
+
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import user modules that register their own methods (``--plugins``)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(f"cannot import plugin module {module!r} ({err}); is it on PYTHONPATH?") from err
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    """Registered method names matching a shell-style ``pattern``, sorted."""
+    _load_builtins()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_method(name: str) -> type[Method]:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def create_method(name: str, hparams: dict[str, Any]) -> Method:
+    return get_method(name)(hparams)
+
+
+@register_method("finetune")
+class Finetune(Method):
+    """Standard fine-tuning: every weight trains from the pretrained values, new classifier."""
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        import copy
+
+        model = copy.deepcopy(backbone)
+        model.reset_classifier(num_classes)
+        return model
+
+
+@register_method("spottune")
+class SpotTuneMethod(Method):
+    """SpotTune (Guo et al. 2019), see :mod:`spottune.spottune`.
+
+    Optimisation as released: SGD, network lr and weight decay from the preset; the policy
+    network with ``lr * policy_lr_mult`` (0.1 / 0.01 -> 0.1) and weight decay 1e-3.
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "temperature": 5.0, "freeze": "conv", "test_routing": "argmax", "policy_width": 1.0,
+        "policy_lr_mult": 0.1, "policy_weight_decay": 1e-3,
+    }
+    model_class: ClassVar[type[SpotTune]] = SpotTune
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"freeze": self.hp["freeze"], "temperature": self.hp["temperature"],
+                "test_routing": self.hp["test_routing"], "policy_width": self.hp["policy_width"]}
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        return self.model_class(backbone, num_classes, **self.model_kwargs())
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        policy = [p for p in model.policy.parameters() if p.requires_grad]
+        policy_ids = {id(p) for p in policy}
+        network = [p for p in model.parameters() if p.requires_grad and id(p) not in policy_ids]
+        return [{"name": "network", "params": network, "lr": self.hp["lr"],
+                 "weight_decay": self.hp["weight_decay"]},
+                {"name": "policy", "params": policy, "lr": self.hp["lr"] * self.hp["policy_lr_mult"],
+                 "weight_decay": self.hp["policy_weight_decay"]}]
+
+
+@register_method("spottune_global")
+class SpotTuneGlobalMethod(SpotTuneMethod):
+    """SpotTune-Global: the k-block and entropy regularisers (Sec. 3.3), one routing for all
+    test images. ``k = None`` means half of the blocks."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        **SpotTuneMethod.defaults, "k": None, "lambda_k": 0.1, "lambda_entropy": 0.1,
+    }
+    model_class: ClassVar[type[SpotTune]] = SpotTuneGlobal
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {**super().model_kwargs(), "k": self.hp["k"], "lambda_k": self.hp["lambda_k"],
+                "lambda_entropy": self.hp["lambda_entropy"]}
+
+    def task_specific_parameters(self, model: nn.Module) -> float:
+        """Only the blocks the global routing fine-tunes need storing (plus everything else
+        that trains outside the blocks); the policy network is not needed at test time."""
+        routed = model.finetune_fraction > 0.5
+        tuned = sum(count_parameters(b) for b, on in zip(model.tuned_blocks, routed) if not on)
+        policy = count_parameters(model.policy)
+        return float(count_parameters(model, trainable_only=True) - tuned - policy)

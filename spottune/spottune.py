@@ -1,0 +1,188 @@
+"""SpotTune and SpotTune-Global (Guo et al., CVPR 2019), on any backbone of the suite.
+
+The pretrained backbone's residual blocks are duplicated: ``frozen_blocks`` keep the
+pretrained weights, ``tuned_blocks`` are fine-tuned. Stem and head are shared (the head gets
+a new classifier). For every image a policy network decides, per block ``t``, which copy to
+use (Eq. 2 of the paper, with the released code's activation placement)::
+
+    x_t = (1 - a_t) * F_t(x_{t-1}) + a_t * F'_t(x_{t-1}),   a_t in {0, 1},  1 = fine-tuned copy F'
+
+where a block ``F_t`` includes its shortcut and final ReLU. The decisions are sampled from the
+policy logits with the straight-through Gumbel-Softmax (Eq. 4-5): hard one-hot forward,
+``softmax((logits + g) / tau)`` backward, ``tau = 5`` as released.
+
+Freezing (``freeze``): ``"conv"`` (default, as released) freezes only the convolution weights
+of the original blocks; their BatchNorm layers, the stem and the classifier train. ``"block"``
+(the paper's wording) freezes the original blocks whole, BatchNorm statistics included.
+
+Test-time routing (``test_routing``): ``"argmax"`` (default; one path per block, as the
+paper's figure shows) or ``"sampled"`` (Gumbel noise at test time too, as the released code).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spottune.backbones.base import Backbone
+from spottune.backbones.resnet26 import resnet26
+
+FREEZE_MODES = ("conv", "block")
+TEST_ROUTINGS = ("argmax", "sampled")
+
+
+def gumbel_softmax_decisions(logits: torch.Tensor, temperature: float, sample: bool = True) -> torch.Tensor:
+    """Straight-through hard Gumbel-Softmax over the last axis (size 2); returns P(index 1) one-hot.
+
+    Forward values are exactly 0.0 or 1.0 (``hard + (soft - soft.detach())`` adds an exact
+    zero); the gradient is that of the soft sample. ``sample=False`` takes the argmax of the
+    logits without noise (the gradient then flows through ``softmax(logits / tau)``).
+    """
+    if sample:
+        uniform = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-10)
+        logits = logits - torch.log(-torch.log(uniform))
+    soft = F.softmax(logits / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(dim=-1), num_classes=logits.shape[-1]).to(soft.dtype)
+    return (hard + (soft - soft.detach()))[..., 1]
+
+
+class PolicyNetwork(nn.Module):
+    """The released policy network: a ResNet with one basic block per stage (stem 3->32,
+    widths 64/128/256, stride 2, parameter-free shortcuts), randomly initialised, whose
+    classifier outputs ``2 * num_blocks`` logits reshaped to (batch, num_blocks, 2).
+
+    For backbones trained at 224 px the image is first resized to ``input_size`` (64 by
+    default: the policy network of ResNet-26, applied to a downsampled image), a choice of
+    the suite since the code for the standard datasets was never released.
+    """
+
+    def __init__(self, num_blocks: int, width: float = 1.0, input_size: int | None = None) -> None:
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.input_size = input_size
+        self.net = resnet26(2 * num_blocks, width=width, blocks_per_stage=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and x.shape[-1] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return self.net(x).view(x.shape[0], self.num_blocks, 2)
+
+
+class TwoPathNetwork(nn.Module):
+    """Stem, a frozen and a fine-tuned copy of every block, and the head; routed per image.
+
+    Subclasses implement :meth:`route` (decisions of shape (batch, num_blocks), 1 = fine-tuned
+    copy). ``last_routing`` holds the decisions of the last forward pass (detached, uint8).
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, freeze: str = "conv") -> None:
+        super().__init__()
+        if freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
+        backbone = copy.deepcopy(backbone)
+        backbone.reset_classifier(num_classes)
+        self.freeze = freeze
+        self.arch = backbone.arch
+        self.stem = backbone.stem
+        self.frozen_blocks = backbone.blocks
+        self.tuned_blocks = copy.deepcopy(backbone.blocks)
+        self.head = backbone.head
+        for module in self.frozen_blocks.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if freeze == "block" or isinstance(module, nn.Conv2d):
+                    param.requires_grad_(False)
+        self.last_routing: torch.Tensor | None = None
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.frozen_blocks)
+
+    def train(self, mode: bool = True) -> "TwoPathNetwork":
+        super().train(mode)
+        if self.freeze == "block":
+            self.frozen_blocks.eval()
+        return self
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, policy: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; ``policy`` (batch, num_blocks), 1 = fine-tuned block, overrides :meth:`route`."""
+        decisions = self.route(x) if policy is None else policy.to(x.dtype)
+        if decisions.shape != (x.shape[0], self.num_blocks):
+            raise ValueError(f"policy must have shape (batch, {self.num_blocks}), got {tuple(decisions.shape)}")
+        self.last_routing = decisions.detach().to(torch.uint8)
+        self._last_decisions = decisions
+        h = self.stem(x)
+        for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
+            a = decisions[:, t].view(-1, 1, 1, 1)
+            h = (1 - a) * frozen(h) + a * tuned(h)
+        return self.head(h)
+
+
+class SpotTune(TwoPathNetwork):
+    """Per-image adaptive fine-tuning: a policy network routes every image (see module doc)."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, freeze: str = "conv",
+                 temperature: float = 5.0, test_routing: str = "argmax", policy_width: float = 1.0,
+                 policy_input_size: int | None = None) -> None:
+        super().__init__(backbone, num_classes, freeze)
+        if test_routing not in TEST_ROUTINGS:
+            raise ValueError(f"test_routing must be one of {TEST_ROUTINGS}, got {test_routing!r}")
+        if policy_input_size is None and backbone.input_size > 64:
+            policy_input_size = 64
+        self.temperature = temperature
+        self.test_routing = test_routing
+        self.policy = PolicyNetwork(self.num_blocks, width=policy_width, input_size=policy_input_size)
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        sample = self.training or self.test_routing == "sampled"
+        return gumbel_softmax_decisions(self.policy(x), self.temperature, sample=sample)
+
+
+class SpotTuneGlobal(SpotTune):
+    """SpotTune-Global (Sec. 3.3): every image should fine-tune the same ``k`` blocks.
+
+    Training adds to the cross-entropy, with ``v_l`` the fraction of the batch that fine-tunes
+    block ``l`` (differentiable through the straight-through decisions)::
+
+        lambda_k * (sum_l v_l - k)^2  +  lambda_entropy * sum_l -v_l log v_l
+
+    The first term asks for ``k`` fine-tuned blocks, the second drives each ``v_l`` to 0 or 1,
+    i.e. one decision per block shared by all images. The released code omits both terms
+    (author, gyhui14/spottune issue #2); their exact weights are not published, so
+    ``lambda_k`` and ``lambda_entropy`` are hyperparameters. An exponential moving average
+    of ``v_l`` over training batches gives the global routing used at evaluation:
+    block ``l`` is fine-tuned for every test image iff its average exceeds 0.5.
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, k: int | None = None,
+                 lambda_k: float = 0.1, lambda_entropy: float = 0.1, ema_momentum: float = 0.9,
+                 **kwargs) -> None:
+        super().__init__(backbone, num_classes, **kwargs)
+        self.k = self.num_blocks // 2 if k is None else int(k)
+        if not 0 <= self.k <= self.num_blocks:
+            raise ValueError(f"k must be between 0 and {self.num_blocks}, got {self.k}")
+        self.lambda_k = lambda_k
+        self.lambda_entropy = lambda_entropy
+        self.ema_momentum = ema_momentum
+        self.register_buffer("finetune_fraction", torch.full((self.num_blocks,), 0.5))
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            decisions = super().route(x)
+            with torch.no_grad():
+                self.finetune_fraction.mul_(self.ema_momentum).add_(
+                    (1 - self.ema_momentum) * decisions.mean(0))
+            return decisions
+        return (self.finetune_fraction > 0.5).to(x.dtype).expand(x.shape[0], -1)
+
+    def regularizer(self) -> torch.Tensor:
+        """The k-block and entropy terms on the decisions of the last forward pass."""
+        v = self._last_decisions.mean(0)
+        k_term = (v.sum() - self.k) ** 2
+        entropy = -(v * torch.log(v.clamp_min(1e-8))).sum()
+        return self.lambda_k * k_term + self.lambda_entropy * entropy
