@@ -160,7 +160,7 @@ def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
 
     ``config`` holds the identity fields (``method``, ``dataset``, ``seed``, ``preset``,
     ``hparams`` with ``backbone`` and ``data`` specs inside) and an optional ``runtime``
-    dict that does not change the numbers (``device``, ``data_root``, ``progress``,
+    dict that does not change the numbers (``device``, ``data_root``, ``download``, ``progress``,
     ``plugins``, ``fail_at_epoch``). Returns the metrics. On failure, writes ``error.txt``
     and re-raises; ``done`` is written only after everything else.
     """
@@ -188,14 +188,17 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     device = _device(runtime)
     data_root = runtime.get("data_root")
     identity = {k: config[k] for k in records.IDENTITY_FIELDS}
-    task = load_task(config["dataset"], data_root, **hp.get("data", {}))
+    download = {"download": True} if runtime.get("download") else {}  # only when the user asks
+    task = load_task(config["dataset"], data_root, **hp.get("data", {}), **download)
     protocol = {**hp.get("protocol", {}), **{k: v for k, v in task.info.items()
                                              if k in ("split", "transforms", "train_transform", "test_transform")}}
     stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
               "protocol": protocol, "suite_version": SUITE_VERSION, "data": task.info}
     records.atomic_write_json(run_dir / records.CONFIG, stored)
 
-    backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device, progress)
+    torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
+    backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device,
+                                   progress, download=bool(download))
     method = create_method(config["method"], hp)
     torch.manual_seed(seed)
     model = method.build(backbone, task.num_classes).to(device)

@@ -4,8 +4,9 @@
 
 ``suite``
     The suite pretrains the backbone itself on a registered dataset (the mini preset:
-    Fashion-MNIST classes 0-5) with SGD (``lr``, ``epochs``, ``batch_size``, ``weight_decay``
-    of the spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
+    Fashion-MNIST classes 0-5) with SGD, Nesterov momentum 0.9 and a one-cycle schedule
+    (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
+    spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
     (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. A file
     lock makes concurrent runs wait for one pretraining instead of repeating it.
 ``released``
@@ -48,24 +49,29 @@ def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
     return torchvision_resnet(arch, num_classes)
 
 
-def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device, progress: bool) -> Backbone:
+def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device, progress: bool,
+              download: bool) -> Backbone:
     from spottune.data import load_task, make_loader
     from tqdm import tqdm
 
     pre = spec["pretrained"]
-    task = load_task(pre["dataset"], data_root, **pre.get("data_options", {}))
+    task = load_task(pre["dataset"], data_root, **pre.get("data_options", {}),
+                     **({"download": True} if download else {}))
+    train = task.train
+    if pre.get("max_images"):  # a quick, smaller pretraining (tests, smoke runs)
+        train = torch.utils.data.Subset(train, range(min(int(pre["max_images"]), len(train))))
     torch.manual_seed(int(pre.get("seed", 0)))
     model = build_backbone(spec, task.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
                           weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
     epochs = int(pre.get("epochs", 2))
-    steps = epochs * -(-len(task.train) // int(pre.get("batch_size", 128)))
+    steps = epochs * -(-len(train) // int(pre.get("batch_size", 128)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=pre.get("lr", 0.1), total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
         model.train()
         torch.manual_seed(int(pre.get("seed", 0)) * 1000 + epoch)
-        loader = make_loader(task.train, int(pre.get("batch_size", 128)), shuffle=True,
+        loader = make_loader(train, int(pre.get("batch_size", 128)), shuffle=True,
                              seed=int(pre.get("seed", 0)), epoch=epoch)
         bar = tqdm(loader, desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}",
                    disable=not progress, leave=False)
@@ -81,7 +87,8 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
 
 
 def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
-                        device: torch.device | str = "cpu", progress: bool = True) -> Backbone:
+                        device: torch.device | str = "cpu", progress: bool = True,
+                        download: bool = False) -> Backbone:
     """The pretrained backbone described by ``spec`` (see the module docstring)."""
     pre = spec.get("pretrained", {"kind": "none"})
     kind = pre.get("kind", "none")
@@ -100,7 +107,7 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
         model.load_state_dict(state)
         return model
     if kind == "suite":
-        return _cached_suite_pretraining(spec, data_root, torch.device(device), progress)
+        return _cached_suite_pretraining(spec, data_root, torch.device(device), progress, download)
     raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict or none")
 
 
@@ -112,7 +119,7 @@ def _existing(path: str) -> Path:
 
 
 def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, device: torch.device,
-                              progress: bool) -> Backbone:
+                              progress: bool, download: bool) -> Backbone:
     key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:12]
     folder = cache_dir() / "pretrained"
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,7 +127,7 @@ def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, devi
     with open(folder / f".{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            model = _pretrain(spec, data_root, device, progress)
+            model = _pretrain(spec, data_root, device, progress, download)
             buffer = io.BytesIO()
             torch.save({"spec": spec, "state_dict": model.state_dict()}, buffer)
             atomic_write_bytes(path, buffer.getvalue())

@@ -127,7 +127,7 @@ def load_released_resnet26(path: str | Path, backbone: Backbone) -> Backbone:
         for mine, theirs in zip(own_convs, convs):
             if mine.weight.shape != theirs.shape:
                 raise ValueError(f"{path}: conv weight of shape {tuple(theirs.shape)} where "
-                                 f"{tuple(mine.weight.shape)} was expected")
+                                 f"{tuple(mine.weight.shape)} was expected: check backbone.width")
             mine.weight.copy_(theirs)
         for mine, theirs in zip(own_bns, bns):
             for key, value in theirs.items():

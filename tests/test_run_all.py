@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spottune.methods import list_methods
+
+SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).parent.parent / "benchmarks" / "run_all.py")
+run_all = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(run_all)
+
+QUICK = ["epochs=1", "backbone.pretrained.epochs=1", "backbone.pretrained.max_images=512"]
+
+
+def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):
+    assert run_all.main(["--dry-run", "--output", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    n = len(list_methods()) * 4
+    assert len(lines) == n + 1 and f"{n} runs (mini)" in lines[-1]
+    assert all("pending" in line for line in lines[:-1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "nope"], "unknown method 'nope'; known methods: "),
+    (["--datasets", "cifar"], "unknown dataset 'cifar'; known datasets: "),
+    (["--set", "lr_typo=1"], "unknown hyperparameter 'lr_typo'"),
+    (["--set", "epochs"], "KEY=VALUE"),
+    (["--preset", "nosuch"], "unknown preset 'nosuch'; known presets: "),
+])
+def test_bad_input_fails_at_once_with_the_known_names(argv, message, capsys):
+    assert run_all.main(argv + ["--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
+    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--output", str(tmp_path),
+            "--no-progress", "--set", *QUICK]
+    assert run_all.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[2/2]" in out and (tmp_path / "tables" / "summary.md").exists()
+    table = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert len(table) >= 2
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "done").exists() for r in runs)
+    mtimes = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
+    assert run_all.main(argv) == 0
+    assert "[1/" not in capsys.readouterr().out  # nothing left to run
+    assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == mtimes
+    assert run_all.main(argv[:-len(QUICK) - 1] + ["--dry-run", "--set", *QUICK]) == 0
+    assert capsys.readouterr().out.count(" done ") == 2
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit):
+        run_all.main(["--help"])
+    out = capsys.readouterr().out
+    assert "--set" in out and "resumes interrupted" in out and "Examples" in out
