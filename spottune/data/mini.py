@@ -16,9 +16,10 @@ coat, sandal), its training split. Target tasks, from near to far from the sourc
     offset +-3 px; seed 0); 26 classes; split 60/40 at random (seed 0).
 ``glyph_fonts``
     Which of 7 font families (DejaVu Sans, DejaVu Sans Mono, DejaVu Serif, STIX, Computer
-    Modern roman, sans and typewriter) rendered a letter or digit (36 characters, all font
-    files of the family, 2 jittered renderings); a style task far from the source; split
-    60/40 at random (seed 0).
+    Modern roman, sans and typewriter) rendered a letter or digit (36 characters, every font
+    file of the family, 2 jittered renderings each, 6 for the single-file families so that
+    the classes are about the same size); a style task far from the source; split 60/40 at
+    random (seed 0).
 
 Images are grey (1 channel, repeated to 3); normalisation uses the training split's mean
 and std; training augmentation is a random crop of a 2-px zero-padded image. Fashion-MNIST

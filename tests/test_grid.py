@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from spottune import records
+from spottune.grid import load_preset, make_grid, parse_overrides, resolve_hparams, run_status
+
+
+def test_parse_overrides_reads_yaml_values():
+    assert parse_overrides(["epochs=1", "lr=1e-3", "lr_milestones=[2, 3]", "backbone.width=0.5", "k=null"]) == {
+        "epochs": 1, "lr": 1e-3, "lr_milestones": [2, 3], "backbone.width": 0.5, "k": None}
+
+
+def test_precedence_preset_method_dataset_cli():
+    preset = load_preset("mini")
+    preset["dataset_hparams"] = {"digits": {"lr": 0.5}}
+    hp = resolve_hparams(preset, "spottune", "digits", {"temperature": 2.0})
+    assert hp["policy_width"] == 0.25  # preset.method_hparams beats the method default (1.0)
+    assert hp["policy_lr_mult"] == 0.1  # method default
+    assert hp["lr"] == 0.5  # dataset_hparams beats preset.hparams
+    assert hp["temperature"] == 2.0  # --set beats everything
+    assert hp["backbone"]["arch"] == "resnet26" and hp["backbone"]["width"] == 0.25
+    assert resolve_hparams(preset, "spottune", "digits", {"backbone.width": 0.5})["backbone"]["width"] == 0.5
+
+
+def test_method_specific_override_applies_only_where_it_exists():
+    grid = make_grid("mini", ["finetune", "spottune"], ["digits"], [0], {"temperature": 1.0})
+    by_method = {c["method"]: c["hparams"] for c in grid.runs()}
+    assert by_method["spottune"]["temperature"] == 1.0 and "temperature" not in by_method["finetune"]
+
+
+def test_unknown_keys_fail():
+    with pytest.raises(KeyError, match="unknown hyperparameter 'backbone.depth'"):
+        make_grid("mini", ["finetune"], ["digits"], [0], {"backbone.depth": 3})
+
+
+def test_run_ids_are_stable_and_change_with_anything_that_changes_numbers():
+    a = make_grid("mini", ["finetune"], ["digits"], [0]).runs()[0]
+    b = make_grid("mini", ["finetune"], ["digits"], [0]).runs({"device": "cpu", "progress": False})[0]
+    c = make_grid("mini", ["finetune"], ["digits"], [0], {"lr": 0.01}).runs()[0]
+    d = make_grid("mini", ["finetune"], ["digits"], [1]).runs()[0]
+    assert a["run_id"] == b["run_id"] == records.run_id(a)  # runtime settings are not identity
+    assert len({a["run_id"], c["run_id"], d["run_id"]}) == 3
+    assert len(a["run_id"]) == 12
+
+
+def test_grid_size_and_status(tmp_path):
+    grid = make_grid("mini", ["finetune", "spottune"], ["digits", "glyph_fonts"], [0, 1])
+    configs = grid.runs()
+    assert len(configs) == 8 and len({c["run_id"] for c in configs}) == 8
+    config = configs[0]
+    assert run_status(tmp_path, config) == "pending"
+    folder = tmp_path / "runs" / config["run_id"]
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert run_status(tmp_path, config) == "started"
+    (folder / "error.txt").write_text("boom")
+    assert run_status(tmp_path, config) == "failed"
+    (folder / "done").touch()
+    assert run_status(tmp_path, config) == "done"
