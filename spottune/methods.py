@@ -5,7 +5,9 @@ their defaults (``defaults``; a preset or ``--set`` overrides them), builds the 
 target task from a pretrained backbone (:meth:`Method.build`), says which parameters train
 with which optimiser settings (:meth:`Method.param_groups`), may add a term to the loss
 (:meth:`Method.regularizer`), and says how many parameters a new task costs
-(:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting). A model that
+(:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting), and names the
+hyperparameters that are protocol choices to state in table footnotes (``protocol_keys``,
+e.g. SpotTune's test-time routing). A model that
 routes images records its last decisions in ``model.last_routing`` (batch, num_blocks).
 The engine knows nothing else about methods.
 
@@ -38,6 +40,7 @@ class Method:
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    protocol_keys: ClassVar[tuple[str, ...]] = ()  # hparams stated in table footnotes
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hp = {**self.defaults, **hparams}
@@ -143,6 +146,7 @@ class SpotTuneMethod(Method):
         "policy_lr_mult": 0.1, "policy_weight_decay": 1e-3,
     }
     model_class: ClassVar[type[SpotTune]] = SpotTune
+    protocol_keys: ClassVar[tuple[str, ...]] = ("freeze", "test_routing")
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"freeze": self.hp["freeze"], "temperature": self.hp["temperature"],

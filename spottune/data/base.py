@@ -71,6 +71,18 @@ def load_task(name: str, data_root: str | Path | None = None, **options: Any) ->
     return _DATASETS[name](Path(root) if root else None, **options)
 
 
+def test_image_lookup(data_root: str | Path | None = None) -> Callable[[str, Any], Any]:
+    """``(dataset, indices) -> images`` (unnormalised test images, for the report's figures)."""
+
+    def lookup(dataset: str, indices: Any) -> Any:
+        task = load_task(dataset, data_root)
+        if task.raw_test_images is None:
+            raise LookupError(f"dataset {dataset!r} does not provide raw test images")
+        return task.raw_test_images(list(indices))
+
+    return lookup
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The random generator of one epoch: a function of (seed, epoch) only."""
     return torch.Generator().manual_seed(1_000_003 * (seed + 1) + epoch)

@@ -1,0 +1,52 @@
+"""``python -m spottune.report <output_dir>``: every table and figure, from run records alone."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from collections.abc import Sequence
+
+from spottune.report.figures import ImageLookup
+from spottune.report.writer import write_all
+
+
+def resolve(spec: str) -> ImageLookup:
+    """``package.module:function`` -> that callable."""
+    module, _, name = spec.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected MODULE:CALLABLE, got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (see ``--help``)."""
+    cli = argparse.ArgumentParser(
+        prog="python -m spottune.report",
+        description="Regenerate the summary, the paper tables (Markdown, LaTeX, CSV) and the "
+                    "figures (PNG, PDF) from the run records under OUTPUT_DIR/runs/*/, without "
+                    "training anything. Tables go to OUTPUT_DIR/tables/, figures to "
+                    "OUTPUT_DIR/figures/ (or under --into). Only done runs count; missing runs "
+                    "print as '–'.")
+    cli.add_argument("output_dir", help="a grid's output folder (the one holding runs/)")
+    cli.add_argument("--into", metavar="DIR", default=None,
+                     help="write tables/ and figures/ under DIR instead of OUTPUT_DIR")
+    cli.add_argument("--tables-only", action="store_true", help="skip the figures")
+    cli.add_argument("--image-lookup", metavar="MODULE:CALLABLE", type=resolve, default=None,
+                     help="callable(dataset, indices) -> images (k, H, W[, C]) for the figure "
+                          "of the test images with the fewest and most fine-tuned blocks; "
+                          "without it that figure is skipped")
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse ``argv``, write everything, print the written paths."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("spottune").setLevel(logging.INFO)
+    for path in write_all(args.output_dir, image_lookup=args.image_lookup,
+                          report_dir=args.into, figures_too=not args.tables_only):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Seeds -> one number per (preset, method, dataset): mean, sample std, counts.
+
+For a group of runs that differ only by seed, with accuracies ``a_1 .. a_n`` of the ``n``
+done runs: ``mean = sum_i a_i / n`` and ``std = sqrt(sum_i (a_i - mean)^2 / (n - 1))`` (NaN
+when ``n = 1``, printed as no spread). ``runs`` counts every run of the group, done or not,
+so a report can say when a mean rests on fewer seeds than the grid asked for. A group with
+no done run has ``mean = NaN`` (printed as missing), never zero.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+GROUP = ["preset", "method", "dataset"]
+
+
+def seed_stats(records: pd.DataFrame, value: str = "test_accuracy") -> pd.DataFrame:
+    """One row per group: ``preset, method, dataset, mean, std, seeds (done), runs (all)``."""
+    frame = records.dropna(subset=GROUP)
+    values = frame[value] if value in frame else pd.Series(float("nan"), index=frame.index)
+    done = frame.assign(_value=values.astype(float).where(frame["status"] == "done"))
+    grouped = done.groupby(GROUP, sort=True)["_value"]
+    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1),
+                          "seeds": grouped.count(), "runs": grouped.size()})
+    return stats.reset_index()
+
+
+def runs_not_done(records: pd.DataFrame) -> list[str]:
+    """``method/dataset/seed (status)`` for every run that is not done, in record order."""
+    pending = records[records["status"] != "done"]
+    return [f"{r.method}/{r.dataset}/seed {r.seed:g} ({r.status})" for r in pending.itertuples()]
+
+
+def pivot(stats: pd.DataFrame, preset: str, column: str = "mean") -> pd.DataFrame:
+    """``column`` of :func:`seed_stats` for one preset as a method x dataset frame."""
+    wide = stats[stats["preset"] == preset].pivot(index="method", columns="dataset", values=column)
+    wide.index.name, wide.columns.name = None, None
+    return wide.astype(float)
+

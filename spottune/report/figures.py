@@ -1,0 +1,210 @@
+"""Figures of where SpotTune fine-tunes, and of score against parameters.
+
+Every routing method's ``policy.npz`` (``decisions`` (N, B) with 1 = fine-tuned block,
+``indices``, ``train_fraction`` (epochs, B); docs/RECORDS.md) is pooled over the done seeds
+of each (preset, method, dataset) into a :class:`Routing`. From it:
+
+- :func:`routing_heatmap`: ``f[d, b] = mean_i decisions_i[b]``, the fraction of test images
+  of dataset ``d`` taking the fine-tuned copy of block ``b`` (one cell per dataset x block);
+- :func:`blocks_histogram`: per dataset, the distribution of ``sum_b decisions_i[b]``, the
+  number of fine-tuned blocks per test image;
+- :func:`extreme_images`: per dataset, the ``k`` test images with the fewest and the ``k``
+  with the most fine-tuned blocks (count averaged over seeds per image index); needs
+  ``image_lookup(dataset, indices) -> array (k, H, W[, C])``;
+- :func:`routing_over_epochs`: per dataset, ``train_fraction`` (mean over seeds) as an
+  epoch x block heatmap;
+- :func:`score_vs_params`: Decathlon score against ``#par`` for every row of a scored table
+  (filled: the suite, hollow: published, with their provenance tags in the legend), partial
+  rows (``†``) left out.
+
+Builders return :class:`matplotlib.figure.Figure` objects made without pyplot (no global
+state, no display needed); :func:`save` writes PNG (200 dpi) and PDF. Sizes and fonts target
+a two-column paper: 6.75 in wide, 8 pt text.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from spottune import records as files
+from spottune.report.render import Table
+from spottune.report.tables import PAPER, PARTIAL
+
+ImageLookup = Callable[[str, np.ndarray], np.ndarray]
+"""``image_lookup(dataset, indices)`` -> test images at those indices, (k, H, W[, C])."""
+
+WIDTH = 6.75
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
+         "ytick.labelsize": 7, "legend.fontsize": 7, "pdf.fonttype": 42}
+ANNOTATE_MAX_BLOCKS = 16
+METADATA = {".png": {"Software": None}, ".pdf": {"Creator": None, "Producer": None,
+                                                "CreationDate": None}}
+"""No version or date stamps, so that regenerated figures are byte-identical."""
+
+
+@dataclass
+class Routing:
+    """One (preset, method, dataset)'s routing pooled over seeds (see the module docstring)."""
+
+    decisions: np.ndarray
+    indices: np.ndarray
+    train_fraction: np.ndarray
+
+    def blocks_per_image(self) -> pd.Series:
+        """Fine-tuned blocks per test image index, averaged over the seeds that saw it."""
+        counts = pd.Series(self.decisions.sum(axis=1), index=self.indices)
+        return counts.groupby(level=0).mean()
+
+
+def _read_policy(run_dir: str) -> dict[str, np.ndarray]:
+    with np.load(Path(run_dir) / files.POLICY) as policy:
+        return {key: policy[key] for key in ("decisions", "indices", "train_fraction")}
+
+
+def load_routing(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, Routing]]:
+    """``{(preset, method): {dataset: Routing}}`` from the done runs that have a policy.npz."""
+    routing: dict[tuple[str, str], dict[str, Routing]] = {}
+    runs = records[records["has_policy"].astype(bool)]
+    for (preset, method, dataset), group in runs.groupby(["preset", "method", "dataset"]):
+        policies = [_read_policy(folder) for folder in group["run_dir"]]
+        routing.setdefault((preset, method), {})[dataset] = Routing(
+            decisions=np.concatenate([p["decisions"] for p in policies]),
+            indices=np.concatenate([p["indices"] for p in policies]),
+            train_fraction=np.mean([p["train_fraction"] for p in policies], axis=0))
+    return routing
+
+
+def styled(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure under the paper-size :data:`STYLE`."""
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return build(*args, **kwargs)
+    return wrapper
+
+
+def _grid(count: int, columns: int, row_height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` small panels, ``columns`` per row; unused panels hidden."""
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(WIDTH, row_height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for unused in axes[count:]:
+        unused.set_visible(False)
+    return figure, axes[:count]
+
+
+@styled
+def routing_heatmap(routing: dict[str, Routing], title: str) -> Figure:
+    """Datasets x blocks heatmap of the fraction of test images fine-tuning each block."""
+    fractions = pd.DataFrame({name: r.decisions.mean(axis=0) for name, r in routing.items()}).T
+    fractions.columns = [str(block + 1) for block in fractions.columns]
+    figure = Figure(figsize=(WIDTH, 0.9 + 0.28 * len(fractions)), layout="constrained")
+    axes = figure.add_subplot()
+    sns.heatmap(fractions, ax=axes, vmin=0, vmax=1, cmap="viridis", square=False,
+                annot=fractions.shape[1] <= ANNOTATE_MAX_BLOCKS, fmt=".2f",
+                annot_kws={"fontsize": 6}, cbar_kws={"label": "fraction fine-tuned"})
+    axes.set(xlabel="residual block", ylabel="dataset", title=title)
+    return figure
+
+
+@styled
+def blocks_histogram(routing: dict[str, Routing], title: str) -> Figure:
+    """Per dataset, the fraction of test images with each number of fine-tuned blocks."""
+    figure, axes = _grid(len(routing), columns=min(3, len(routing)), row_height=1.6)
+    for panel, (name, r) in zip(axes, routing.items()):
+        blocks = r.decisions.shape[1]
+        counts = np.bincount(r.decisions.sum(axis=1), minlength=blocks + 1) / len(r.decisions)
+        panel.bar(np.arange(blocks + 1), counts, width=0.85, color="tab:blue")
+        panel.set(title=name, xlim=(-0.5, blocks + 0.5), xlabel="fine-tuned blocks per image",
+                  ylabel="fraction of images")
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.label_outer()
+    figure.suptitle(title)
+    return figure
+
+
+@styled
+def extreme_images(routing: dict[str, Routing], image_lookup: ImageLookup, title: str,
+                   per_side: int = 4) -> Figure:
+    """Per dataset (one row), the ``per_side`` images with the fewest, then the most, blocks."""
+    figure = Figure(figsize=(WIDTH, 0.95 * len(routing) + 0.3), layout="constrained")
+    axes = figure.subplots(len(routing), 2 * per_side, squeeze=False)
+    for row, (name, r) in zip(axes, routing.items()):
+        counts = r.blocks_per_image().sort_values(kind="stable")
+        chosen = pd.concat([counts.head(per_side), counts.tail(per_side)])
+        images = image_lookup(name, chosen.index.to_numpy())
+        for panel, image, count in zip(row, images, chosen):
+            panel.imshow(image, cmap="gray" if np.ndim(image) == 2 else None)
+            panel.set_title(f"{count:g} blocks", fontsize=6)
+            panel.set_xticks([])
+            panel.set_yticks([])
+        row[0].set_ylabel(name)
+    figure.suptitle(f"{title}: fewest (left) and most (right) fine-tuned blocks")
+    return figure
+
+
+@styled
+def routing_over_epochs(routing: dict[str, Routing], title: str) -> Figure:
+    """Per dataset, the fraction of training images fine-tuning each block, per epoch."""
+    figure, axes = _grid(len(routing), columns=min(3, len(routing)), row_height=1.8)
+    for panel, (name, r) in zip(axes, routing.items()):
+        epochs, blocks = r.train_fraction.shape
+        image = panel.imshow(r.train_fraction.T, aspect="auto", origin="lower", vmin=0, vmax=1,
+                             cmap="viridis", extent=(0.5, epochs + 0.5, 0.5, blocks + 0.5))
+        panel.set(title=name, xlabel="epoch", ylabel="residual block")
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.yaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.label_outer()
+    figure.colorbar(image, ax=list(axes), label="fraction fine-tuned (train)")
+    figure.suptitle(title)
+    return figure
+
+
+@styled
+def score_vs_params(table: Table) -> Figure:
+    """Decathlon score against #par for each paper and suite row of a scored table.
+
+    The legend names the provenance tags of the published points (see the table's footnotes).
+    """
+    rows = table.mean.drop(index=list(table.unranked_rows)).dropna(subset=["score", "#par"])
+    partial = table.markers.loc[rows.index, "score"].str.contains(PARTIAL, regex=False)
+    rows = rows[~partial]
+    is_paper = rows.index.str.contains(PAPER, regex=False)
+    tags = sorted(set(re.findall(r"\[\w+\]", " ".join(
+        [*rows.index[is_paper], *table.markers.loc[rows.index[is_paper]].to_numpy().ravel()]))))
+    figure = Figure(figsize=(WIDTH / 2, 2.6), layout="constrained")
+    axes = figure.add_subplot()
+    for points, name, style, offset in (
+            (rows[is_paper], " ".join(["published", *tags]),
+             {"facecolors": "none", "edgecolors": "0.4"}, (3, 2)),
+            (rows[~is_paper], "this suite", {"color": "tab:red"}, (3, -7))):
+        if points.empty:
+            continue
+        axes.scatter(points["#par"], points["score"], s=18, label=name, **style)
+        for label, point in points.iterrows():
+            axes.annotate(label.split(" (")[0], (point["#par"], point["score"]), fontsize=6,
+                          xytext=offset, textcoords="offset points")
+    axes.set(xlabel="#par (backbones)", ylabel="Decathlon score", title=table.title.split(",")[0])
+    axes.legend(loc="best")
+    return figure
+
+
+def save(figure: Figure, folder: Path, name: str) -> list[Path]:
+    """Write ``<name>.png`` (200 dpi) and ``<name>.pdf`` into ``folder``, without date stamps."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}{suffix}" for suffix in METADATA]
+    with matplotlib.rc_context(STYLE):
+        for path in paths:
+            figure.savefig(path, dpi=200, metadata=METADATA[path.suffix])
+    return paths

@@ -1,0 +1,286 @@
+"""The paper's tables from run records: Decathlon, standard datasets, and the mini preset.
+
+Each table is described by a :class:`Layout` and built by :func:`build_table`. Rows are
+methods; for every method that has them, in this order:
+
+- ``<label> (paper) [tag]``: the published numbers (``results/reference/published.csv``),
+  tagged with their provenance (per cell when a row mixes tags);
+- ``<label> (suite)``: this suite's runs, each column the mean ± sample std over the done
+  seeds of that dataset (:mod:`spottune.report.aggregate`);
+- ``<label> Δ``: suite − paper wherever both exist (never bold).
+
+Columns are keyed by dataset name (never by position) and printed under the layout's
+headers. A scored layout adds:
+
+- ``mean``: the mean of the row's dataset columns;
+- ``score``: :func:`~spottune.report.decathlon.decathlon_score` of the row's mean
+  accuracies against the layout's baseline (the published Finetune row on the Decathlon,
+  the preset's own ``finetune`` runs on ``mini``);
+- ``#par``: :func:`~spottune.report.decathlon.parameter_cost` from the runs' mean
+  ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded).
+
+A suite row missing a dataset gets ``mean`` and ``score`` over the datasets it has, marked
+``†``; its Δ for those columns is left empty since it compares different sums. Methods with
+more than one row are set off by rules (LaTeX). Footnotes
+state the seeds, the runs not done, the protocol choices recorded in the runs' ``protocol``
+dicts and the backbone (see :func:`protocol_note`) and the provenance of the published
+numbers (whose own setting, e.g. the backbone, is named in their source).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from spottune.report.aggregate import pivot, runs_not_done, seed_stats
+from spottune.report.decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
+                                       decathlon_score, parameter_cost)
+from spottune.report.reference import PROVENANCE, load_published
+from spottune.report.render import Table
+
+SCORE_COLUMNS = ["mean", "score", "#par"]
+PUBLISHED_SCORES = {"mean_accuracy": "mean", "score": "score", "params": "#par"}
+"""``metric`` of ``published.csv`` -> the score column printing it."""
+PARTIAL = "†"
+PAPER = " (paper)"
+"""Suffix of the published rows' labels."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one paper table shows.
+
+    ``headers`` maps dataset names to column headers in print order (datasets of the runs
+    that it does not list follow, sorted, under their own names); the runs' dataset names
+    lose ``dataset_prefix`` first (``decathlon/aircraft`` -> ``aircraft``, the devkit name). ``baseline`` is either
+    accuracies per dataset or the name of a method whose runs in the preset are the baseline;
+    ``None`` gives a table without ``mean``, ``score`` and ``#par``. ``target_tasks`` is the
+    number of new tasks in ``#par`` (``None``: the number of dataset columns).
+    """
+
+    name: str
+    title: str
+    preset: str
+    headers: dict[str, str] = field(default_factory=dict)
+    published: str | None = None
+    baseline: Mapping[str, float] | str | None = None
+    baseline_note: str = ""
+    target_tasks: int | None = None
+    source_domain: str | None = None
+    dataset_prefix: str = ""
+
+
+DECATHLON = Layout(
+    name="decathlon", title="Visual Decathlon, test top-1 accuracy (%)",
+    preset="decathlon",
+    headers={"imagenet12": "ImNet", "aircraft": "Airc.", "cifar100": "C100",
+             "daimlerpedcls": "DPed", "dtd": "DTD", "gtsrb": "GTSR", "vgg-flowers": "Flwr",
+             "omniglot": "OGlt", "svhn": "SVHN", "ucf101": "UCF"},
+    published="decathlon", baseline=FINETUNE_BASELINE,
+    baseline_note="the Finetune accuracies of Rebuffi et al. 2017",
+    target_tasks=len(DOMAINS) - 1, source_domain=SOURCE_DOMAIN, dataset_prefix="decathlon/")
+STANDARD = Layout(
+    name="standard", title="Standard datasets, test top-1 accuracy (%)",
+    preset="standard",
+    headers={"cubs": "CUBS", "stanford_cars": "Cars", "flowers": "Flowers",
+             "wikiart": "WikiArt", "sketches": "Sketches"},
+    published="standard")
+MINI = Layout(
+    name="mini", title="Embedded mini preset, test top-1 accuracy (%)", preset="mini",
+    baseline="finetune", baseline_note="this preset's own finetune runs")
+LAYOUTS = (DECATHLON, STANDARD, MINI)
+
+
+def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
+    """Who has ``value``: methods if the key is constant per method, else datasets, else runs."""
+    for key in ("method", "dataset"):
+        if (values.groupby(runs[key]).nunique() == 1).all():
+            return ", ".join(sorted(set(runs.loc[values == value, key])))
+    return f"{int((values == value).sum())} runs"
+
+
+def protocol_note(runs: pd.DataFrame) -> str | None:
+    """``Protocol ...: key = value; key: value (who), ...`` over ``backbone`` and ``protocol.*``.
+
+    A key with one value in every run prints ``key = value``; otherwise each value is
+    followed by the methods that use it (when the key is constant per method), else the
+    datasets, else a count of runs.
+    """
+    parts = []
+    keys = [c for c in ("backbone", "hparams.backbone.width") if c in runs.columns]
+    for column in keys + sorted(c for c in runs.columns if c.startswith("protocol.")):
+        present = runs.dropna(subset=[column])
+        values = present[column].map(str)
+        name = column.removeprefix("protocol.").removeprefix("hparams.")
+        if values.nunique() == 1 and len(present) == len(runs):
+            parts.append(f"{name} = {values.iloc[0]}")
+        else:
+            parts.append(f"{name}: " + ", ".join(
+                f"{v} ({_owners(present, values, v)})" for v in sorted(values.unique())))
+    return "Protocol of the suite's runs: " + "; ".join(parts) + "." if parts else None
+
+
+def _columns(layout: Layout, datasets: list[str]) -> dict[str, str]:
+    """Dataset -> header for every column: the layout's first, then the runs' others."""
+    extra = sorted(set(datasets) - set(layout.headers))
+    return {**layout.headers, **{name: name for name in extra}}
+
+
+def _baseline(layout: Layout, means: pd.DataFrame) -> dict[str, float]:
+    """The score's reference accuracies: given, or the means of the baseline method's runs."""
+    if isinstance(layout.baseline, str):
+        if layout.baseline not in means.index:
+            return {}
+        return means.loc[layout.baseline].dropna().to_dict()
+    return dict(layout.baseline or {})
+
+
+def _suite_row(layout: Layout, runs: pd.DataFrame, means: pd.Series, columns: dict[str, str],
+               baseline: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Numbers of one method's suite row (keyed by header) and the columns it lacks."""
+    present = means.dropna()
+    row = {columns[name]: value for name, value in present.items() if name in columns}
+    missing = [name for name in columns if name not in present]
+    if layout.baseline is None:
+        return row, missing
+    row["mean"] = float(np.mean([present[name] for name in columns if name in present]))
+    scored = {name: present[name] for name in baseline if name in present}
+    row["score"] = (decathlon_score(scored, baseline=baseline, allow_partial=True)
+                    if scored else np.nan)
+    targets = runs[runs["dataset"] != layout.source_domain]
+    if {"params.task_specific", "params.backbone"} <= set(targets.columns) and len(targets):
+        row["#par"] = parameter_cost(targets["params.task_specific"].mean(),
+                                     targets["params.backbone"].mean(),
+                                     layout.target_tasks or len(columns))
+    return row, missing
+
+
+def _paper_row(published: pd.DataFrame, columns: dict[str, str]) -> tuple[dict, dict]:
+    """Numbers (keyed by header) and provenance tags of one method's published row."""
+    headers = {**columns, **PUBLISHED_SCORES}
+    values, tags = {}, {}
+    for entry in published.itertuples():
+        key = entry.dataset if entry.metric == "accuracy" else entry.metric
+        if key in headers:
+            values[headers[key]], tags[headers[key]] = entry.value, entry.provenance
+    return values, tags
+
+
+class Row(NamedTuple):
+    """One printed row of ``method``: numbers, spreads and cell markers keyed by header;
+    ``kind`` is ``paper``, ``suite`` or ``delta``. (Defaults are shared: never mutate.)"""
+
+    name: str
+    kind: str
+    method: str
+    values: dict[str, float]
+    std: dict[str, float] = {}
+    markers: dict[str, str] = {}
+
+
+def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFrame,
+                 done: pd.DataFrame, means: pd.DataFrame, stds: pd.DataFrame,
+                 columns: dict[str, str], baseline: dict[str, float]
+                 ) -> tuple[list[Row], list[str]]:
+    """The paper, suite and Δ rows of one method, and the datasets its suite row lacks."""
+    rows, missing = [], []
+    paper, tags = _paper_row(published[published["method"] == method], columns)
+    if paper:
+        kinds = sorted(set(tags.values()))
+        if len(kinds) == 1:
+            rows.append(Row(f"{label}{PAPER} {kinds[0]}", "paper", method, paper))
+        else:
+            rows.append(Row(f"{label}{PAPER}", "paper", method, paper,
+                            markers={h: f" {t}" for h, t in tags.items()}))
+    if method in means.index:
+        suite, missing = _suite_row(layout, done[done["method"] == method], means.loc[method],
+                                    columns, baseline)
+        partial = {h: PARTIAL for h in ("mean", "score") if h in suite} if missing else {}
+        rows.append(Row(f"{label} (suite)", "suite", method, suite, markers=partial,
+                        std={columns[d]: v for d, v in stds.loc[method].items() if d in columns}))
+        if paper:
+            rows.append(Row(f"{label} Δ", "delta", method, {
+                h: suite[h] - paper[h] for h in suite if h in paper and h not in partial}))
+    return rows, missing
+
+
+def build_table(records: pd.DataFrame, layout: Layout,
+                reference_dir: str | Path | None = None) -> Table | None:
+    """The :class:`Table` of ``layout`` from ``records``; ``None`` when the preset has no runs."""
+    runs = records[records["preset"] == layout.preset]
+    if runs.empty:
+        return None
+    runs = runs.assign(dataset=runs["dataset"].str.removeprefix(layout.dataset_prefix))
+    stats = seed_stats(runs)
+    means, stds = pivot(stats, layout.preset), pivot(stats, layout.preset, "std")
+    published = (load_published(layout.published, reference_dir) if layout.published
+                 else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
+    columns = _columns(layout, list(means.columns))
+    headers = list(columns.values()) + (SCORE_COLUMNS if layout.baseline is not None else [])
+    baseline = _baseline(layout, means)
+    labels = dict(zip(published["method"], published["label"]))
+
+    rows: list[Row] = []
+    rules, partial, previous = set(), [], 1
+    for method in dict.fromkeys([*published["method"], *sorted(means.index)]):
+        label = labels.get(method, method)
+        group, missing = _method_rows(layout, method, label, published,
+                                      runs[runs["status"] == "done"], means, stds, columns,
+                                      baseline)
+        if len(group) > 1 or previous > 1:
+            rules.add(group[0].name)
+        previous = len(group)
+        rows += group
+        if missing and layout.baseline is not None:
+            partial.append(f"{label} lacks {', '.join(missing)}")
+
+    def frame(field_name: str) -> pd.DataFrame:
+        cells = pd.DataFrame.from_dict({r.name: getattr(r, field_name) for r in rows},
+                                       orient="index")
+        return cells.reindex(index=[r.name for r in rows], columns=headers)
+
+    deltas = {r.name for r in rows if r.kind == "delta"}
+    markers = frame("markers")
+    best = {h: "min" if h == "#par" else "max" for h in headers}
+    printed = published[published["method"].isin({r.method for r in rows if r.kind == "paper"})]
+    return Table(name=layout.name, title=layout.title, mean=frame("values").astype(float),
+                 std=frame("std").astype(float), decimals={"score": 0, "#par": 2}, best=best,
+                 unranked_rows=deltas, signed_rows=deltas,
+                 markers=markers.astype(object).where(markers.notna(), ""), rules_before=rules,
+                 footnotes=_footnotes(layout, runs, printed, bool(deltas), partial, baseline,
+                                      columns))
+
+
+def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: bool,
+               partial: list[str], baseline: dict[str, float], columns: dict[str, str]
+               ) -> list[str]:
+    """The notes printed under a table (see the module docstring); ``used``: printed
+    published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row."""
+    seeds = sorted(runs.loc[runs["status"] == "done", "seed"].dropna().astype(int).unique())
+    lines = [f"Suite rows: mean ± sample std over the done seeds ({', '.join(map(str, seeds))}); "
+             "– = no number" + ("; Δ = suite − paper." if deltas else ".")]
+    if layout.baseline is not None:
+        unscored = [name for name in columns if name not in baseline]
+        lines.append(
+            "mean: mean over the dataset columns; score: Decathlon score "
+            "S = Σ_d 1000·max(0, 1 − E_d / (2·E_d^base))² of the mean accuracies against "
+            f"{layout.baseline_note} (matching it scores 250 per dataset)"
+            + (f", not scored: {', '.join(unscored)} (no baseline)" if unscored else "")
+            + f"; #par = 1 + {layout.target_tasks or len(columns)} × task-specific / backbone "
+            "parameters, means over the method's runs.")
+    if partial:
+        lines.append(f"{PARTIAL} over the datasets present only: " + "; ".join(partial) + ".")
+    protocol = protocol_note(runs[runs["status"] == "done"])
+    if protocol:
+        lines.append(protocol)
+    pending = runs_not_done(runs)
+    if pending:
+        lines.append("Not done: " + ", ".join(pending) + ".")
+    for tag in sorted(used["provenance"].unique()):
+        sources = "; ".join(used.loc[used["provenance"] == tag, "source"].unique())
+        lines.append(f"{tag} {PROVENANCE.get(tag, '')}: {sources}.")
+    return lines

@@ -1,0 +1,145 @@
+"""Run records -> tables: loading, seed statistics, rendering, and golden files.
+
+The golden outputs under ``tests/fixtures/sweep/expected/tables/`` are what the code makes
+of the committed records in ``tests/fixtures/sweep/runs/`` (written by
+``tests/fixtures/make_sweep.py``). After an intended change to the tables, regenerate and
+review the diff::
+
+    python -m spottune.report tests/fixtures/sweep --into tests/fixtures/sweep/expected --tables-only
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spottune.report import load_records, write_all, write_summary
+from spottune.report.__main__ import main
+from spottune.report.render import Table, to_csv, to_latex, to_markdown
+from spottune.report.tables import DECATHLON, MINI, STANDARD, build_table
+
+SWEEP = Path(__file__).parent / "fixtures" / "sweep"
+EXPECTED = SWEEP / "expected" / "tables"
+
+
+@pytest.fixture(scope="module")
+def records() -> pd.DataFrame:
+    return load_records(SWEEP)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> Path:
+    report = tmp_path_factory.mktemp("report")
+    write_all(SWEEP, report_dir=report, figures_too=False)
+    return report / "tables"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXPECTED.iterdir()))
+def test_tables_match_golden_files(written, name):
+    assert (written / name).read_text() == (EXPECTED / name).read_text(), (
+        f"{name} changed; regenerate with the command in this module's docstring if intended")
+
+
+def test_write_all_writes_exactly_the_golden_set(written):
+    assert sorted(p.name for p in written.iterdir()) == sorted(p.name for p in EXPECTED.iterdir())
+
+
+def test_records_one_row_per_run_with_status_and_flattened_fields(records):
+    assert len(records) == len(list((SWEEP / "runs").iterdir()))
+    assert records["status"].value_counts().to_dict() == {"done": 61, "started": 1, "failed": 1}
+    for column in ("hparams.lr", "protocol.train_split", "params.task_specific",
+                   "timing.train_seconds", "images.test", "history"):
+        assert column in records.columns
+    pending = records[records["status"] != "done"]
+    assert pending["test_accuracy"].isna().all()
+    assert not pending["has_policy"].any()
+    assert records.loc[records["method"] == "spottune", "has_policy"].sum() == 18
+
+
+def test_records_of_an_empty_output_folder(tmp_path):
+    frame = load_records(tmp_path)
+    assert frame.empty and {"run_id", "status", "method"} <= set(frame.columns)
+    assert write_summary(tmp_path).empty
+    assert (tmp_path / "tables" / "summary.md").read_text() == "No runs found.\n"
+
+
+def test_summary_means_over_done_seeds_only(tmp_path, records):
+    stats = write_summary(SWEEP, report_dir=tmp_path).set_index(["preset", "method", "dataset"])
+    done = records[(records["status"] == "done") & (records["preset"] == "mini")]
+    digits = done[(done["method"] == "finetune") & (done["dataset"] == "digits")]
+    row = stats.loc[("mini", "finetune", "digits")]
+    assert row["mean"] == pytest.approx(digits["test_accuracy"].mean())
+    assert row["std"] == pytest.approx(digits["test_accuracy"].std(ddof=1))
+    glyphs = stats.loc[("mini", "feature_extractor", "glyph_letters")]
+    assert (glyphs["seeds"], glyphs["runs"]) == (1, 2) and math.isnan(glyphs["std"])
+
+
+def test_missing_run_prints_as_missing_never_zero(records):
+    table = build_table(records, DECATHLON)
+    cell = table.cells().at["Feature extractor (suite)", "ImNet"]
+    assert cell == "–"
+    assert table.cells().at["Feature extractor (suite)", "score"].endswith("†")
+
+
+def test_decathlon_columns_are_keyed_by_domain_name(records):
+    table = build_table(records, DECATHLON)
+    assert list(table.mean.columns) == ["ImNet", "Airc.", "C100", "DPed", "DTD", "GTSR", "Flwr",
+                                        "OGlt", "SVHN", "UCF", "mean", "score", "#par"]
+    suite = records[(records["preset"] == "decathlon") & (records["method"] == "finetune")]
+    flowers = suite.loc[suite["dataset"] == "decathlon/vgg-flowers", "test_accuracy"].mean()
+    assert table.mean.at["Finetune (suite)", "Flwr"] == pytest.approx(flowers)
+    assert table.mean.at["Finetune (paper) [src]", "Flwr"] == 81.41
+    assert table.mean.at["Finetune Δ", "Flwr"] == pytest.approx(flowers - 81.41)
+
+
+def test_mini_scores_against_its_own_finetune_runs(records):
+    table = build_table(records, MINI)
+    assert table.mean.at["finetune (suite)", "score"] == pytest.approx(750)
+    assert table.mean.at["feature_extractor (suite)", "#par"] == pytest.approx(1, abs=0.05)
+    assert table.mean.at["finetune (suite)", "#par"] == pytest.approx(4, abs=0.05)
+
+
+def test_no_table_for_a_preset_without_runs(records):
+    assert build_table(records[records["preset"] != "mini"], MINI) is None
+
+
+def test_bold_marks_every_tie_and_skips_difference_rows():
+    table = Table(name="t", title="T", mean=pd.DataFrame({"a": [1.0, 1.001, 5.0]},
+                                                         index=["x", "y", "Δ"]),
+                  best={"a": "max"}, unranked_rows={"Δ"}, signed_rows={"Δ"})
+    assert table.bold_mask()["a"].tolist() == [True, True, False]
+    markdown = to_markdown(table)
+    assert "| x | **1.00** |" in markdown and "| Δ | +5.00 |" in markdown
+
+
+def test_latex_escapes_and_uses_booktabs():
+    table = Table(name="t", title="100% & more", index_name="#par_x",
+                  mean=pd.DataFrame({"a_b": [1.0, float("nan")]}, index=["r", "s"]),
+                  std=pd.DataFrame({"a_b": [0.5, float("nan")]}, index=["r", "s"]))
+    latex = to_latex(table)
+    assert r"\caption{100\% \& more}" in latex and r"\#par\_x & a\_b \\" in latex
+    assert r"r & 1.00 $\pm$ 0.50 \\" in latex and r"s & -- \\" in latex
+    assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
+    assert to_csv(table).splitlines() == ["#par_x,a_b,a_b_std", "r,1.0000,0.5000", "s,,"]
+
+
+def test_cli_help_and_tables_only(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "--tables-only" in capsys.readouterr().out
+    main([str(SWEEP), "--into", str(tmp_path), "--tables-only"])
+    assert (tmp_path / "tables" / "decathlon.tex").exists()
+    assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("layout", [DECATHLON, STANDARD])
+def test_every_published_number_carries_its_provenance(records, layout):
+    table = build_table(records, layout)
+    cells = table.cells()
+    for name in (row for row in cells.index if "(paper)" in row):
+        if not any(tag in name for tag in ("[src]", "[code]", "[unverified]")):
+            printed = cells.loc[name][cells.loc[name] != "–"]
+            assert printed.str.contains(r"\[(?:src|code|unverified)\]").all(), name
+    assert any("[unverified] recalled" in note for note in table.footnotes)
