@@ -1,0 +1,135 @@
+"""Network surgery shared by several baselines (one place, no copies between baselines).
+
+* :func:`new_task_network`: a deep copy of the pretrained backbone with a new classifier.
+* :class:`Frozen` / :func:`freeze_`: frozen parameters; :class:`Frozen` also keeps the wrapped
+  module in eval mode whatever ``model.train()`` says, so frozen BatchNorm layers keep their
+  pretrained running statistics (feature extractor, last-k, Piggyback, progressive nets, LwF).
+* :func:`replace_modules`: swap every submodule that matches a predicate for a wrapper built
+  from it (Piggyback's masked convolutions, both kinds of residual adapters, frozen BN).
+* :func:`init_like_resnet_`: the initialisation shared by torchvision ResNets and the
+  Decathlon ResNet-26 (convolutions N(0, sqrt(2 / (k * k * out))), BN 1 / 0).
+* :func:`param_group`: one optimiser parameter group as the engine expects it.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from spottune.backbones.base import Backbone
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def new_task_network(backbone: Backbone, num_classes: int) -> Backbone:
+    """A deep copy of ``backbone`` (which is left untouched) with a new ``num_classes`` classifier."""
+    model = copy.deepcopy(backbone)
+    model.reset_classifier(num_classes)
+    return model
+
+
+def freeze_(module: nn.Module) -> nn.Module:
+    """Set ``requires_grad=False`` on every parameter of ``module``; returns it."""
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return module
+
+
+class Frozen(nn.Module):
+    """``module`` with frozen parameters, always in eval mode (BN uses its running statistics).
+
+    ``model.train()`` reaches this wrapper like any module, but the wrapped module stays in
+    eval mode, so neither its parameters nor its buffers change during training.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = freeze_(module)
+        self.module.eval()
+
+    def train(self, mode: bool = True) -> "Frozen":
+        self.training = mode
+        self.module.train(False)
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+
+def replace_modules(root: nn.Module, predicate: Callable[[str, nn.Module], bool],
+                    factory: Callable[[nn.Module], nn.Module]) -> list[str]:
+    """Replace every submodule ``m`` of ``root`` (qualified name ``name``) with
+    ``predicate(name, m)`` true by ``factory(m)``; returns the replaced names, in order.
+
+    A matching module is not searched further (what it contains goes with it into the
+    wrapper), so wrappers that hold the original module never match twice.
+    """
+    targets: list[tuple[nn.Module, str, str, nn.Module]] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            qualified = prefix + name
+            if predicate(qualified, child):
+                targets.append((module, name, qualified, child))
+            else:
+                visit(child, qualified + ".")
+
+    visit(root, "")
+    for parent, name, _, child in targets:
+        setattr(parent, name, factory(child))
+    return [qualified for _, _, qualified, _ in targets]
+
+
+def is_conv(module: nn.Module, kernel_size: int | None = None) -> bool:
+    """``module`` is an ``nn.Conv2d`` (with a square ``kernel_size`` kernel when given)."""
+    if not isinstance(module, nn.Conv2d):
+        return False
+    return kernel_size is None or tuple(module.kernel_size) == (kernel_size, kernel_size)
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, BATCH_NORMS)
+
+
+def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
+    """N(0, sqrt(2 / (k_h * k_w * out_channels))): He init, fan-out mode (ResNet-26 and torchvision)."""
+    fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
+    with torch.no_grad():
+        conv.weight.normal_(0.0, math.sqrt(2.0 / fan_out))
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
+
+
+def init_like_resnet_(module: nn.Module) -> nn.Module:
+    """Re-initialise ``module`` as a freshly built ResNet: convolutions as :func:`init_conv_`,
+    BatchNorm weight 1 / bias 0 / running statistics reset, linear layers PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            init_conv_(m)
+        elif is_batch_norm(m):
+            m.reset_running_stats()
+            if m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            m.reset_parameters()
+    return module
+
+
+def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    return [p for p in params if p.requires_grad]
+
+
+def param_group(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> dict[str, Any]:
+    """An optimiser parameter group (only parameters that require gradients)."""
+    return {"name": name, "params": trainable(params), "lr": float(lr), "weight_decay": float(weight_decay)}
+
+
+def module_device(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")

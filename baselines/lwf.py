@@ -1,0 +1,77 @@
+"""Learning without Forgetting (Li & Hoiem, ECCV 2016 / TPAMI 2017), the "LwF" row of the
+Decathlon tables of Rebuffi et al. 2017 and SpotTune (Guo et al. 2019; #par 10).
+
+The whole network is fine-tuned with a new classifier ``theta_n`` while the source task's
+classifier ``theta_o`` (the pretrained backbone's own) is kept and trained so that its outputs
+on the *new* task's images stay close to those the original network gave::
+
+    loss = CE(y_n, yhat_n) + lambda_o * L_old(y_o, yhat_o)
+    L_old = - sum_i softmax(y_o / T)_i * log softmax(yhat_o / T)_i      (T = 2)
+
+``y_o``: the original (frozen, eval-mode) network's source-task logits for the same image;
+``yhat_o``: the current network's source-task logits. Li & Hoiem record ``y_o`` once before
+training; the suite computes them on the fly for the same augmented image, which is the
+same quantity when augmentation is on (a frozen copy of the original network is kept for
+that, not counted as task-specific). Li & Hoiem's optional warm-up (training ``theta_n``
+alone first) is not part of this implementation. No T^2 factor, as in the paper.
+
+Hyperparameters: ``lambda_old`` 1.0, ``temperature`` 2.0 (paper). Protocol: the preset's
+fine-tuning one. Task-specific parameters: the fine-tuned network and the new classifier (a
+full network per task, #par ~10); the updated source classifier is not needed to solve the
+new task and is not counted (the source task is served by the shared original network).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines._common import Frozen, new_task_network
+from spottune.backbones.base import Backbone, count_parameters
+from spottune.methods import Method, register_method
+
+
+class LwFNetwork(nn.Module):
+    """A fine-tuned network with the new classifier (``net``) plus the old one (``old_fc``)."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, lambda_old: float, temperature: float) -> None:
+        super().__init__()
+        self.net = new_task_network(backbone, num_classes)
+        self.old_fc = copy.deepcopy(backbone.head.fc)
+        self.original = Frozen(copy.deepcopy(backbone))
+        self.lambda_old = float(lambda_old)
+        self.temperature = float(temperature)
+        self._old_logits: torch.Tensor | None = None
+        self._recorded: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.net.head.features(self.net.forward_features(x))
+        if self.training:
+            self._old_logits = self.old_fc(features)
+            with torch.no_grad():
+                self._recorded = self.original(x)
+        return self.net.head.fc(features)
+
+    def regularizer(self) -> torch.Tensor:
+        """``lambda_old * L_old`` for the last training forward pass."""
+        if self._old_logits is None or self._recorded is None:
+            raise RuntimeError("LwF regularizer needs a forward pass in training mode first")
+        target = F.softmax(self._recorded / self.temperature, dim=1)
+        log_prediction = F.log_softmax(self._old_logits / self.temperature, dim=1)
+        return self.lambda_old * -(target * log_prediction).sum(1).mean()
+
+
+@register_method("lwf")
+class LwF(Method):
+    """Fine-tuning with distillation of the source task's outputs (Li & Hoiem)."""
+
+    defaults: ClassVar[dict[str, Any]] = {"lambda_old": 1.0, "temperature": 2.0}
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        return LwFNetwork(backbone, num_classes, self.hp["lambda_old"], self.hp["temperature"])
+
+    def task_specific_parameters(self, model: nn.Module) -> float:
+        return float(count_parameters(model.net, trainable_only=True))

@@ -1,0 +1,96 @@
+"""Piggyback: learned binary masks on a fixed pretrained network (Mallya, Davis, Lazebnik,
+ECCV 2018, "Piggyback: Adapting a single network to multiple tasks by learning to mask
+weights"; official code arunmallya/piggyback).
+
+Every convolution ``W`` of the backbone (stem, 3x3 and 1x1 convolutions, downsampling
+shortcuts) gets a real-valued mask ``m`` of its shape; the forward pass uses::
+
+    W_task = W * 1[m > threshold]        (W never changes)
+
+with a straight-through gradient ``dL/dm = dL/dW_task * W`` (the binariser's backward is the
+identity). Masks start at ``mask_init`` = 1e-2 > ``threshold`` = 5e-3, so at initialisation the
+network computes exactly the pretrained function. The classifier is new and unmasked.
+BatchNorm is frozen and kept in eval mode by default (``train_bn: false``, the official
+default; ``true`` trains BN affine parameters and statistics).
+
+Optimisation (official ``run_piggyback_training.sh``): Adam, lr 1e-4 for masks and
+classifier, no weight decay, x0.1 every 15 epochs, 30 epochs, batch 32. The lr given by the
+preset is used for both groups (``classifier_lr_mult`` scales the classifier's).
+Task-specific parameters: one bit per masked weight (``numel / 32`` in float32 units, as the
+"#par 1.28" of the Decathlon table counts them), the classifier, and BN when trained.
+
+Hyperparameters: ``mask_init`` 1e-2, ``threshold`` 5e-3, ``train_bn`` false,
+``classifier_lr_mult`` 1.0; protocol defaults ``optimizer: adam``, ``lr`` 1e-4,
+``weight_decay`` 0 (a preset's values take precedence: the presets set them per method).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from baselines._common import (Frozen, freeze_, is_batch_norm, is_conv, new_task_network, param_group,
+                               replace_modules)
+from spottune.backbones.base import Backbone, count_parameters
+from spottune.methods import Method, ParamGroup, register_method
+
+BITS_PER_FLOAT = 32
+
+
+class Binarize(torch.autograd.Function):
+    """``1[m > threshold]`` forward, identity backward (straight-through)."""
+
+    @staticmethod
+    def forward(ctx: Any, mask: torch.Tensor, threshold: float) -> torch.Tensor:
+        return (mask > threshold).to(mask.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+class MaskedConv2d(nn.Module):
+    """A frozen convolution whose weight is multiplied by a learned binary mask."""
+
+    def __init__(self, conv: nn.Conv2d, mask_init: float, threshold: float) -> None:
+        super().__init__()
+        self.conv = freeze_(conv)
+        self.threshold = float(threshold)
+        self.mask_real = nn.Parameter(torch.full_like(conv.weight, float(mask_init)))
+
+    def binary_mask(self) -> torch.Tensor:
+        return Binarize.apply(self.mask_real, self.threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv._conv_forward(x, self.conv.weight * self.binary_mask(), self.conv.bias)
+
+
+@register_method("piggyback")
+class Piggyback(Method):
+    """Binary masks on every convolution, frozen weights and BN, new classifier, Adam."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "mask_init": 1e-2, "threshold": 5e-3, "train_bn": False, "classifier_lr_mult": 1.0,
+        "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
+    }
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        model = new_task_network(backbone, num_classes)
+        replace_modules(model, lambda _, m: is_conv(m),
+                        lambda conv: MaskedConv2d(conv, self.hp["mask_init"], self.hp["threshold"]))
+        if not self.hp["train_bn"]:
+            replace_modules(model, lambda _, m: is_batch_norm(m), Frozen)
+        return model
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        masks = [m.mask_real for m in model.modules() if isinstance(m, MaskedConv2d)]
+        mask_ids = {id(p) for p in masks}
+        rest = [p for p in model.parameters() if id(p) not in mask_ids]
+        return [param_group("masks", masks, self.hp["lr"], 0.0),
+                param_group("classifier_bn", rest, self.hp["lr"] * self.hp["classifier_lr_mult"],
+                            self.hp["weight_decay"])]
+
+    def task_specific_parameters(self, model: nn.Module) -> float:
+        masks = sum(m.mask_real.numel() for m in model.modules() if isinstance(m, MaskedConv2d))
+        return masks / BITS_PER_FLOAT + count_parameters(model, trainable_only=True) - masks

@@ -1,0 +1,69 @@
+"""Random policy: one fixed random choice of fine-tuned blocks for all images, an ablation of
+SpotTune (Guo et al. 2019, Table 1, row "Random Policy"; REFERENCE 3.6).
+
+SpotTune's two-path network (:class:`spottune.spottune.TwoPathNetwork`) with a policy drawn
+once, at build time, from the global torch generator (seeded with the run's seed by the
+engine): block ``t`` is fine-tuned (``a_t = 1``) with probability ``p``, for every image of
+every batch, at training and test time::
+
+    x_t = (1 - a_t) F_t(x_{t-1}) + a_t F'_t(x_{t-1}),    a ~ Bernoulli(p)^N drawn once
+
+It separates the value of *learning* which blocks to fine-tune from that of fine-tuning only
+some. The copy a block never uses is frozen and kept in eval mode (it receives no gradient
+and needs no storage); the drawn policy is the model's buffer ``fixed_policy`` (saved in
+checkpoints). Task-specific parameters: what trains, i.e. the fine-tuned copies of the chosen blocks, the
+used frozen blocks' BN (with ``freeze: conv``), stem and head.
+
+Hyperparameters: ``p`` 0.5, ``freeze`` "conv" (as SpotTune's).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from baselines._common import freeze_
+from spottune.backbones.base import Backbone
+from spottune.methods import Method, register_method
+from spottune.spottune import TwoPathNetwork
+
+
+class FixedRandomRouting(TwoPathNetwork):
+    """A two-path network with one routing, drawn at construction, for every image."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, p: float = 0.5, freeze: str = "conv") -> None:
+        super().__init__(backbone, num_classes, freeze)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        policy = (torch.rand(self.num_blocks) < p).float()
+        self.register_buffer("fixed_policy", policy.to(next(self.parameters()).device))
+        for block in self.unused_blocks():
+            freeze_(block)
+        self.train(self.training)
+
+    def unused_blocks(self) -> list[nn.Module]:
+        """For every block, the copy that the policy never routes an image through."""
+        return [tuned if a < 0.5 else frozen
+                for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks,
+                                            self.fixed_policy.tolist())]
+
+    def train(self, mode: bool = True) -> "FixedRandomRouting":
+        super().train(mode)
+        if hasattr(self, "fixed_policy"):
+            for block in self.unused_blocks():
+                block.eval()
+        return self
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fixed_policy.to(x.dtype).expand(x.shape[0], -1)
+
+
+@register_method("random_policy")
+class RandomPolicy(Method):
+    """SpotTune's two-path network with one fixed random global block choice."""
+
+    defaults: ClassVar[dict[str, Any]] = {"p": 0.5, "freeze": "conv"}
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        return FixedRandomRouting(backbone, num_classes, p=self.hp["p"], freeze=self.hp["freeze"])

@@ -1,0 +1,48 @@
+"""A complete user-defined method: fine-tuning with layer-wise learning rates.
+
+Discriminative fine-tuning (Howard & Ruder 2018, ULMFiT): every weight trains, but the
+learning rate shrinks by ``decay`` per residual block counted down from the top, so that
+generic early features move less than task-specific late ones::
+
+    lr(classifier) = lr,   lr(block t of N) = lr * decay ** (N - t),   lr(stem) = lr * decay ** (N + 1)
+
+Run it in any preset with ``python benchmarks/run_all.py --plugins examples.my_method
+--methods layerwise_lr``; its hyperparameter is set like any other (``--set decay=0.9``).
+The suite's tests import this file and train it for one step, so it cannot rot.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+from torch import nn
+
+from spottune.backbones.base import Backbone
+from spottune.methods import Method, ParamGroup, register_method
+
+
+@register_method("layerwise_lr")
+class LayerwiseLR(Method):
+    """Standard fine-tuning with a learning rate decaying geometrically from top to bottom."""
+
+    defaults: ClassVar[dict[str, Any]] = {"decay": 0.8}   # method-specific hyperparameters
+
+    def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        """A copy of the pretrained backbone (never modify ``backbone`` itself), new classifier."""
+        model = copy.deepcopy(backbone)
+        model.reset_classifier(num_classes)
+        return model
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        """One optimiser group per depth; ``lr`` and ``weight_decay`` come from the preset."""
+        lr, wd, decay, n = self.hp["lr"], self.hp["weight_decay"], self.hp["decay"], len(model.blocks)
+        groups = [{"name": "stem", "params": list(model.stem.parameters()),
+                   "lr": lr * decay ** (n + 1), "weight_decay": wd}]
+        groups += [{"name": f"block{t}", "params": list(block.parameters()),
+                    "lr": lr * decay ** (n - t), "weight_decay": wd}
+                   for t, block in enumerate(model.blocks, start=1)]
+        groups.append({"name": "head", "params": list(model.head.parameters()), "lr": lr, "weight_decay": wd})
+        return groups
+
+    # regularizer() (an extra loss term) and task_specific_parameters() (the Decathlon "#par"
+    # accounting; default: every trainable parameter) keep their defaults here.
