@@ -10,8 +10,16 @@ cluster).
 
 The hyperparameters of a run, later entries winning::
 
-    preset.hparams < method.defaults < preset.method_hparams[method]
-                   < preset.dataset_hparams[dataset] < --set overrides
+    preset.hparams < preset.dataset_hparams[dataset] < method.defaults
+                   < preset.method_hparams[method] < --set overrides
+
+(a per-dataset setting such as the released per-domain weight decay applies to every method
+that does not set that hyperparameter itself: Piggyback keeps its Adam without decay).
+
+``variants`` name a method run with another backbone, e.g. the parameter-matched ResNet-101
+fine-tuning row: ``variants: {finetune_resnet101: {method: finetune, backbone: {arch:
+resnet101}}}``; the variant's name is the run's method (its rows in the tables), the
+registered method it runs is ``hparams.variant_of``.
 
 and ``backbone`` / ``data`` / ``protocol`` nested inside them, so that the run id (a hash of
 method, dataset, seed, preset and hparams) changes whenever anything that changes the
@@ -93,11 +101,15 @@ def _apply(hp: dict[str, Any], key: str, value: Any, where: str) -> None:
 def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every hyperparameter of one run (see the module docstring for the precedence)."""
+    variant = (preset.get("variants") or {}).get(method, {})
+    base = variant.get("method", method)
     hp: dict[str, Any] = copy.deepcopy(preset["hparams"])
-    hp.update(copy.deepcopy(get_method(method).defaults))
-    hp.update(copy.deepcopy((preset.get("method_hparams") or {}).get(method, {})))
     hp.update(copy.deepcopy((preset.get("dataset_hparams") or {}).get(dataset, {})))
-    hp["backbone"] = copy.deepcopy(preset["backbone"])
+    hp.update(copy.deepcopy(get_method(base).defaults))
+    hp.update(copy.deepcopy((preset.get("method_hparams") or {}).get(method, {})))
+    hp["backbone"] = _deep_merge(preset["backbone"], variant.get("backbone", {}))
+    if variant:
+        hp["variant_of"] = base
     hp["data"] = copy.deepcopy(preset.get("data_options") or {})
     hp["protocol"] = copy.deepcopy(preset.get("protocol") or {})
     for key, value in (overrides or {}).items():
@@ -107,6 +119,14 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
         elif top not in _all_method_keys():  # a key of other methods only: not this run's
             _apply(hp, key, value, f"--set {key}")
     return hp
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
 
 
 def _all_method_keys() -> set[str]:
@@ -148,9 +168,10 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     """The grid of ``preset_name``, optionally restricted; unknown names fail with the known ones."""
     preset = load_preset(preset_name)
     preset_methods = preset.get("methods", "all")
-    default_methods = list_methods() if preset_methods in (None, "all") else list(preset_methods)
+    variants = list(preset.get("variants") or {})
+    default_methods = list_methods() + variants if preset_methods in (None, "all") else list(preset_methods)
     methods = methods or default_methods
-    _check_names("method", methods, list_methods())
+    _check_names("method", methods, list_methods() + variants)
     datasets = datasets or list(preset["datasets"])
     _check_names("dataset", datasets, list_datasets())
     seeds = seeds if seeds is not None else list(preset.get("seeds", [0]))

@@ -15,6 +15,7 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 POLICY = "policy.npz"
+PREDICTIONS = "predictions.npz"
 
 
 def canonical_json(value: Any) -> str:

@@ -15,7 +15,8 @@ def test_run_writes_the_records(tmp_path):
     config = tiny_config("spottune")
     metrics = run(config, tmp_path / "r")
     folder = tmp_path / "r"
-    assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.json", "policy.npz", "checkpoint.pt", "done"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.json", "policy.npz", "predictions.npz",
+                                                 "checkpoint.pt", "done"}
     stored = json.loads((folder / "config.json").read_text())
     assert stored["run_id"] == config["run_id"] == records.run_id(config)
     assert stored["hparams"]["temperature"] == 5.0 and stored["backbone"] == "resnet26"
@@ -31,6 +32,9 @@ def test_run_writes_the_records(tmp_path):
     assert policy["train_fraction"].shape == (2, 12)
     acc = 100.0 * (policy["predictions"] == policy["labels"]).mean()
     assert acc == pytest.approx(metrics["test_accuracy"])
+    predictions = np.load(folder / "predictions.npz")
+    assert np.array_equal(predictions["predictions"], policy["predictions"])
+    assert stored["protocol"]["test_routing"] == "argmax" and stored["protocol"]["freeze"] == "conv"
 
 
 def test_done_run_is_not_rerun(tmp_path):

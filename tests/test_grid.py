@@ -58,3 +58,18 @@ def test_grid_size_and_status(tmp_path):
     assert run_status(tmp_path, config) == "failed"
     (folder / "done").touch()
     assert run_status(tmp_path, config) == "done"
+
+
+def test_dataset_setting_does_not_override_a_methods_own_optimiser():
+    grid = make_grid("decathlon", ["piggyback", "spottune"], ["decathlon/vgg-flowers"], [0])
+    hp = {c["method"]: c["hparams"] for c in grid.runs()}
+    assert hp["spottune"]["weight_decay"] == 1e-4  # the released per-domain value
+    assert hp["piggyback"]["weight_decay"] == 0 and hp["piggyback"]["optimizer"] == "adam"
+
+
+def test_variants_run_a_registered_method_on_another_backbone():
+    grid = make_grid("standard", ["finetune", "finetune_resnet101"], ["cubs"], [0])
+    by_method = {c["method"]: c["hparams"] for c in grid.runs()}
+    assert by_method["finetune_resnet101"]["variant_of"] == "finetune"
+    assert by_method["finetune_resnet101"]["backbone"]["arch"] == "resnet101"
+    assert by_method["finetune"]["backbone"]["arch"] == "resnet50" and "variant_of" not in by_method["finetune"]

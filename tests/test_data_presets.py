@@ -1,0 +1,81 @@
+"""The decathlon and standard presets, and run_all's --pretrained, on a fixture devkit."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spottune.backbones import resnet26
+from spottune.grid import make_grid
+from tests.data_fixtures import write_devkit
+
+RUN_ALL = Path(__file__).parent.parent / "benchmarks" / "run_all.py"
+SPEC = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+run_all = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(run_all)
+
+
+def test_decathlon_preset_is_the_released_protocol() -> None:
+    grid = make_grid("decathlon")
+    assert len(grid.datasets) == 9 and "decathlon/imagenet12" not in grid.datasets
+    runs = {(r["method"], r["dataset"]): r["hparams"] for r in grid.runs()}
+    spottune = runs[("spottune", "decathlon/cifar100")]
+    assert [spottune[k] for k in ("lr", "epochs", "batch_size", "lr_milestones")] == [0.1, 110, 128, [40]]
+    assert spottune["weight_decay"] == 0.0 and runs[("spottune", "decathlon/vgg-flowers")]["weight_decay"] == 1e-4
+    assert spottune["data"] == {"split": "train+val", "eval_split": "test", "transforms": "released",
+                                "cache": "packed"}
+    assert spottune["backbone"]["pretrained"]["dataset"] == "decathlon/imagenet12"
+    assert runs[("piggyback", "decathlon/dtd")]["epochs"] == 30
+
+
+def test_standard_preset() -> None:
+    grid = make_grid("standard")
+    assert grid.datasets == ["cubs", "stanford_cars", "flowers", "wikiart", "sketches"]
+    hp = grid.runs()[0]["hparams"]
+    assert hp["backbone"]["arch"] == "resnet50" and (hp["lr"], hp["lr_milestones"]) == (0.01, [15, 30])
+
+
+def test_pretrained_option_recognises_both_formats(tmp_path: Path) -> None:
+    torch.save(resnet26(10, width=0.25).state_dict(), tmp_path / "state.pt")
+    torch.save({"net": nn.Linear(2, 2)}, tmp_path / "released.t7")  # a pickled whole module
+    assert run_all.pretrained_override(tmp_path / "state.pt")["kind"] == "state_dict"
+    assert run_all.pretrained_override(tmp_path / "released.t7") == {
+        "kind": "released", "path": str((tmp_path / "released.t7").resolve())}
+    with pytest.raises(FileNotFoundError):
+        run_all.pretrained_override(tmp_path / "missing.pt")
+
+
+def test_decathlon_preset_runs_on_a_fixture_devkit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_devkit(tmp_path / "data", "aircraft", {"train": 6, "val": 3, "test": 3}, num_classes=3)
+    torch.save(resnet26(10, width=0.25).state_dict(), tmp_path / "state.pt")
+    argv = ["--preset", "decathlon", "--datasets", "decathlon/aircraft", "--data-root", str(tmp_path / "data"),
+            "--pretrained", str(tmp_path / "state.pt"), "--output", str(tmp_path / "out")]
+    assert run_all.main(argv + ["--dry-run"]) == 0
+    assert "126" not in capsys.readouterr().out  # restricted to one domain
+    assert run_all.main(argv + ["--methods", "finetune", "--no-progress", "--set", "epochs=1", "batch_size=4",
+                                "backbone.width=0.25", "num_workers=0"]) == 0
+    config = json.loads(next((tmp_path / "out" / "runs").glob("*/config.json")).read_text())
+    assert config["protocol"]["split"] == "train+val" and config["data"]["test_labelled"]
+    assert "packed" in config["data"]["image_source"]
+    metrics = json.loads(next((tmp_path / "out" / "runs").glob("*/metrics.json")).read_text())
+    results = tmp_path / "out" / "submissions" / "finetune_seed0" / "results.json"
+    from spottune.data.submission import score_results
+
+    scored = score_results(results, tmp_path / "data" / "decathlon-1.0")
+    assert scored["aircraft"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_unlabelled_test_split_gives_no_accuracy_but_a_submission(tmp_path: Path) -> None:
+    write_devkit(tmp_path / "data", "dtd", {"train": 6, "val": 3, "test": 4}, num_classes=2, test_labels=None)
+    argv = ["--preset", "decathlon", "--datasets", "decathlon/dtd", "--data-root", str(tmp_path / "data"),
+            "--output", str(tmp_path / "out"), "--methods", "finetune", "--no-progress", "--set", "epochs=1",
+            "batch_size=4", "backbone.width=0.25", "num_workers=0", "backbone.pretrained.kind=none"]
+    assert run_all.main(argv) == 0
+    metrics = json.loads(next((tmp_path / "out" / "runs").glob("*/metrics.json")).read_text())
+    assert metrics["test_accuracy"] is None and metrics["protocol"]["test_labelled"] is False
+    entries = json.loads((tmp_path / "out" / "submissions" / "finetune_seed0" / "results.json").read_text())
+    assert len(entries) == 4 and all(e["category_id"] // 10**7 == 4 for e in entries)  # dtd is domain 4
