@@ -15,6 +15,7 @@ checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -23,14 +24,32 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from spottune import report  # noqa: E402
-from spottune.data import list_datasets  # noqa: E402
+from spottune.cost import GridCost  # noqa: E402
+from spottune.data import list_datasets, test_image_lookup  # noqa: E402
+from spottune.data.submission import write_grid_submissions  # noqa: E402
 from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
-from spottune.launch import launch_inline  # noqa: E402
+from spottune.launch import (format_status, grid_states, launch_inline, launch_local, launch_slurm,  # noqa: E402
+                             slurm_resources, wait_for_slurm)
 from spottune.methods import list_methods, load_plugins  # noqa: E402
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def pretrained_override(path: Path) -> dict:
+    """``--pretrained``: a ``state_dict`` file (it loads with ``weights_only``), else the released
+    pickled ResNet-26 (converted without running its pickle)."""
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--pretrained {path}: no such file")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        kind = "state_dict"
+    except (pickle.UnpicklingError, UnicodeDecodeError, RuntimeError):
+        kind = "released"
+    return {"kind": kind, "path": str(path.resolve())}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override hyperparameters, e.g. --set epochs=1 batch_size=8 backbone.width=0.5")
     p.add_argument("--data-root", type=Path, help="where datasets live (default: $SPOTTUNE_DATA)")
+    p.add_argument("--pretrained", type=Path, help="backbone checkpoint replacing the preset's: a state_dict "
+                   "or the released ResNet-26 pickle (default: the preset's backbone.pretrained)")
     p.add_argument("--download", action="store_true", help="allow downloading datasets that support it")
     p.add_argument("--plugins", type=_csv, default=[], help="modules to import that register your own methods")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
-    p.add_argument("--cluster", choices=["local"], default="local", help="where runs execute (default: here)")
-    p.add_argument("--dry-run", action="store_true", help="print the grid, one line per run, and exit")
+    p.add_argument("--cluster", choices=["local", "inline", "slurm"], default="local",
+                   help="where runs execute: local = this machine, in --max-parallel submitit workers "
+                        "(default); inline = in this process, one after the other, with per-epoch progress "
+                        "bars (debuggers welcome); slurm = as SLURM job arrays (see slurm/README.md)")
+    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one per two "
+                   "CPU cores; slurm: the array's parallelism)")
+    p.add_argument("--status", action="store_true",
+                   help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit")
+    slurm = p.add_argument_group("SLURM (--cluster slurm)")
+    slurm.add_argument("--profile",
+                       help="cluster profile: slurm/NAME.yaml or a YAML path (default: slurm/default.yaml)")
+    slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
+    slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
+    p.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # tests: runs raise at this epoch
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the grid (per run: epochs, images, estimated GPU-hours) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
     return p
@@ -61,33 +97,72 @@ def main(argv: list[str] | None = None) -> int:
         print("methods: ", ", ".join(list_methods()))
         print("datasets:", ", ".join(list_datasets()))
         return 0
-    overrides = parse_overrides(args.overrides)
-    if args.download:
-        overrides["data.download"] = True
     try:
+        overrides = parse_overrides(args.overrides)
+        if args.pretrained:
+            overrides["backbone.pretrained"] = pretrained_override(args.pretrained)
         grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
     except (KeyError, ValueError, FileNotFoundError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     output = args.output or REPO / "results" / grid.preset["name"]
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
-               "data_root": str(args.data_root) if args.data_root else None}
+               "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
+    if args.fail_at_epoch:
+        runtime["fail_at_epoch"] = args.fail_at_epoch
     configs = grid.runs(runtime)
     if args.dry_run:
+        cost, statuses = GridCost(configs), {c["run_id"]: run_status(output, c) for c in configs}
         for c in configs:
-            print(f"{c['run_id']}  {run_status(output, c):8s}  {c['method']:28s} {c['dataset']:22s} seed {c['seed']}")
+            print(f"{c['run_id']}  {statuses[c['run_id']]:8s}  {c['method']:28s} {c['dataset']:22s} seed {c['seed']}  "
+                  f"{cost.describe_run(c)}")
         print(f"{len(configs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
               f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
+        print(cost.summary(statuses))
         return 0
-    outcomes = launch_inline(output, configs)
-    report.write_summary(output)
-    print((output / "tables" / "summary.md").read_text())
-    failed = [r for r, o in outcomes.items() if o == "failed"]
-    print(f"tables: {output / 'tables'}")
+    if args.status or args.cluster == "slurm":
+        try:
+            if args.status:
+                print(format_status(output, grid_states(output, configs)))
+                return 0
+            failed = launch_on_slurm(args, grid.preset, output, configs)
+        except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:  # bad profile, no queue
+            print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+            return 2
+        if failed is None:  # submitted, not waiting
+            return 0
+    else:
+        if args.cluster == "inline":
+            outcomes = launch_inline(output, configs)
+        else:
+            outcomes = launch_local(output, configs, args.max_parallel, progress=not args.no_progress)
+        failed = [r for r, o in outcomes.items() if o == "failed"]
+    write_outputs(output, runtime)
     if failed:
         print(f"{len(failed)} run(s) failed: see {output}/runs/<run-id>/error.txt", file=sys.stderr)
         return 1
     return 0
+
+
+def write_outputs(output: Path, runtime: dict) -> None:
+    """Tables, figures and (for Decathlon runs) results.json submissions from the run records."""
+    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"]))
+    print((output / "tables" / "summary.md").read_text())
+    print(f"tables: {output / 'tables'}  figures: {output / 'figures'}")
+    for path in write_grid_submissions(output):
+        print(f"Decathlon submission: {path}")
+
+
+def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, configs: list[dict]) -> list[str] | None:
+    """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
+    and return the failed run ids, else None."""
+    overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
+    submitted = launch_slurm(output, configs, slurm_resources(preset.get("resources"), args.profile, overrides))
+    print(submitted or "nothing to submit: every run is done or in flight", flush=True)
+    if not args.wait:
+        return None
+    states = wait_for_slurm(output, configs, progress=not args.no_progress)
+    return [s.config["run_id"] for s in states if s.status == "failed"]
 
 
 if __name__ == "__main__":

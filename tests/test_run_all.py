@@ -38,7 +38,7 @@ def test_bad_input_fails_at_once_with_the_known_names(argv, message, capsys):
 
 def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
     argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--output", str(tmp_path),
-            "--no-progress", "--set", *QUICK]
+            "--no-progress", "--cluster", "inline", "--set", *QUICK]
     assert run_all.main(argv) == 0
     out = capsys.readouterr().out
     assert "[2/2]" in out and (tmp_path / "tables" / "summary.md").exists()
@@ -50,7 +50,7 @@ def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
     assert run_all.main(argv) == 0
     assert "[1/" not in capsys.readouterr().out  # nothing left to run
     assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == mtimes
-    assert run_all.main(argv[:-len(QUICK) - 1] + ["--dry-run", "--set", *QUICK]) == 0
+    assert run_all.main(argv[:-len(QUICK) - 1] + ["--dry-run", "--set", *QUICK]) == 0  # same grid
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.split()[1:2] == ["done"] for line in lines if " seed " in line) == 2
 
@@ -60,3 +60,16 @@ def test_help_teaches(capsys):
         run_all.main(["--help"])
     out = capsys.readouterr().out
     assert "--set" in out and "resumes interrupted" in out and "Examples" in out
+
+
+def test_local_workers_give_the_inline_numbers(tmp_path, capsys):
+    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--no-progress", "--set", *QUICK]
+    assert run_all.main(argv + ["--output", str(tmp_path / "inline"), "--cluster", "inline"]) == 0
+    assert run_all.main(argv + ["--output", str(tmp_path / "local"), "--max-parallel", "2"]) == 0
+    assert "in 2 local worker(s)" in capsys.readouterr().out
+    inline = pd.read_csv(tmp_path / "inline" / "tables" / "summary.csv")
+    local = pd.read_csv(tmp_path / "local" / "tables" / "summary.csv")
+    assert list(inline["method"]) == list(local["method"])
+    assert local["mean"].tolist() == pytest.approx(inline["mean"].tolist(), abs=0.5)
+    assert sorted(p.name for p in (tmp_path / "inline" / "runs").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "local" / "runs").iterdir())

@@ -1,8 +1,4 @@
-"""Launchers: run a list of run configs here (``inline``) or elsewhere.
-
-Every launcher calls the same :func:`spottune.engine.run` on the same configs, so where a
-run executes never changes its numbers.
-"""
+"""Run a grid's pending runs one after the other in this process (``--cluster inline``)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,0 +1,85 @@
+"""Run a grid on this machine through submitit's local executor (``--cluster local``).
+
+The pending runs are dealt round-robin into ``max_parallel`` workers (default: one per two
+CPU cores), each a submitit local job that runs its share one after the other: several runs
+at a time without paying a Python and torch start-up per run. A worker uses
+``$OMP_NUM_THREADS`` torch threads, or ``cpu_count // max_parallel`` when it is unset (on a
+CPU the numbers depend on the thread count; a SLURM job has one per allocated CPU). The
+parent follows the run folders with a progress bar; each worker's output goes to
+``<output>/local/``. Interrupting the parent (Ctrl-C) stops the workers; the next launch
+resumes the runs from their checkpoints.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+from tqdm import tqdm
+
+from spottune.grid import run_status
+from spottune.launch.inline import launch_inline, pending_runs
+
+
+class LocalWorker:
+    """A submitit job running its share of the runs in order (the inline launcher, in a worker)."""
+
+    def __init__(self, output: Path, configs: list[dict[str, Any]], threads: int) -> None:
+        self.output = Path(output)
+        self.configs = [{**c, "runtime": {**c.get("runtime", {}), "progress": False}} for c in configs]
+        self.threads = threads
+        self.sys_path = list(sys.path)  # plugins importable from where run_all.py was started
+
+    def __call__(self) -> dict[str, str]:
+        import torch
+
+        sys.path.extend(p for p in self.sys_path if p not in sys.path)
+        torch.set_num_threads(self.threads)
+        return launch_inline(self.output, self.configs)
+
+
+def default_parallelism() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int | None = None,
+                 progress: bool = True, poll_s: float = 1.0) -> dict[str, str]:
+    """Run every pending config in ``max_parallel`` local workers; run_id -> ``done`` | ``failed``."""
+    output = Path(output)
+    todo = pending_runs(output, configs)
+    if not todo:
+        return {}
+    workers = max(1, min(max_parallel or default_parallelism(), len(todo)))
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers))
+    executor = submitit.LocalExecutor(folder=output / "local")
+    executor.update_parameters(timeout_min=60 * 24 * 30)
+    jobs = [executor.submit(LocalWorker(output, todo[i::workers], threads)) for i in range(workers)]
+    print(f"running {len(todo)} run(s) in {workers} local worker(s) of {threads} thread(s); "
+          f"logs in {output / 'local'}/", flush=True)
+    try:
+        with tqdm(total=len(todo), desc="runs finished", unit="run", disable=not progress) as bar:
+            finished = 0
+            while finished < len(todo):
+                running = not all(job.done() for job in jobs)
+                finished = sum(run_status(output, c) in ("done", "failed") for c in todo)
+                bar.update(finished - bar.n)
+                if not running:
+                    break
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.cancel()
+        raise
+    outcomes: dict[str, str] = {}
+    for job in jobs:
+        try:
+            outcomes.update(job.result())
+        except Exception as err:  # noqa: BLE001 - a worker died: its unfinished runs are failed
+            print(f"local worker {job.job_id} failed: {type(err).__name__}: {str(err).splitlines()[-1]}; "
+                  f"log: {job.paths.stderr}", file=sys.stderr)
+    for config in todo:
+        outcomes.setdefault(config["run_id"], "done" if run_status(output, config) == "done" else "failed")
+    return outcomes

@@ -1,0 +1,184 @@
+"""SLURM through submitit: one job array per launch, cluster profiles, preemption-safe resume.
+
+A run's folder tells what happened to it (done, error.txt); ``submitted.json`` names the job
+that owns it, and the queue (``squeue``, never ``sacct``: many clusters, and our local one,
+have no accounting) tells whether that job is still in flight (:mod:`spottune.launch.status`).
+A run is submitted again only when it is neither done nor in flight, under a lock on the
+output folder, so two invocations cannot launch the same run twice. See ``slurm/README.md``.
+"""
+from __future__ import annotations
+
+import fcntl
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+import yaml
+from tqdm import tqdm
+
+from spottune import records
+from spottune.engine import run
+from spottune.grid import run_dir
+from spottune.launch.status import SUBMITTED, count_states, grid_states
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm"
+SUBMIT_LOCK = ".slurm-submit.lock"
+PROFILE_KEYS = ("partition", "account", "qos", "constraint", "exclude", "gpus_per_node", "cpus_per_task",
+                "mem_gb", "time_min", "signal_delay_s", "max_requeues", "max_parallel", "job_name",
+                "setup", "additional")
+# a preset's ``resources`` (what one run needs) in profile terms
+PRESET_RESOURCES = {"gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb", "time_min": "time_min"}
+# one thread per allocated CPU unless the user chose otherwise
+THREADS_SETUP = "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
+
+
+def read_profile(name_or_path: str) -> dict[str, Any]:
+    """One cluster profile: ``slurm/<name>.yaml`` or the path of a YAML file; keys are checked."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"unknown SLURM profile {name_or_path!r}; known: {', '.join(known) or 'none'} "
+                                f"(in {PROFILE_DIR}), or pass the path of a YAML file")
+    with open(path) as f:
+        profile = yaml.safe_load(f) or {}
+    _check_profile_keys(profile, str(path))
+    return profile
+
+
+def _check_profile_keys(profile: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(profile) - set(PROFILE_KEYS))
+    if unknown:
+        raise KeyError(f"{where}: unknown SLURM setting(s) {', '.join(unknown)}; known: {', '.join(PROFILE_KEYS)}")
+
+
+def slurm_resources(preset_resources: dict[str, Any] | None, profile: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What one job asks for, later layers winning::
+
+        slurm/default.yaml < the preset's resources < the profile < overrides (command line)
+
+    The preset says what a run needs; the profile says how the cluster provides it.
+    """
+    needs = {PRESET_RESOURCES[k]: v for k, v in (preset_resources or {}).items() if k in PRESET_RESOURCES}
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_profile_keys(overrides, "command line")
+    default = read_profile("default") if (PROFILE_DIR / "default.yaml").exists() else {}
+    chosen = read_profile(profile) if profile else {}
+    return {**default, **needs, **chosen, **overrides}
+
+
+def submitit_parameters(resources: dict[str, Any]) -> dict[str, Any]:
+    """``slurm_resources`` in submitit's AutoExecutor vocabulary (unset keys are left out)."""
+    params: dict[str, Any] = {"name": resources.get("job_name") or "spottune",
+                              "timeout_min": int(resources["time_min"]),
+                              "cpus_per_task": int(resources.get("cpus_per_task") or 1),
+                              "slurm_setup": [THREADS_SETUP, *(resources.get("setup") or [])]}
+    if resources.get("gpus_per_node"):
+        params["gpus_per_node"] = int(resources["gpus_per_node"])
+    if resources.get("mem_gb"):
+        params["mem_gb"] = float(resources["mem_gb"])
+    for key in ("partition", "account", "qos", "constraint", "exclude", "signal_delay_s"):
+        if resources.get(key) is not None:
+            params[f"slurm_{key}"] = resources[key]
+    if resources.get("max_parallel"):
+        params["slurm_array_parallelism"] = int(resources["max_parallel"])
+    if resources.get("additional"):
+        params["slurm_additional_parameters"] = dict(resources["additional"])
+    return params
+
+
+class RunJob:
+    """One run as a submitit job, checkpointable in the FAIR pattern.
+
+    On preemption or time-out SLURM sends USR2; submitit then calls :meth:`checkpoint` and
+    requeues the job, which calls this object again: the engine resumes from the
+    ``checkpoint.pt`` of the last finished epoch (seeded per epoch, so the numbers equal those
+    of an uninterrupted run). A plain ``scontrol requeue`` (no signal) resumes the same way.
+    """
+
+    def __init__(self, config: dict[str, Any], run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+
+    def __call__(self) -> dict[str, Any]:
+        return run(self.config, self.run_dir)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        # the engine has already saved the last finished epoch; resubmit the same run
+        return submitit.helpers.DelayedSubmission(RunJob(self.config, self.run_dir))
+
+
+def write_submission(folder: Path, job: submitit.Job, resources: dict[str, Any]) -> None:
+    job_id = str(job.job_id)
+    records.atomic_write_json(Path(folder) / SUBMITTED, {
+        "job_id": job_id, "array_job_id": job_id.split("_")[0],
+        "array_task_id": int(job_id.split("_")[1]) if "_" in job_id else None,
+        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+        "resources": resources})
+
+
+@contextmanager
+def submission_lock(output: Path) -> Iterator[None]:
+    """Exclusive lock on the output folder while deciding what to submit and recording it."""
+    Path(output).mkdir(parents=True, exist_ok=True)
+    with open(Path(output) / SUBMIT_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass
+class SubmittedArray:
+    array_job_id: str
+    run_ids: list[str]
+    log_dir: Path
+
+    def __str__(self) -> str:
+        tasks = f"_[0-{len(self.run_ids) - 1}]" if len(self.run_ids) > 1 else ""
+        return (f"submitted {len(self.run_ids)} run(s) to SLURM as job {self.array_job_id}{tasks}; "
+                f"logs in {self.log_dir}/{self.array_job_id}*/")
+
+
+def launch_slurm(output: Path, configs: list[dict[str, Any]], resources: dict[str, Any]) -> SubmittedArray | None:
+    """Submit, as one job array with ``resources`` (see :func:`slurm_resources`), every run that
+    is neither done nor in flight (failed and interrupted runs included); None if none is."""
+    output = Path(output)
+    with submission_lock(output):
+        todo = [s.config for s in grid_states(output, configs) if s.status in ("todo", "failed")]
+        if not todo:
+            return None
+        executor = submitit.AutoExecutor(folder=output / "slurm" / "%j", cluster="slurm",
+                                         slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
+        executor.update_parameters(**submitit_parameters(resources))
+        with executor.batch():
+            jobs = [executor.submit(RunJob(_quiet(c), run_dir(output, c))) for c in todo]
+        for config, job in zip(todo, jobs):
+            write_submission(run_dir(output, config), job, resources)
+    return SubmittedArray(str(jobs[0].job_id).split("_")[0], [c["run_id"] for c in todo], output / "slurm")
+
+
+def _quiet(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with progress bars off (they would fill the job logs); not part of the run id."""
+    return {**config, "runtime": {**config.get("runtime", {}), "progress": False}}
+
+
+def wait_for_slurm(output: Path, configs: list[dict[str, Any]], progress: bool = True,
+                   max_poll_s: float = 30.0) -> list[RunState]:
+    """Follow the grid until no run is in flight (polling the queue, more rarely as time goes by)."""
+    start = time.monotonic()
+    with tqdm(total=len(configs), desc="runs finished", unit="run", disable=not progress) as bar:
+        while True:
+            states = grid_states(output, configs)
+            counts = count_states(states)
+            bar.n = counts["done"] + counts["failed"]
+            bar.set_postfix(counts, refresh=True)
+            if not counts["running"] and not counts["pending"]:
+                return states
+            time.sleep(min(max_poll_s, max(2.0, (time.monotonic() - start) / 10)))

@@ -1,0 +1,175 @@
+"""Integration tests against a real SLURM cluster (issue 5): job arrays, requeue, failures.
+
+They need a running cluster that ``sinfo`` reaches, e.g. the one-node cluster of slurm/local/::
+
+    eval "$(bash slurm/local/start.sh)"      # exports SLURM_CONF
+    pytest -m slurm tests/test_slurm.py
+
+and are skipped, with the reason, when there is none. Runs are tiny (1 epoch, a backbone
+pretrained on 1,000 images) so that the file takes about two minutes on two CPU cores.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).parent.parent / "benchmarks" / "run_all.py")
+RUN_ALL = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(RUN_ALL)
+TINY = ["--set", "epochs=1", "backbone.pretrained.max_images=1000", "--no-progress"]
+GRID = ["--methods", "finetune,spottune", "--datasets", "digits,glyph_letters"]
+ON_SLURM = ["--cluster", "slurm", "--profile", "local"]
+
+pytestmark = pytest.mark.slurm
+
+
+def cluster_problem() -> str | None:
+    """Why no SLURM cluster can run our jobs, or None when one can."""
+    if not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
+        return "SLURM_CONF is unset (start one: eval \"$(bash slurm/local/start.sh)\")"
+    if shutil.which("sinfo") is None:
+        return "sinfo is not installed"
+    try:
+        answer = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: slurmctld unreachable"
+    if answer.returncode != 0:
+        return f"sinfo cannot reach the controller: {answer.stderr.strip()}"
+    if not any(s.startswith(("idle", "mixed", "allocated")) for s in answer.stdout.split()):
+        return f"no node is up (sinfo: {answer.stdout.split()})"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip without a cluster; else the environment that sbatch hands to the jobs: one thread,
+    the session's cache of pretrained weights (the folder tests/conftest.py points at)."""
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(f"no SLURM cluster: {problem}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        patch.setenv("SPOTTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
+
+
+def run_all(*args: str | Path, expect: int = 0) -> str:
+    """``benchmarks/run_all.py ARGS`` in this process (saves the imports); its stdout."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = RUN_ALL.main([str(a) for a in args])
+    assert code == expect, f"exit {code}\n{out.getvalue()}\n{err.getvalue()}"
+    return out.getvalue()
+
+
+def run_folders(output: Path) -> dict[tuple[str, str], Path]:
+    """(method, dataset) -> run folder, from each run's config.json."""
+    out = {}
+    for folder in (output / "runs").iterdir():
+        config = json.loads((folder / "config.json").read_text())
+        out[config["method"], config["dataset"]] = folder
+    return out
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def slurm_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The 2 x 2 tiny grid run through SLURM with --wait: (output folder, stdout)."""
+    output = tmp_path_factory.mktemp("slurm_grid")
+    return output, run_all(*GRID, *TINY, *ON_SLURM, "--wait", "--output", output)
+
+
+def test_grid_on_slurm_gives_the_tables_of_a_local_run(slurm_grid, tmp_path):
+    output, stdout = slurm_grid
+    assert "submitted 4 run(s) to SLURM as job " in stdout
+    for folder in run_folders(output).values():
+        assert (folder / "done").exists() and not (folder / "error.txt").exists()
+        assert json.loads((folder / "submitted.json").read_text())["job_id"]
+    local = tmp_path / "local"
+    run_all(*GRID, *TINY, "--cluster", "local", "--output", local)
+    on_slurm = pd.read_csv(output / "tables" / "summary.csv")
+    here = pd.read_csv(local / "tables" / "summary.csv")
+    assert len(on_slurm) == 4
+    pd.testing.assert_frame_equal(on_slurm, here)
+
+
+def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
+    """``scontrol requeue`` (the job is killed) after epoch 1, then a preemption signal (USR2:
+    submitit calls RunJob.checkpoint and requeues) later: the run resumes twice from its
+    checkpoint and ends with the numbers of an uninterrupted run."""
+    run = ["--methods", "spottune", "--datasets", "digits", "--set", "epochs=6",
+           "backbone.pretrained.max_images=1000", "--no-progress"]
+    output, reference = tmp_path / "slurm", tmp_path / "local"
+    run_all(*run, *ON_SLURM, "--output", output)  # returns once submitted
+    uninterrupted_run = subprocess.Popen([sys.executable, SPEC.origin, *run, "--output", str(reference)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    [folder] = (output / "runs").iterdir()
+    checkpoint = folder / "checkpoint.pt"
+    submission = json.loads((folder / "submitted.json").read_text())
+    starts = lambda: Path(submission["stdout"]).read_text().count("Starting with JobEnvironment")  # noqa: E731
+
+    wait_for(checkpoint.exists, 120, "the first epoch's checkpoint")
+    subprocess.run(["scontrol", "requeue", submission["job_id"]], check=True, timeout=30)
+    wait_for(lambda: starts() == 2, 120, "the requeued job to start again")
+    restarted = time.time()
+    wait_for(lambda: checkpoint.stat().st_mtime > restarted, 120, "a checkpoint of the restarted job")
+    assert not (folder / "done").exists(), "the run finished before it could be preempted"
+    subprocess.run(["scancel", "--signal=USR2", submission["job_id"]], check=True, timeout=30)
+
+    again = run_all(*run, *ON_SLURM, "--wait", "--output", output)
+    assert "nothing to submit" in again  # in flight: not submitted twice
+    assert starts() == 3
+    assert "Calling checkpoint method" in Path(submission["stdout"]).read_text()
+    assert uninterrupted_run.wait(timeout=180) == 0, uninterrupted_run.stderr.read()
+
+    resumed = json.loads((folder / "metrics.json").read_text())
+    uninterrupted = json.loads(next((reference / "runs").iterdir()).joinpath("metrics.json").read_text())
+    assert [h["epoch"] for h in resumed["history"]] == list(range(1, 7))
+    assert sum(bool(h.get("resumed")) for h in resumed["history"]) == 2
+    assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
+    for key in ("train_loss", "train_accuracy", "lr"):
+        assert [h[key] for h in resumed["history"]] == [h[key] for h in uninterrupted["history"]], key
+
+
+def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid):
+    output, _ = slurm_grid
+    # finetune/digits is done (slurm_grid); spottune_global/digits is new and crashes
+    grid = ["--methods", "finetune,spottune_global", "--datasets", "digits", *TINY, "--output", output]
+    done_job = json.loads((run_folders(output)["finetune", "digits"] / "submitted.json").read_text())["job_id"]
+
+    crashed = run_all(*grid, *ON_SLURM, "--wait", "--fail-at-epoch", "1", expect=1)
+    assert "1 run(s)" in crashed
+    folder = run_folders(output)["spottune_global", "digits"]
+    assert (folder / "error.txt").exists()
+    assert not (folder / "done").exists() and not (folder / "metrics.json").exists()
+
+    status = run_all(*grid, "--status")
+    assert "2 runs" in status and "1 done" in status and "1 failed" in status, status
+    assert "InjectedFailure" in status and str(folder / "error.txt") in status
+    log = json.loads((folder / "submitted.json").read_text())["stderr"]
+    assert f"log:   {log}" in status and Path(log).exists()
+
+    retried = run_all(*grid, *ON_SLURM, "--wait")
+    assert "1 run(s)" in retried
+    assert (folder / "done").exists() and not (folder / "error.txt").exists()
+    finetune = run_folders(output)["finetune", "digits"]
+    assert json.loads((finetune / "submitted.json").read_text())["job_id"] == done_job  # not resubmitted
+    status = run_all(*grid, "--status")
+    assert "2 done" in status and "0 failed" in status, status
