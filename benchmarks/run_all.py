@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="allow downloading datasets that support it")
     p.add_argument("--plugins", type=_csv, default=[], help="modules to import that register your own methods")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (speed only: same run ids; recorded in config.json)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+                   help="torch.compile the model (optionally with BACKEND; speed only: same run ids)")
     p.add_argument("--cluster", choices=["local", "inline", "slurm"], default="local",
                    help="where runs execute: local = this machine, in --max-parallel submitit workers "
                         "(default); inline = in this process, one after the other, with per-epoch progress "
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     output = args.output or REPO / "results" / grid.preset["name"]
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
+               "channels_last": args.channels_last, "compile": args.compile,
                "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
     if args.fail_at_epoch:
         runtime["fail_at_epoch"] = args.fail_at_epoch

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from spottune import records
+from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
 from spottune.data import TaskData, load_task, make_loader
 from spottune.methods import Method, create_method, load_plugins
@@ -64,13 +65,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> tor
 
 
 def train_step(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
-               images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+               images: torch.Tensor, labels: torch.Tensor, accel: Acceleration = Acceleration()
+               ) -> tuple[float, torch.Tensor]:
     """Forward, cross-entropy plus the method's regulariser, backward, step; (loss, logits)."""
-    logits = model(images)
-    loss = F.cross_entropy(logits, labels)
-    extra = method.regularizer(model)
-    if extra is not None:
-        loss = loss + extra
+    with accel.autocast(images.device.type):
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        extra = method.regularizer(model)
+        if extra is not None:
+            loss = loss + extra
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -99,23 +102,36 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: TaskData, batch_size: int, device: torch.device,
-             progress: bool = False) -> dict[str, Any]:
-    """Top-1 accuracy (percent) on the test split; predictions and per-image routing."""
+             progress: bool = False, accel: Acceleration = Acceleration()) -> dict[str, Any]:
+    """Top-1 accuracy (percent) on the test split; predictions and per-image routing.
+
+    A test split without labels (the Decathlon's, lacking the public test labels) gives
+    accuracy ``None``: only a submission built from the predictions can score it.
+    """
     model.eval()
     predictions, labels, routing = [], [], []
     start = time.perf_counter()
     loader = make_loader(task.test, batch_size, shuffle=False)
     for x, y in tqdm(loader, desc="test", disable=not progress, leave=False):
-        logits = model(x.to(device, non_blocking=True))
+        with accel.autocast(device.type):
+            logits = model(x.to(device, non_blocking=True))
         predictions.append(logits.argmax(1).cpu())
         labels.append(y)
         if getattr(model, "last_routing", None) is not None:
             routing.append(model.last_routing.cpu())
     seconds = time.perf_counter() - start
     pred, lab = torch.cat(predictions), torch.cat(labels)
-    return {"accuracy": 100.0 * float((pred == lab).float().mean()), "predictions": pred.numpy(),
+    labelled = task.info.get("test_labelled", True)
+    accuracy = 100.0 * float((pred == lab).float().mean()) if labelled else None
+    return {"accuracy": accuracy, "predictions": pred.numpy(),
             "labels": lab.numpy(), "routing": torch.cat(routing).numpy() if routing else None,
             "seconds": seconds, "images_per_second": len(lab) / max(seconds, 1e-9)}
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    records.atomic_write_bytes(path, buffer.getvalue())
 
 
 def _save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -128,8 +144,8 @@ def _save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opt
 
 
 def _train_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, task: TaskData,
-                 hp: dict, seed: int, epoch: int, device: torch.device, progress: bool, desc: str
-                 ) -> dict[str, Any]:
+                 hp: dict, seed: int, epoch: int, device: torch.device, progress: bool, desc: str,
+                 accel: Acceleration) -> dict[str, Any]:
     seed_epoch(seed, epoch)
     model.train()
     loader = make_loader(task.train, int(hp["batch_size"]), shuffle=True, seed=seed, epoch=epoch,
@@ -139,7 +155,7 @@ def _train_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimi
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss, logits = train_step(model, method, optimizer, x, y)
+        loss, logits = train_step(model, method, optimizer, x, y, accel)
         total_loss += loss * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -161,7 +177,8 @@ def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     ``config`` holds the identity fields (``method``, ``dataset``, ``seed``, ``preset``,
     ``hparams`` with ``backbone`` and ``data`` specs inside) and an optional ``runtime``
     dict that does not change the numbers (``device``, ``data_root``, ``download``, ``progress``,
-    ``plugins``, ``fail_at_epoch``). Returns the metrics. On failure, writes ``error.txt``
+    ``plugins``, ``fail_at_epoch``, and the speed options ``channels_last`` and ``compile`` of
+    :mod:`spottune.acceleration`). Returns the metrics. On failure, writes ``error.txt``
     and re-raises; ``done`` is written only after everything else.
     """
     run_dir = Path(run_dir)
@@ -190,18 +207,22 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     identity = {k: config[k] for k in records.IDENTITY_FIELDS}
     download = {"download": True} if runtime.get("download") else {}  # only when the user asks
     task = load_task(config["dataset"], data_root, **hp.get("data", {}), **download)
-    protocol = {**hp.get("protocol", {}), **{k: v for k, v in task.info.items()
-                                             if k in ("split", "transforms", "train_transform", "test_transform")}}
+    method = create_method(hp.get("variant_of", config["method"]), hp)
+    protocol = {**hp.get("protocol", {}), **{k: hp[k] for k in method.protocol_keys if k in hp},
+                **{k: v for k, v in task.info.items()
+                   if k in ("split", "eval_split", "test_labelled", "transforms", "train_transform",
+                            "test_transform")}}
+    accel = Acceleration.from_config(hp, runtime)
     stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
-              "protocol": protocol, "suite_version": SUITE_VERSION, "data": task.info}
+              "protocol": protocol, "suite_version": SUITE_VERSION, "data": task.info,
+              "acceleration": accel.describe()}
     records.atomic_write_json(run_dir / records.CONFIG, stored)
 
     torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
     backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device,
                                    progress, download=bool(download))
-    method = create_method(config["method"], hp)
     torch.manual_seed(seed)
-    model = method.build(backbone, task.num_classes).to(device)
+    model = accel.prepare(method.build(backbone, task.num_classes).to(device))
     optimizer = build_optimizer(method, model)
     scheduler = build_scheduler(optimizer, hp)
     start_epoch, history = 0, []
@@ -220,14 +241,15 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         if runtime.get("fail_at_epoch") == epoch + 1:
             raise InjectedFailure(f"injected failure at epoch {epoch + 1} (runtime.fail_at_epoch)")
         entry = _train_epoch(model, method, optimizer, task, hp, seed, epoch, device, progress,
-                             desc=f"{config['method']}/{config['dataset']}/s{seed} {epoch + 1}/{epochs}")
+                             desc=f"{config['method']}/{config['dataset']}/s{seed} {epoch + 1}/{epochs}",
+                             accel=accel)
         if start_epoch and epoch == start_epoch:
             entry["resumed"] = True
         history.append(entry)
         scheduler.step()
         _save_checkpoint(run_dir, model, optimizer, scheduler, epoch + 1, config, history)
 
-    result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress)
+    result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress, accel)
     train_seconds = sum(h["seconds"] for h in history)
     train_images = sum(len(task.train) for _ in history)
     metrics = {
@@ -245,14 +267,13 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                    "peak_memory_mb": _peak_memory_mb(device), "device": str(device)},
         "history": history, "protocol": protocol,
     }
+    _write_npz(run_dir / records.PREDICTIONS, predictions=result["predictions"].astype(np.int64),
+               labels=result["labels"].astype(np.int64),
+               test_ids=np.asarray(task.test_ids if task.test_ids is not None else [], dtype=np.int64))
     if result["routing"] is not None:
         fractions = np.array([h.get("finetune_fraction", []) for h in history], dtype=np.float32)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, decisions=result["routing"].astype(np.uint8),
-                            labels=result["labels"].astype(np.int64),
-                            predictions=result["predictions"].astype(np.int64),
-                            indices=np.arange(len(result["labels"]), dtype=np.int64),
-                            train_fraction=fractions)
-        records.atomic_write_bytes(run_dir / records.POLICY, buffer.getvalue())
+        _write_npz(run_dir / records.POLICY, decisions=result["routing"].astype(np.uint8),
+                   labels=result["labels"].astype(np.int64), predictions=result["predictions"].astype(np.int64),
+                   indices=np.arange(len(result["labels"]), dtype=np.int64), train_fraction=fractions)
     records.atomic_write_json(run_dir / records.METRICS, metrics)
     return metrics

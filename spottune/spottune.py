@@ -17,10 +17,19 @@ of the original blocks; their BatchNorm layers, the stem and the classifier trai
 
 Test-time routing (``test_routing``): ``"argmax"`` (default; one path per block, as the
 paper's figure shows) or ``"sampled"`` (Gumbel noise at test time too, as the released code).
+
+Computation: in training both copies of every block run on the whole batch (the released
+code's computation, and the one the straight-through gradient of ``a_t`` needs:
+``d x_t / d a_t = F'_t - F_t``); the frozen convolutions have ``requires_grad=False``, so
+their backward computes input gradients only. In evaluation mode with hard decisions that
+need no gradient, every block runs each copy only on the images routed through it
+(:class:`RoutingPlan`): the same logits up to float rounding, at the cost of about one
+network instead of two.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +80,74 @@ class PolicyNetwork(nn.Module):
         return self.net(x).view(x.shape[0], self.num_blocks, 2)
 
 
+@dataclass
+class RoutingPlan:
+    """Hard routing of a batch through two copies of every block, each image through one.
+
+    The batch travels in a permuted order: block ``t`` sees the images routed to the frozen
+    copy first (``counts[t]`` of them), then those routed to the fine-tuned copy, so each
+    copy runs on a contiguous slice. ``first`` permutes the stem output into block 0's order;
+    the outputs of block ``t`` are written straight into the order block ``t + 1`` needs (rows
+    ``dest[t]``; after the last block, the batch's own order): one copy of the activations per
+    block, none where the order does not change (``None``). The index arithmetic runs on the
+    CPU, from one transfer of the decisions.
+    """
+
+    first: torch.Tensor | None
+    dest: list[torch.Tensor | None]
+    counts: list[int]
+    batch_size: int
+
+    @classmethod
+    @torch.compiler.disable  # data-dependent: runs eagerly inside a compiled model
+    def from_decisions(cls, decisions: torch.Tensor) -> "RoutingPlan | None":
+        """The plan for ``decisions`` (batch, num_blocks), or ``None`` unless all are 0 or 1."""
+        cpu = decisions.detach().cpu()
+        if not bool(((cpu == 0) | (cpu == 1)).all()):
+            return None
+        batch, num_blocks = cpu.shape
+        tuned = cpu.to(torch.uint8)
+        orders = [torch.sort(tuned[:, t], stable=True).indices for t in range(num_blocks)]
+        orders.append(torch.arange(batch))
+        counts = [batch - int(tuned[:, t].sum()) for t in range(num_blocks)]
+        identity = orders[-1]
+        moves: list[torch.Tensor | None] = [None if torch.equal(orders[0], identity) else orders[0]]
+        for t in range(num_blocks):
+            position = torch.empty(batch, dtype=torch.long)
+            position[orders[t + 1]] = identity
+            moved = position[orders[t]]
+            moves.append(None if torch.equal(moved, identity) else moved)
+        if decisions.device.type != "cpu" and any(m is not None for m in moves):
+            rows = iter(torch.stack([m for m in moves if m is not None]).to(decisions.device))
+            moves = [None if m is None else next(rows) for m in moves]
+        return cls(moves[0], moves[1:], counts, batch)
+
+    @torch.compiler.disable  # shapes vary with the decisions: eager, not one graph per routing
+    def run(self, frozen_blocks: nn.ModuleList, tuned_blocks: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+        """The blocks' output for the stem output ``h``, rows in the batch's own order."""
+        if self.first is not None:
+            h = h.index_select(0, self.first)
+        for t, (frozen, tuned) in enumerate(zip(frozen_blocks, tuned_blocks)):
+            n_frozen = self.counts[t]
+            pieces = [(0, frozen, h[:n_frozen]), (n_frozen, tuned, h[n_frozen:])]
+            outputs = [(start, block(rows)) for start, block, rows in pieces if len(rows)]
+            h = self._gather(outputs, self.dest[t])
+        return h
+
+    def _gather(self, outputs: list[tuple[int, torch.Tensor]], dest: torch.Tensor | None) -> torch.Tensor:
+        """The block outputs (``(first row, tensor)``) as one tensor in the next block's order."""
+        if dest is None:
+            return outputs[0][1] if len(outputs) == 1 else torch.cat([out for _, out in outputs])
+        first = outputs[0][1]
+        channels_last = first.dim() == 4 and not first.is_contiguous() and first.is_contiguous(
+            memory_format=torch.channels_last)
+        merged = torch.empty((self.batch_size, *first.shape[1:]), dtype=first.dtype, device=first.device,
+                             memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        for start, out in outputs:
+            merged.index_copy_(0, dest[start:start + len(out)], out)
+        return merged
+
+
 class TwoPathNetwork(nn.Module):
     """Stem, a frozen and a fine-tuned copy of every block, and the head; routed per image.
 
@@ -110,13 +187,21 @@ class TwoPathNetwork(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, policy: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits; ``policy`` (batch, num_blocks), 1 = fine-tuned block, overrides :meth:`route`."""
+        """Logits; ``policy`` (batch, num_blocks), 1 = fine-tuned block, overrides :meth:`route`.
+
+        Evaluation mode with hard decisions that need no gradient runs each copy of a block only
+        on the images routed through it (:class:`RoutingPlan`); otherwise both copies run on the
+        whole batch and are mixed by the decisions.
+        """
         decisions = self.route(x) if policy is None else policy.to(x.dtype)
         if decisions.shape != (x.shape[0], self.num_blocks):
             raise ValueError(f"policy must have shape (batch, {self.num_blocks}), got {tuple(decisions.shape)}")
         self.last_routing = decisions.detach().to(torch.uint8)
         self._last_decisions = decisions
         h = self.stem(x)
+        plan = None if self.training or decisions.requires_grad else RoutingPlan.from_decisions(decisions)
+        if plan is not None:
+            return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h))
         for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
             a = decisions[:, t].view(-1, 1, 1, 1)
             h = (1 - a) * frozen(h) + a * tuned(h)

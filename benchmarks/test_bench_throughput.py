@@ -1,0 +1,70 @@
+"""Training-step and evaluation throughput of every registered method on the CPU.
+
+Two settings: ResNet-26 (width 1) at 64 px, batch 32 (the Visual Decathlon backbone) and
+ResNet-50 at 224 px, batch 8 (the standard datasets). Every benchmark times what the engine
+does per batch (:mod:`spottune.workload`): ``train`` is a whole training step, ``eval`` one
+evaluation batch. ``spottune-split`` is SpotTune's evaluation with every block split half and
+half between the two copies (the worst case of hard routing; an untrained policy tends to
+route a whole batch one way, which is the best case). One warm-up round, then
+``SPOTTUNE_BENCH_ROUNDS`` timed rounds; threads: ``benchmarks/conftest.py``.
+
+Besides pytest-benchmark's wall-clock statistics, every benchmark records the process CPU
+time of each timed round (``extra_info["cpu_seconds"]``). On a machine shared with other
+jobs, wall-clock time swings with their load while one thread's CPU time hardly moves, so
+``throughput_table.py`` computes images/s from the fastest round's CPU time (with one
+thread, the default, that is the wall-clock time of an idle machine).
+
+    pytest benchmarks/ --benchmark-json=bench.json
+    python benchmarks/throughput_table.py bench.json      # images/s and ratios to finetune
+
+The speed targets of issue 7 are read from that table (``benchmarks/RESULTS.md``): SpotTune's
+hard-routed evaluation >= 0.75x and its training step >= 0.5x standard fine-tuning on
+ResNet-26.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from spottune.methods import list_methods
+from spottune.workload import build_workload, split_routing
+
+SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32), "resnet50@224-b8": ("resnet50", 224, 8)}
+SPLIT = "spottune-split"
+ROUNDS = int(os.environ.get("SPOTTUNE_BENCH_ROUNDS", "2"))
+
+
+def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
+    arch, size, batch = SETTINGS[setting]
+    workload = build_workload(method.removesuffix("-split"), arch, size, batch)
+    if method == SPLIT:
+        assert split_routing(workload.model)
+    step: Callable[[], None] = workload.train_step if phase == "train" else workload.eval_step
+    cpu_seconds: list[float] = []
+
+    def timed_step() -> None:
+        start = time.process_time()
+        step()
+        cpu_seconds.append(time.process_time() - start)
+
+    benchmark.group = f"{setting} {phase}"
+    benchmark.pedantic(timed_step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update({"method": method, "setting": setting, "arch": arch, "image_size": size,
+                                 "batch_size": batch, "phase": phase, "threads": torch.get_num_threads(),
+                                 "cpu_seconds": cpu_seconds[1:]})  # the first call is the warm-up
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("phase", ["train", "eval"])
+def test_throughput(benchmark: Any, setting: str, method: str, phase: str) -> None:
+    _measure(benchmark, setting, method, phase)
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_spottune_split_evaluation(benchmark: Any, setting: str) -> None:
+    _measure(benchmark, setting, SPLIT, "eval")

@@ -1,0 +1,99 @@
+"""What a grid costs before it runs: epochs, images and estimated GPU-hours per run.
+
+For ``run_all.py --dry-run``. One run costs::
+
+    epochs * training images / training images/s  +  scored images / evaluation images/s
+
+with the image counts of :mod:`spottune.dataset_sizes` (no image is read) and the rates of
+the committed throughput table (:mod:`spottune.throughput`; whether those are measured or
+estimated is printed with every total). Not counted: pretraining a suite backbone (once per
+backbone, cached), data loading, checkpoints, start-up. Rates were measured at one batch
+size per backbone; larger batches usually run faster on a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spottune.dataset_sizes import UNVERIFIED, run_sizes
+from spottune.throughput import DEFAULT_TABLE, ThroughputTable
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class RunCost:
+    """The estimate of one run; ``None`` where a size or a rate is unknown."""
+
+    epochs: int
+    train_images: int | None
+    test_images: int | None
+    gpu_hours: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """``epochs 3  train 1198  test 599  ~4.2 GPU-s`` (or ``unknown`` parts)."""
+        train = UNKNOWN if self.train_images is None else str(self.train_images)
+        test = UNKNOWN if self.test_images is None else str(self.test_images)
+        hours = UNKNOWN if self.gpu_hours is None else format_gpu_time(self.gpu_hours)
+        return f"epochs {self.epochs:<4d} train {train:>8s}  test {test:>7s}  {hours}"
+
+
+def format_gpu_time(hours: float) -> str:
+    """``~12.3 GPU-h``; below a GPU-hour in GPU-min, below a GPU-minute in GPU-s."""
+    if hours >= 1:
+        return f"~{hours:.3g} GPU-h"
+    if hours * 60 >= 1:
+        return f"~{hours * 60:.3g} GPU-min"
+    return f"~{hours * 3600:.2g} GPU-s"
+
+
+def run_cost(config: dict[str, Any], table: ThroughputTable) -> RunCost:
+    """The cost of one run config (as :meth:`spottune.grid.Grid.runs` makes them)."""
+    hp = config["hparams"]
+    epochs = int(hp["epochs"])
+    sizes = run_sizes(config["dataset"], hp.get("data"))
+    backbone = hp["backbone"]
+    rate = table.rate(config["method"], backbone["arch"], int(backbone.get("input_size", 224)),
+                      float(backbone.get("width", 1.0)), str(hp.get("precision", "fp32")))
+    notes = [] if rate is None else list(rate.notes)
+    if sizes is None:
+        notes.append(f"size of {config['dataset']} unknown")
+    elif config["dataset"] in UNVERIFIED:
+        notes.append(f"image counts of {config['dataset']} [unverified]")
+    if rate is None:
+        notes.append(f"no throughput for {backbone['arch']}")
+    if sizes is None or rate is None:
+        return RunCost(epochs, *(sizes or (None, None)), None, notes)
+    train, test = sizes
+    seconds = epochs * train / rate.train + test / rate.eval
+    return RunCost(epochs, train, test, seconds / 3600.0, notes)
+
+
+class GridCost:
+    """The costs of a grid's runs against the throughput table at ``table_path``."""
+
+    def __init__(self, configs: list[dict[str, Any]], table_path: str | Path = DEFAULT_TABLE) -> None:
+        self.table_path = Path(table_path)
+        self.table = ThroughputTable.load(table_path)
+        self.costs = {c["run_id"]: run_cost(c, self.table) for c in configs}
+
+    def describe_run(self, config: dict[str, Any]) -> str:
+        return self.costs[config["run_id"]].describe()
+
+    def summary(self, statuses: dict[str, str]) -> str:
+        """Total GPU-hours, the part not done yet (``statuses``: run id -> status), and what the
+        numbers rest on."""
+        known = {r: c.gpu_hours for r, c in self.costs.items() if c.gpu_hours is not None}
+        remaining = sum(h for r, h in known.items() if statuses.get(r) != "done")
+        unknown = len(self.costs) - len(known)
+        notes = sorted({n for c in self.costs.values() for n in c.notes})
+        lines = [f"estimated GPU time: {format_gpu_time(sum(known.values()))} for {len(known)} runs "
+                 f"(not done yet: {format_gpu_time(remaining)})"
+                 + (f"; {unknown} runs of unknown cost not counted" if unknown else ""),
+                 f"  throughput: {self.table.describe()} ({self.table_path})",
+                 "  per run: epochs x training images / training images/s + scored images / evaluation "
+                 "images/s; backbone pretraining, data loading and start-up not counted"]
+        lines += [f"  note: {n}" for n in notes]
+        return "\n".join(lines)

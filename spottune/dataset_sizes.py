@@ -1,0 +1,76 @@
+"""Image counts of the registered datasets, known without reading a single image.
+
+Used to estimate what a grid costs before running it (:mod:`spottune.cost`). Keyed by the
+registered dataset name; a dataset missing here has an unknown size, and so an unknown cost.
+Sources:
+
+* Visual Decathlon: the devkit's split sizes (REFERENCE 2; Rebuffi et al. 2017).
+* Embedded mini tasks: the sizes :mod:`spottune.data.mini` builds (README, "The embedded default").
+* Standard datasets: the counts :mod:`spottune.data.standard` documents (Stanford Dogs,
+  Indoor-67, FGVC-Aircraft, DTD, CIFAR-100, Caltech-256 with its default options) and, for the
+  five of the Piggyback benchmark, the usual counts of their public splits, recalled and not
+  checked against the folders: these are listed in :data:`UNVERIFIED` and every estimate
+  built on them says so.
+
+A Decathlon run's training and scored images follow its data options as
+:mod:`spottune.data.decathlon` reads them: ``split`` (``"train+val"``, default, as released;
+or ``"train"``), ``eval_split`` (``"test"``, default; ``"val"``; or ``"holdout"``). With
+``eval_split: holdout`` (Decathlon and standard datasets) a ``holdout`` fraction (default 0.1)
+of the training images is scored instead of trained on; the loaders' per-class rounding is
+approximated by rounding once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+DECATHLON_SPLITS: dict[str, tuple[int, int, int]] = {  # train, val, test
+    "aircraft": (3334, 3333, 3333),
+    "cifar100": (40000, 10000, 10000),
+    "daimlerpedcls": (23520, 5880, 19600),
+    "dtd": (1880, 1880, 1880),
+    "gtsrb": (31367, 7842, 12630),
+    "imagenet12": (1232167, 49000, 48238),
+    "omniglot": (17853, 6492, 8115),
+    "svhn": (47217, 26040, 26032),
+    "ucf101": (7585, 1952, 3783),
+    "vgg-flowers": (1020, 1020, 6149),
+}
+
+TRAIN_TEST: dict[str, tuple[int, int]] = {  # train, test
+    "fmnist_heldout": (1000, 1000),
+    "digits": (1198, 599),
+    "glyph_letters": (1310, 874),
+    "glyph_fonts": (1080, 720),
+    "cubs": (5994, 5794),
+    "stanford_cars": (8144, 8041),
+    "flowers": (2040, 6149),
+    "wikiart": (42129, 10628),
+    "sketches": (16000, 4000),
+    "stanford_dogs": (12000, 8580),
+    "indoor67": (5360, 1340),
+    "fgvc_aircraft": (6667, 3333),
+    "dtd": (3760, 1880),
+    "cifar100": (50000, 10000),
+    "caltech256_30": (257 * 30, 257 * 20),
+    "caltech256_60": (257 * 60, 257 * 20),
+}
+UNVERIFIED = frozenset({"cubs", "stanford_cars", "flowers", "wikiart", "sketches"})
+
+
+def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple[int, int] | None:
+    """``(training images, scored images)`` of one run of ``dataset`` under ``data_options``,
+    or ``None`` when the size of ``dataset`` is not known."""
+    options = data_options or {}
+    domain = dataset.removeprefix("decathlon/")
+    if dataset.startswith("decathlon/") and domain in DECATHLON_SPLITS:
+        sizes = dict(zip(("train", "val", "test"), DECATHLON_SPLITS[domain]))
+        train = sum(sizes[p] for p in str(options.get("split", "train+val")).split("+"))
+        scored = sizes.get(str(options.get("eval_split", "test")), 0)
+    elif dataset in TRAIN_TEST:
+        train, scored = TRAIN_TEST[dataset]
+    else:
+        return None
+    if options.get("eval_split") == "holdout":
+        held = round(float(options.get("holdout", 0.1)) * train)
+        return train - held, held
+    return train, scored

@@ -1,0 +1,235 @@
+"""Performance machinery: hard-routed evaluation, no wasted gradients, speed options, the GPU
+check script and the cost estimate of ``--dry-run``. Speed targets live in ``benchmarks/``."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spottune import SpotTune
+from spottune.acceleration import Acceleration
+from spottune.backbones import resnet26, torchvision_resnet
+from spottune.cost import GridCost, run_cost
+from spottune.dataset_sizes import run_sizes
+from spottune.engine import build_optimizer, run, train_step
+from spottune.methods import create_method
+from spottune.throughput import ThroughputTable
+from spottune.workload import build_workload, split_routing
+from tests.helpers import tiny_config
+
+REPO = Path(__file__).resolve().parent.parent
+HP = {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "optimizer": "sgd"}
+
+
+def trained_like(model: SpotTune) -> SpotTune:
+    """Copies that differ (tuned weights moved) and BN statistics of real batches, as after training."""
+    with torch.no_grad():
+        for p in model.tuned_blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.train()
+        for _ in range(3):
+            model(torch.randn(16, 3, 32, 32))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def spottune_model() -> SpotTune:
+    torch.manual_seed(0)
+    return trained_like(SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25))
+
+
+def two_path_logits(model: SpotTune, x: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 as released: both copies of every block on the whole batch, mixed by the decisions."""
+    h = model.stem(x)
+    for t, (frozen, tuned) in enumerate(zip(model.frozen_blocks, model.tuned_blocks)):
+        a = decisions[:, t].view(-1, 1, 1, 1)
+        h = (1 - a) * frozen(h) + a * tuned(h)
+    return model.head(h)
+
+
+def patterns(batch: int, blocks: int) -> dict[str, torch.Tensor]:
+    rows, cols = torch.arange(batch).view(-1, 1), torch.arange(blocks).view(1, -1)
+    return {"all-0": torch.zeros(batch, blocks), "all-1": torch.ones(batch, blocks),
+            "mixed": torch.randint(0, 2, (batch, blocks)).float(),
+            "alternating": ((rows + cols) % 2).float().expand(batch, blocks),
+            "per-block": (cols % 3 == 0).float().expand(batch, blocks)}
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 16])
+def test_hard_routing_gives_the_two_path_logits(spottune_model, batch):
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.no_grad():
+        for name, decisions in patterns(batch, 12).items():
+            routed = spottune_model(x, policy=decisions)
+            reference = two_path_logits(spottune_model, x, decisions)
+            assert (routed - reference).abs().max() < 1e-5, name
+
+
+def test_hard_routing_with_the_policy_and_channels_last(spottune_model):
+    x = torch.randn(9, 3, 32, 32)
+    with torch.no_grad():
+        logits = spottune_model(x)
+        reference = two_path_logits(spottune_model, x, spottune_model.last_routing.float())
+        assert (logits - reference).abs().max() < 1e-5
+        nhwc = trained_like(SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25))
+        decisions = patterns(9, 12)["alternating"]
+        expected = two_path_logits(nhwc, x, decisions)
+        Acceleration(channels_last=True).prepare(nhwc)
+        assert (nhwc(x, policy=decisions) - expected).abs().max() < 1e-5
+
+
+def test_hard_routing_on_a_torchvision_resnet():
+    model = trained_like(SpotTune(torchvision_resnet("resnet18", 4), 4, policy_width=0.25))
+    x = torch.randn(5, 3, 32, 32)
+    decisions = torch.randint(0, 2, (5, 8)).float()
+    with torch.no_grad():
+        assert (model(x, policy=decisions) - two_path_logits(model, x, decisions)).abs().max() < 1e-5
+
+
+def _rows_seen(model: SpotTune) -> tuple[dict[str, list[int]], list]:
+    seen: dict[str, list[int]] = {"frozen": [], "tuned": []}
+    handles = [block.register_forward_hook(lambda m, i, o, k=kind: seen[k].append(i[0].shape[0]))
+               for kind, blocks in (("frozen", model.frozen_blocks), ("tuned", model.tuned_blocks))
+               for block in blocks]
+    return seen, handles
+
+
+def test_evaluation_runs_each_copy_only_on_its_images_training_on_all(spottune_model):
+    decisions = patterns(6, 12)["per-block"]  # blocks 0, 3, 6, 9 fine-tuned by every image
+    seen, handles = _rows_seen(spottune_model)
+    with torch.no_grad():
+        spottune_model(torch.randn(6, 3, 32, 32), policy=decisions)
+        assert seen == {"frozen": [6] * 8, "tuned": [6] * 4}
+        seen["frozen"].clear(), seen["tuned"].clear()
+        spottune_model(torch.randn(6, 3, 32, 32), policy=patterns(6, 12)["alternating"])
+        assert seen == {"frozen": [3] * 12, "tuned": [3] * 12}
+        seen["frozen"].clear(), seen["tuned"].clear()
+        model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25).train()
+        seen_train, train_handles = _rows_seen(model)
+        model(torch.randn(6, 3, 32, 32), policy=decisions)
+        assert seen_train == {"frozen": [6] * 12, "tuned": [6] * 12}  # straight-through needs both
+    for h in handles + train_handles:
+        h.remove()
+
+
+@pytest.mark.parametrize("freeze", ["conv", "block"])
+def test_frozen_convolutions_get_no_weight_gradient(freeze):
+    method = create_method("spottune", {**HP, "policy_width": 0.25, "freeze": freeze})
+    model = method.build(resnet26(5, width=0.25, input_size=32), 5).train()
+    stats = [m.running_mean.clone() for m in model.frozen_blocks.modules() if isinstance(m, nn.BatchNorm2d)]
+    optimizer = build_optimizer(method, model)
+    train_step(model, method, optimizer, torch.randn(8, 3, 32, 32), torch.randint(0, 5, (8,)))
+    frozen_convs = [m for m in model.frozen_blocks.modules() if isinstance(m, nn.Conv2d)]
+    assert frozen_convs and all(m.weight.grad is None for m in frozen_convs)
+    assert all(m.weight.grad is not None for m in model.tuned_blocks.modules() if isinstance(m, nn.Conv2d))
+    frozen_bns = [m for m in model.frozen_blocks.modules() if isinstance(m, nn.BatchNorm2d)]
+    after = [m.running_mean for m in frozen_bns]
+    if freeze == "conv":  # as released: the frozen copy's BN trains
+        assert all(m.weight.grad is not None for m in frozen_bns)
+    else:  # whole copy frozen: no BN gradient, statistics untouched
+        assert all(m.weight.grad is None for m in frozen_bns)
+        assert all(torch.equal(a, b) for a, b in zip(after, stats))
+
+
+def test_acceleration_options():
+    accel = Acceleration.from_config({"precision": "bf16"}, {"channels_last": True, "compile": True})
+    assert accel.describe() == {"precision": "bf16", "channels_last": True, "compile": "inductor"}
+    assert Acceleration.from_config({}, {}).describe() == {"precision": "fp32", "channels_last": False,
+                                                           "compile": None}
+    with pytest.raises(ValueError, match="precision"):
+        Acceleration.from_config({"precision": "fp8"}, {})
+    with pytest.raises(ValueError, match="compile"):
+        Acceleration.from_config({}, {"compile": 3})
+
+
+def test_bf16_and_eager_compile_steps_keep_the_state_dict():
+    workload = build_workload("spottune", "resnet26", 32, 4, width=0.125,
+                              accel=Acceleration(precision="bf16", compile_backend="eager"))
+    keys = set(workload.model.state_dict())
+    workload.train_step()
+    workload.eval_step()
+    assert set(workload.model.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
+    assert all(torch.isfinite(p).all() for p in workload.model.parameters())
+
+
+def test_split_routing_splits_every_block():
+    workload = build_workload("spottune", "resnet26", 32, 6, width=0.125)
+    assert split_routing(workload.model)
+    workload.eval_step()
+    fractions = workload.model.last_routing.float().mean(0)
+    assert torch.equal(fractions, torch.full((12,), 0.5))
+    assert not split_routing(build_workload("finetune", "resnet26", 32, 2, width=0.125).model)
+
+
+def test_engine_records_the_speed_options(tmp_path):
+    config = tiny_config("spottune", epochs=1, precision="bf16")
+    config["runtime"].update(channels_last=True)
+    metrics = run(config, tmp_path / "r")
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert stored["acceleration"] == {"precision": "bf16", "channels_last": True, "compile": None}
+    assert stored["hparams"]["precision"] == "bf16" and 0.0 <= metrics["test_accuracy"] <= 100.0
+    assert config["run_id"] != tiny_config("spottune", epochs=1)["run_id"]  # bf16 changes the numbers
+
+
+def test_gpu_check_smoke(tmp_path):
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke", "--threads", "1",
+                           "--warmup", "0", "--methods", "finetune,spottune-split", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| resnet")]
+    assert len(rows) == 2 * 2 * 2 and all(line.endswith("| ok |") for line in rows)
+    table = ThroughputTable.load(tmp_path / "gpu_throughput.yaml")
+    assert table.kind == "measured"
+    assert set(table.settings["resnet50@32"]["methods"]["spottune-split"]) == {"fp32", "bf16"}
+    assert done.stdout.count("| finetune |") == 4
+
+
+def test_dataset_sizes():
+    assert run_sizes("decathlon/aircraft") == (6667, 3333)  # train+val as released
+    assert run_sizes("decathlon/aircraft", {"split": "train", "eval_split": "val"}) == (3334, 3333)
+    assert run_sizes("decathlon/dtd", {"split": "train", "eval_split": "holdout", "holdout": 0.1}) == (1692, 188)
+    assert run_sizes("digits") == (1198, 599)
+    assert run_sizes("cubs", {"eval_split": "holdout", "holdout": 0.5}) == (2997, 2997)
+    assert run_sizes("no_such_dataset") is None
+
+
+def test_run_cost_from_a_throughput_table():
+    table = ThroughputTable(kind="measured", device="test", source="test", settings={
+        "resnet26@64": {"batch_size": 32, "methods": {"finetune": {"fp32": {"train": 100.0, "eval": 400.0}}}}})
+    config = {"method": "spottune", "dataset": "decathlon/dtd", "run_id": "x",
+              "hparams": {"epochs": 10, "backbone": {"arch": "resnet26", "input_size": 64, "width": 1.0},
+                          "data": {"split": "train"}}}
+    cost = run_cost(config, table)
+    assert cost.train_images == 1880 and cost.test_images == 1880
+    assert cost.gpu_hours == pytest.approx((10 * 1880 / 100 + 1880 / 400) / 3600)
+    assert any("finetune's rate" in n for n in cost.notes)
+    def at(size: int, width: float) -> float:
+        backbone = {"arch": "resnet26", "input_size": size, "width": width}
+        return run_cost({**config, "hparams": {**config["hparams"], "backbone": backbone}}, table).gpu_hours
+
+    assert at(128, 1.0) == pytest.approx(4 * cost.gpu_hours)  # 4x the compute
+    assert at(32, 0.5) == pytest.approx(cost.gpu_hours)  # smaller: never faster than measured
+    unknown = run_cost({**config, "dataset": "no_such_dataset"}, table)
+    assert unknown.gpu_hours is None and "unknown" in unknown.describe()
+    assert "image counts of cubs [unverified]" in run_cost({**config, "dataset": "cubs"}, table).notes
+    resnet101 = {**config, "hparams": {**config["hparams"], "backbone": {"arch": "resnet101", "input_size": 224}}}
+    assert run_cost(resnet101, table).gpu_hours is None  # no torchvision ResNet measured in this table
+
+
+def test_dry_run_prints_epochs_sizes_and_gpu_hours(capsys):
+    spec = importlib.util.spec_from_file_location("run_all", REPO / "benchmarks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    assert run_all.main(["--dry-run", "--methods", "finetune,spottune", "--datasets", "digits,glyph_fonts",
+                 "--output", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if " seed 0 " in line]
+    assert len(lines) == 4 and all("epochs 3" in line and re.search(r"~[\d.]+ GPU-(h|min|s)$", line) for line in lines)
+    assert sum("train     1198  test     599" in line for line in lines) == 2
+    assert "estimated GPU time:" in out and GridCost([]).table.describe() in out
