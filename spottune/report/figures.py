@@ -185,6 +185,7 @@ def score_vs_params(table: Table) -> Figure:
         [*rows.index[is_paper], *table.markers.loc[rows.index[is_paper]].to_numpy().ravel()]))))
     figure = Figure(figsize=(WIDTH / 2, 2.6), layout="constrained")
     axes = figure.add_subplot()
+    labels: list[tuple[str, float, float, tuple[float, float]]] = []
     for points, name, style, offset in (
             (rows[is_paper], " ".join(["published", *tags]),
              {"facecolors": "none", "edgecolors": "0.4"}, (3, 2)),
@@ -192,12 +193,42 @@ def score_vs_params(table: Table) -> Figure:
         if points.empty:
             continue
         axes.scatter(points["#par"], points["score"], s=18, label=name, **style)
-        for label, point in points.iterrows():
-            axes.annotate(label.split(" (")[0], (point["#par"], point["score"]), fontsize=6,
-                          xytext=offset, textcoords="offset points")
+        labels.extend((label.split(" (")[0], point["#par"], point["score"], offset)
+                      for label, point in points.iterrows())
+    _annotate_without_overlap(axes, labels)
     axes.set(xlabel="#par (backbones)", ylabel="Decathlon score", title=table.title.split(",")[0])
     axes.legend(loc="best")
     return figure
+
+
+def _annotate_without_overlap(axes, labels: list[tuple[str, float, float, tuple[float, float]]],
+                              fontsize: float = 6) -> None:
+    """Point labels (text, x, y, offset in points), each shifted up or down by whole lines,
+    nearest first, to the first place where its estimated box overlaps no label placed
+    before and stays inside the axes (highest points placed first), with a leader line when moved."""
+    axes.margins(x=0.08, y=0.12)
+    axes.autoscale_view()
+    to_points = 72.0 / axes.figure.dpi
+    (left, bottom), (right, top) = (v * to_points for v in axes.bbox.get_points())
+    placed: list[tuple[float, float, float, float]] = []
+    for text, x, y, (dx, dy) in sorted(labels, key=lambda item: (-item[2], item[1])):
+        px, py = (v * to_points for v in axes.transData.transform((x, y)))
+        width, height = 0.55 * fontsize * len(text), fontsize + 1
+        if px + dx + width > right:  # no room on the right: label to the left of the point
+            dx = -dx - width
+        box = (px + dx, py + dy, px + dx + width, py + dy + height)
+        for shift in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5):
+            candidate = (box[0], box[1] + shift * height, box[2], box[3] + shift * height)
+            inside = bottom <= candidate[1] and candidate[3] <= top
+            if inside and not any(candidate[0] < b[2] and b[0] < candidate[2] and candidate[1] < b[3]
+                                  and b[1] < candidate[3] for b in placed):
+                box = candidate
+                break
+        placed.append(box)
+        moved = abs(box[1] - (py + dy)) > 0.5  # a leader line to a label moved off its point
+        axes.annotate(text, (x, y), fontsize=fontsize, xytext=(box[0] - px, box[1] - py),
+                      textcoords="offset points",
+                      arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if moved else None)
 
 
 def save(figure: Figure, folder: Path, name: str) -> list[Path]:
