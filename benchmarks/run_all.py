@@ -7,10 +7,15 @@ Examples:
   python benchmarks/run_all.py --methods spottune,finetune --datasets digits --seeds 0,1
   python benchmarks/run_all.py --set epochs=1 batch_size=8  # override any preset / method hyperparameter
   python benchmarks/run_all.py --list                       # presets, methods and datasets known
+  python benchmarks/run_all.py --preset decathlon --data-root /data --cluster slurm --wait
+                                                            # the paper's grid on a SLURM cluster
+  python benchmarks/run_all.py --preset decathlon --status  # done / running / pending / failed
+  python benchmarks/run_all.py --plugins my_pkg.my_method --methods my_method,spottune
 
 Runs land in <output>/runs/<run-id>/ (config.json, metrics.json, policy.npz, checkpoint.pt,
 done). Re-running the same command skips done runs and resumes interrupted ones from their
-checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/.
+checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/,
+figures to <output>/figures/; `python -m spottune.report <output>` regenerates both.
 """
 from __future__ import annotations
 
