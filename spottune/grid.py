@@ -40,6 +40,8 @@ from spottune.data import list_datasets
 from spottune.methods import get_method, list_methods
 
 PRESET_DIR = Path(__file__).parent / "presets"
+PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
+               "dataset_hparams", "variants", "data_options", "protocol", "resources")
 
 
 def list_presets() -> list[str]:
@@ -56,9 +58,14 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
                                 f"(or pass the path of a YAML file)")
     with open(path) as f:
         preset = yaml.safe_load(f)
+    if not isinstance(preset, dict):
+        raise ValueError(f"preset {path} is not a YAML mapping of the keys {', '.join(PRESET_KEYS)}")
     missing = {"name", "backbone", "datasets", "hparams"} - set(preset)
     if missing:
         raise ValueError(f"preset {path} lacks the keys {sorted(missing)}")
+    unknown = sorted(set(preset) - set(PRESET_KEYS))
+    if unknown:
+        raise ValueError(f"preset {path}: unknown keys {unknown}; known: {', '.join(PRESET_KEYS)}")
     return preset
 
 

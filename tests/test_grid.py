@@ -73,3 +73,16 @@ def test_variants_run_a_registered_method_on_another_backbone():
     assert by_method["finetune_resnet101"]["variant_of"] == "finetune"
     assert by_method["finetune_resnet101"]["backbone"]["arch"] == "resnet101"
     assert by_method["finetune"]["backbone"]["arch"] == "resnet50" and "variant_of" not in by_method["finetune"]
+
+
+def test_bad_preset_files_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbackbone: {arch: resnet26}\ndatasets: [digits]\nhparams: {}\nhparms: {lr: 1}\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['hparms'\]"):
+        load_preset(str(bad))
+    bad.write_text("- just a list\n")
+    with pytest.raises(ValueError, match="not a YAML mapping"):
+        load_preset(str(bad))
+    bad.write_text("name: bad\n")
+    with pytest.raises(ValueError, match="lacks the keys"):
+        load_preset(str(bad))
