@@ -197,7 +197,8 @@ def score_vs_params(table: Table) -> Figure:
                       for label, point in points.iterrows())
     _annotate_without_overlap(axes, labels)
     axes.set(xlabel="#par (backbones)", ylabel="Decathlon score", title=table.title.split(",")[0])
-    axes.legend(loc="best")
+    if labels:
+        axes.legend(loc="best")
     return figure
 
 

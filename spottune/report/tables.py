@@ -147,7 +147,8 @@ def _suite_row(layout: Layout, runs: pd.DataFrame, means: pd.Series, columns: di
     missing = [name for name in columns if name not in present]
     if layout.baseline is None:
         return row, missing
-    row["mean"] = float(np.mean([present[name] for name in columns if name in present]))
+    values = [present[name] for name in columns if name in present]
+    row["mean"] = float(np.mean(values)) if values else np.nan
     scored = {name: present[name] for name in baseline if name in present}
     row["score"] = (decathlon_score(scored, baseline=baseline, allow_partial=True)
                     if scored else np.nan)
