@@ -266,6 +266,7 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                    "eval_images_per_second": result["images_per_second"],
                    "peak_memory_mb": _peak_memory_mb(device), "device": str(device)},
         "history": history, "protocol": protocol,
+        "pretraining": backbone.pretraining,  # the source task's accuracy of the shared network
     }
     _write_npz(run_dir / records.PREDICTIONS, predictions=result["predictions"].astype(np.int64),
                labels=result["labels"].astype(np.int64),

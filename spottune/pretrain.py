@@ -8,7 +8,10 @@
     (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
     spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
     (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. A file
-    lock makes concurrent runs wait for one pretraining instead of repeating it.
+    lock makes concurrent runs wait for one pretraining instead of repeating it. The
+    pretrained network is then evaluated on the source task's test split (its ``eval_split``)
+    and the result kept with the weights: ``backbone.pretraining`` = ``{dataset, split,
+    test_accuracy}``, recorded in every run's metrics (the Decathlon table's ImNet column).
 ``released``
     The released ResNet-26 ImageNet checkpoint (a pickled module), converted safely by
     :func:`spottune.backbones.load_released_resnet26`.
@@ -50,8 +53,10 @@ def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
 
 
 def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device, progress: bool,
-              download: bool) -> Backbone:
+              download: bool) -> tuple[Backbone, dict[str, Any]]:
+    """The pretrained backbone and its evaluation on the source task's test split."""
     from spottune.data import load_task, make_loader
+    from spottune.engine import evaluate
     from tqdm import tqdm
 
     pre = spec["pretrained"]
@@ -83,7 +88,10 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model.cpu()
+    result = evaluate(model, task, int(pre.get("batch_size", 128)), device, progress)
+    source = {"dataset": pre["dataset"], "split": task.info.get("eval_split", "test"),
+              "test_accuracy": result["accuracy"]}
+    return model.cpu(), source
 
 
 def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
@@ -127,12 +135,13 @@ def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, devi
     with open(folder / f".{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            model = _pretrain(spec, data_root, device, progress, download)
+            model, source = _pretrain(spec, data_root, device, progress, download)
             buffer = io.BytesIO()
-            torch.save({"spec": spec, "state_dict": model.state_dict()}, buffer)
+            torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source}, buffer)
             atomic_write_bytes(path, buffer.getvalue())
     blob = torch.load(path, map_location="cpu", weights_only=True)
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)
     model.load_state_dict(blob["state_dict"])
+    model.pretraining = blob.get("source")
     return model

@@ -143,3 +143,14 @@ def test_every_published_number_carries_its_provenance(records, layout):
             printed = cells.loc[name][cells.loc[name] != "–"]
             assert printed.str.contains(r"\[(?:src|code|unverified)\]").all(), name
     assert any("[unverified] recalled" in note for note in table.footnotes)
+
+
+def test_imnet_column_from_the_recorded_pretraining_accuracy(records):
+    with_source = records.assign(**{"pretraining.dataset": "decathlon/imagenet12",
+                                    "pretraining.test_accuracy": 58.5})
+    table = build_table(with_source, DECATHLON)
+    assert table.mean.at["Feature extractor (suite)", "ImNet"] == pytest.approx(58.5)
+    assert not table.cells().at["Feature extractor (suite)", "score"].endswith("†")  # ten domains now
+    finetune = records[(records["preset"] == "decathlon") & (records["method"] == "finetune")]
+    own = finetune.loc[finetune["dataset"] == "decathlon/imagenet12", "test_accuracy"].mean()
+    assert table.mean.at["Finetune (suite)", "ImNet"] == pytest.approx(own)  # a real source run wins

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,9 @@ def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
     assert len(table) >= 2
     runs = sorted((tmp_path / "runs").iterdir())
     assert len(runs) == 2 and all((r / "done").exists() for r in runs)
+    pretraining = json.loads((runs[0] / "metrics.json").read_text())["pretraining"]
+    assert pretraining["dataset"] == "mini_source" and pretraining["split"] == "test"
+    assert 0 <= pretraining["test_accuracy"] <= 100  # 512 images, one epoch: no better than chance
     mtimes = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
     assert run_all.main(argv) == 0
     assert "[1/" not in capsys.readouterr().out  # nothing left to run

@@ -43,6 +43,8 @@ class Backbone(nn.Module):
         self.head = head
         self.arch = arch
         self.input_size = input_size
+        # where the weights come from, when the suite knows: {dataset, split, test_accuracy}
+        self.pretraining: dict | None = None
 
     @property
     def num_blocks(self) -> int:

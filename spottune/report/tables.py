@@ -209,13 +209,30 @@ def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFram
     return rows, missing
 
 
+def _with_pretraining_accuracy(runs: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """``runs`` plus, per (method, seed) without a run on the source domain, a source-domain
+    record holding the shared pretrained network's accuracy there, as the suite's own
+    pretraining recorded it (``pretraining.test_accuracy``): every method keeps that network,
+    so it is the method's ImNet entry, as in the paper's table."""
+    column, source = "pretraining.test_accuracy", layout.source_domain
+    if source is None or column not in runs or "pretraining.dataset" not in runs:
+        return runs
+    known = runs[(runs["pretraining.dataset"] == layout.dataset_prefix + source)
+                 & runs[column].notna() & (runs["status"] == "done") & (runs["dataset"] != source)]
+    have = set(zip(*[runs.loc[runs["dataset"] == source, k] for k in ("method", "seed")]))
+    known = known[[key not in have for key in zip(known["method"], known["seed"])]]
+    added = known.drop_duplicates(["method", "seed"]).assign(dataset=source, test_accuracy=known[column])
+    return pd.concat([runs, added], ignore_index=True) if len(added) else runs
+
+
 def build_table(records: pd.DataFrame, layout: Layout,
                 reference_dir: str | Path | None = None) -> Table | None:
     """The :class:`Table` of ``layout`` from ``records``; ``None`` when the preset has no runs."""
     runs = records[records["preset"] == layout.preset]
     if runs.empty:
         return None
-    runs = runs.assign(dataset=runs["dataset"].str.removeprefix(layout.dataset_prefix))
+    runs = _with_pretraining_accuracy(runs.assign(dataset=runs["dataset"].str.removeprefix(
+        layout.dataset_prefix)), layout)
     stats = seed_stats(runs)
     means, stds = pivot(stats, layout.preset), pivot(stats, layout.preset, "std")
     published = (load_published(layout.published, reference_dir) if layout.published
