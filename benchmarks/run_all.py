@@ -147,16 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             outcomes = launch_local(output, configs, args.max_parallel, progress=not args.no_progress)
         failed = [r for r, o in outcomes.items() if o == "failed"]
-    write_outputs(output, runtime)
+    write_outputs(output, runtime, configs)
     if failed:
         print(f"{len(failed)} run(s) failed: see {output}/runs/<run-id>/error.txt", file=sys.stderr)
         return 1
     return 0
 
 
-def write_outputs(output: Path, runtime: dict) -> None:
+def write_outputs(output: Path, runtime: dict, configs: list[dict]) -> None:
     """Tables, figures and (for Decathlon runs) results.json submissions from the run records."""
-    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"]))
+    options = {c["dataset"]: c["hparams"].get("data", {}) for c in configs}
+    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"], options))
     print((output / "tables" / "summary.md").read_text())
     print(f"tables: {output / 'tables'}  figures: {output / 'figures'}")
     for path in write_grid_submissions(output):

@@ -71,11 +71,13 @@ def load_task(name: str, data_root: str | Path | None = None, **options: Any) ->
     return _DATASETS[name](Path(root) if root else None, **options)
 
 
-def test_image_lookup(data_root: str | Path | None = None) -> Callable[[str, Any], Any]:
-    """``(dataset, indices) -> images`` (unnormalised test images, for the report's figures)."""
+def test_image_lookup(data_root: str | Path | None = None,
+                      options: dict[str, dict[str, Any]] | None = None) -> Callable[[str, Any], Any]:
+    """``(dataset, indices) -> images`` (unnormalised test images, for the report's figures);
+    ``options[dataset]``: the loader options the runs used (their test split must be the same)."""
 
     def lookup(dataset: str, indices: Any) -> Any:
-        task = load_task(dataset, data_root)
+        task = load_task(dataset, data_root, **(options or {}).get(dataset, {}))
         if task.raw_test_images is None:
             raise LookupError(f"dataset {dataset!r} does not provide raw test images")
         return task.raw_test_images(list(indices))
