@@ -1,35 +1,25 @@
 """Network surgery shared by several baselines (one place, no copies between baselines).
 
-* :func:`new_task_network`: a deep copy of the pretrained backbone with a new classifier.
 * :class:`Frozen` / :func:`freeze_`: frozen parameters; :class:`Frozen` also keeps the wrapped
   module in eval mode whatever ``model.train()`` says, so frozen BatchNorm layers keep their
   pretrained running statistics (feature extractor, last-k, Piggyback, progressive nets, LwF).
 * :func:`replace_modules`: swap every submodule that matches a predicate for a wrapper built
   from it (Piggyback's masked convolutions, both kinds of residual adapters, frozen BN).
 * :func:`init_like_resnet_`: the initialisation shared by torchvision ResNets and the
-  Decathlon ResNet-26 (convolutions N(0, sqrt(2 / (k * k * out))), BN 1 / 0).
+  Decathlon ResNet-26 (convolutions as :func:`spottune.backbones.resnet26.init_conv_`, BN 1 / 0).
 * :func:`param_group`: one optimiser parameter group as the engine expects it.
 """
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-from spottune.backbones.base import Backbone
+from spottune.backbones.resnet26 import init_conv_
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def new_task_network(backbone: Backbone, num_classes: int) -> Backbone:
-    """A deep copy of ``backbone`` (which is left untouched) with a new ``num_classes`` classifier."""
-    model = copy.deepcopy(backbone)
-    model.reset_classifier(num_classes)
-    return model
 
 
 def freeze_(module: nn.Module) -> nn.Module:
@@ -93,16 +83,6 @@ def is_conv(module: nn.Module, kernel_size: int | None = None) -> bool:
 
 def is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, BATCH_NORMS)
-
-
-def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
-    """N(0, sqrt(2 / (k_h * k_w * out_channels))): He init, fan-out mode (ResNet-26 and torchvision)."""
-    fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
-    with torch.no_grad():
-        conv.weight.normal_(0.0, math.sqrt(2.0 / fan_out))
-        if conv.bias is not None:
-            conv.bias.zero_()
-    return conv
 
 
 def init_like_resnet_(module: nn.Module) -> nn.Module:

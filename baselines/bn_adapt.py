@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from baselines._common import freeze_, new_task_network
+from baselines._common import freeze_
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 
@@ -28,7 +28,7 @@ class BNAdapt(Method):
     """Train only BatchNorm (affine + statistics) and the new classifier."""
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = new_task_network(backbone, num_classes)
+        model = backbone.for_task(num_classes)
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 freeze_(module)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from baselines._common import Frozen, new_task_network
+from baselines._common import Frozen
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 
@@ -25,7 +25,7 @@ class FeatureExtractor(Method):
     """Frozen backbone and BN (eval mode), new linear classifier only."""
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = new_task_network(backbone, num_classes)
+        model = backbone.for_task(num_classes)
         model.stem = Frozen(model.stem)
         model.blocks = nn.ModuleList(Frozen(block) for block in model.blocks)
         model.head.pre = Frozen(model.head.pre)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from baselines._common import Frozen, new_task_network
+from baselines._common import Frozen
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 
@@ -34,7 +34,7 @@ class FinetuneLastK(Method):
         k = int(self.hp["k"])
         if not 0 <= k <= backbone.num_blocks:
             raise ValueError(f"k must be between 0 and {backbone.num_blocks} for {backbone.arch}, got {k}")
-        model = new_task_network(backbone, num_classes)
+        model = backbone.for_task(num_classes)
         model.stem = Frozen(model.stem)
         first = backbone.num_blocks - k
         model.blocks = nn.ModuleList([Frozen(b) if t < first else b for t, b in enumerate(model.blocks)])

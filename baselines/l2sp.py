@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import new_task_network, param_group
+from baselines._common import param_group
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, ParamGroup, register_method
 
@@ -34,7 +34,7 @@ class L2SPNetwork(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, alpha: float, beta: float) -> None:
         super().__init__()
-        self.net = new_task_network(backbone, num_classes)
+        self.net = backbone.for_task(num_classes)
         self.alpha = float(alpha)
         self.beta = float(beta)
         classifier = self.net.head.fc

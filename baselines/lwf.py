@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._common import Frozen, new_task_network
+from baselines._common import Frozen
 from spottune.backbones.base import Backbone, count_parameters
 from spottune.methods import Method, register_method
 
@@ -39,7 +39,7 @@ class LwFNetwork(nn.Module):
 
     def __init__(self, backbone: Backbone, num_classes: int, lambda_old: float, temperature: float) -> None:
         super().__init__()
-        self.net = new_task_network(backbone, num_classes)
+        self.net = backbone.for_task(num_classes)
         self.old_fc = copy.deepcopy(backbone.head.fc)
         self.original = Frozen(copy.deepcopy(backbone))
         self.lambda_old = float(lambda_old)

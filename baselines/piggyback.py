@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import (Frozen, freeze_, is_batch_norm, is_conv, new_task_network, param_group,
+from baselines._common import (Frozen, freeze_, is_batch_norm, is_conv, param_group,
                                replace_modules)
 from spottune.backbones.base import Backbone, count_parameters
 from spottune.methods import Method, ParamGroup, register_method
@@ -76,7 +76,7 @@ class Piggyback(Method):
     }
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = new_task_network(backbone, num_classes)
+        model = backbone.for_task(num_classes)
         replace_modules(model, lambda _, m: is_conv(m),
                         lambda conv: MaskedConv2d(conv, self.hp["mask_init"], self.hp["threshold"]))
         if not self.hp["train_bn"]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._common import Frozen, init_like_resnet_, module_device, new_task_network
+from baselines._common import Frozen, init_like_resnet_, module_device
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 
@@ -75,7 +75,7 @@ class ProgressiveNetwork(nn.Module):
         source = copy.deepcopy(backbone)
         source.head = nn.Identity()
         self.source_column = Frozen(source)
-        column = new_task_network(backbone, num_classes)
+        column = backbone.for_task(num_classes)
         if column_init == "random":
             init_like_resnet_(column)
         self.stem, self.blocks, self.head = column.stem, column.blocks, column.head

@@ -41,8 +41,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import freeze_, init_conv_, is_conv, new_task_network, param_group, replace_modules
+from baselines._common import freeze_, is_conv, param_group, replace_modules
 from spottune.backbones.base import Backbone
+from spottune.backbones.resnet26 import init_conv_
 from spottune.methods import Method, ParamGroup, register_method
 
 ADAPT = ("3x3", "all")
@@ -99,7 +100,7 @@ class _ResidualAdapters(Method):
             raise ValueError(f"adapt must be one of {ADAPT}, got {adapt!r}")
         if init not in ADAPTER_INITS:
             raise ValueError(f"adapter_init must be one of {ADAPTER_INITS}, got {init!r}")
-        model = new_task_network(backbone, num_classes)
+        model = backbone.for_task(num_classes)
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 freeze_(module)

@@ -12,7 +12,6 @@ The suite's tests import this file and train it for one step, so it cannot rot.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 from torch import nn
@@ -29,9 +28,7 @@ class LayerwiseLR(Method):
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         """A copy of the pretrained backbone (never modify ``backbone`` itself), new classifier."""
-        model = copy.deepcopy(backbone)
-        model.reset_classifier(num_classes)
-        return model
+        return backbone.for_task(num_classes)
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         """One optimiser group per depth; ``lr`` and ``weight_decay`` come from the preset."""

@@ -251,7 +251,7 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress, accel)
     train_seconds = sum(h["seconds"] for h in history)
-    train_images = sum(len(task.train) for _ in history)
+    train_images = len(task.train) * len(history)
     metrics = {
         "run_id": stored["run_id"], **{k: config[k] for k in ("method", "dataset", "seed", "preset")},
         "backbone": stored["backbone"], "test_accuracy": result["accuracy"],

@@ -126,11 +126,7 @@ class Finetune(Method):
     """Standard fine-tuning: every weight trains from the pretrained values, new classifier."""
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        import copy
-
-        model = copy.deepcopy(backbone)
-        model.reset_classifier(num_classes)
-        return model
+        return backbone.for_task(num_classes)
 
 
 @register_method("spottune")

@@ -159,8 +159,7 @@ class TwoPathNetwork(nn.Module):
         super().__init__()
         if freeze not in FREEZE_MODES:
             raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
-        backbone = copy.deepcopy(backbone)
-        backbone.reset_classifier(num_classes)
+        backbone = backbone.for_task(num_classes)
         self.freeze = freeze
         self.arch = backbone.arch
         self.stem = backbone.stem

@@ -7,6 +7,8 @@ outputs, and "fine-tune the last k blocks" is a slice of a list.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -53,6 +55,13 @@ class Backbone(nn.Module):
     @property
     def feature_dim(self) -> int:
         return self.head.fc.in_features
+
+    def for_task(self, num_classes: int) -> "Backbone":
+        """A deep copy (``self`` is left untouched) with a new ``num_classes`` classifier: the
+        starting point of every method's model for a target task."""
+        model = copy.deepcopy(self)
+        model.reset_classifier(num_classes)
+        return model
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier by a new one for ``num_classes`` (default PyTorch init)."""

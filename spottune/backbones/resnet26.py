@@ -58,11 +58,20 @@ class BasicBlock26(nn.Module):
         return F.relu(self.shortcut(x) + self.residual(x))
 
 
+def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
+    """N(0, sqrt(2 / (k_h * k_w * out_channels))): He init, fan-out mode (ResNet-26 and torchvision)."""
+    fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
+    with torch.no_grad():
+        conv.weight.normal_(0.0, math.sqrt(2.0 / fan_out))
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return conv
+
+
 def _init_rebuffi(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+            init_conv_(m)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)

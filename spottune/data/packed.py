@@ -36,9 +36,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from spottune.data.base import DatasetError
+from spottune.data.images import LabelledImages
 
 FORMAT_VERSION = 1
 _CHUNK = 1 << 22
@@ -197,7 +197,7 @@ class TensorAugment:
         return " + ".join(steps + ["ToTensor", "Normalize"])
 
 
-class AugmentedImages(Dataset):
+class AugmentedImages(LabelledImages):
     """``(augment(images[i]), labels[i])`` over a sequence of uint8 ``(C, H, W)`` tensors (a
     packed cache, or JPEGs decoded to tensors).
 
@@ -207,17 +207,8 @@ class AugmentedImages(Dataset):
     """
 
     def __init__(self, images: Sequence[torch.Tensor], labels: Sequence[int], augment: TensorAugment) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images
-        self.labels = [int(label) for label in labels]
+        super().__init__(images, labels, augment)
         self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.augment(self.images[index]), self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
         crops = [self.augment.crop_image(self.images[i]) for i in indices]

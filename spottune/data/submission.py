@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from spottune import records
 from spottune.data.base import DATA_ENV, DatasetError
 from spottune.data.decathlon import (CATEGORY_BASE, find_devkit, first_category, read_split,
                                      read_test_labels)
@@ -68,9 +69,7 @@ def write_results(path: str | Path, predictions: Mapping[str, tuple[Sequence[int
             _check_complete(domain, image_ids, devkit)
         entries.extend(results_entries(domain, image_ids, classes))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(entries))
-    os.replace(tmp, path)
+    records.atomic_write_bytes(path, json.dumps(entries).encode())
     return path
 
 
@@ -82,8 +81,6 @@ def write_grid_submissions(output_dir: str | Path, devkit: Path | None = None) -
     the evaluation server expects all ten, ImageNet included.
     """
     import numpy as np
-
-    from spottune import records
 
     grouped: dict[tuple[str, int], dict[str, tuple[Sequence[int], Sequence[int]]]] = {}
     for folder in sorted(Path(output_dir).glob("runs/*")):

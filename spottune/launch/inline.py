@@ -8,6 +8,12 @@ from spottune.engine import run
 from spottune.grid import run_dir, run_status
 
 
+def without_progress(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with progress bars off, for runs whose output goes to a log file (the bars
+    would fill it); ``runtime`` is not part of the run id."""
+    return {**config, "runtime": {**config.get("runtime", {}), "progress": False}}
+
+
 def pending_runs(output: Path, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Runs without a ``done`` marker (failed and interrupted ones are retried / resumed)."""
     return [c for c in configs if run_status(output, c) != "done"]

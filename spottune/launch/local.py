@@ -21,7 +21,7 @@ import submitit
 from tqdm import tqdm
 
 from spottune.grid import run_status
-from spottune.launch.inline import launch_inline, pending_runs
+from spottune.launch.inline import launch_inline, pending_runs, without_progress
 
 
 class LocalWorker:
@@ -29,7 +29,7 @@ class LocalWorker:
 
     def __init__(self, output: Path, configs: list[dict[str, Any]], threads: int) -> None:
         self.output = Path(output)
-        self.configs = [{**c, "runtime": {**c.get("runtime", {}), "progress": False}} for c in configs]
+        self.configs = [without_progress(c) for c in configs]
         self.threads = threads
         self.sys_path = list(sys.path)  # plugins importable from where run_all.py was started
 

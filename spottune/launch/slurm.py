@@ -24,6 +24,7 @@ from tqdm import tqdm
 from spottune import records
 from spottune.engine import run
 from spottune.grid import run_dir
+from spottune.launch.inline import without_progress
 from spottune.launch.status import SUBMITTED, count_states, grid_states
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm"
@@ -158,15 +159,10 @@ def launch_slurm(output: Path, configs: list[dict[str, Any]], resources: dict[st
                                          slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
         executor.update_parameters(**submitit_parameters(resources))
         with executor.batch():
-            jobs = [executor.submit(RunJob(_quiet(c), run_dir(output, c))) for c in todo]
+            jobs = [executor.submit(RunJob(without_progress(c), run_dir(output, c))) for c in todo]
         for config, job in zip(todo, jobs):
             write_submission(run_dir(output, config), job, resources)
     return SubmittedArray(str(jobs[0].job_id).split("_")[0], [c["run_id"] for c in todo], output / "slurm")
-
-
-def _quiet(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with progress bars off (they would fill the job logs); not part of the run id."""
-    return {**config, "runtime": {**config.get("runtime", {}), "progress": False}}
 
 
 def wait_for_slurm(output: Path, configs: list[dict[str, Any]], progress: bool = True,
