@@ -3,7 +3,8 @@ test suite (whose ``testpaths`` is ``tests``).
 
 Threads: ``SPOTTUNE_BENCH_THREADS`` (default 1) intra-op threads for every benchmark, set here
 and recorded in the JSON's ``machine_info``, with the load averages (1 / 5 / 15 min) at the
-start and at the end of the session.
+start and at the end of the session. The memory format of the throughput suite:
+``test_bench_throughput.py``.
 One thread by default: on a shared machine, one thread's CPU time is the measurement least
 disturbed by other processes (``test_bench_throughput.py``).
 """

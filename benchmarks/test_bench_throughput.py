@@ -6,7 +6,9 @@ does per batch (:mod:`spottune.workload`): ``train`` is a whole training step, `
 evaluation batch. ``spottune-split`` is SpotTune's evaluation with every block split half and
 half between the two copies (the worst case of hard routing; an untrained policy tends to
 route a whole batch one way, which is the best case). One warm-up round, then
-``SPOTTUNE_BENCH_ROUNDS`` timed rounds; threads: ``benchmarks/conftest.py``.
+``SPOTTUNE_BENCH_ROUNDS`` timed rounds; threads: ``benchmarks/conftest.py``. Memory format:
+the models' own (NCHW), or channels-last with ``SPOTTUNE_BENCH_CHANNELS_LAST=1`` (the run option
+``runtime.channels_last``).
 
 Besides pytest-benchmark's wall-clock statistics, every benchmark records the process CPU
 time of each timed round (``extra_info["cpu_seconds"]``). On a machine shared with other
@@ -30,17 +32,20 @@ from typing import Any, Callable
 import pytest
 import torch
 
+from spottune.acceleration import Acceleration
 from spottune.methods import list_methods
 from spottune.workload import build_workload, split_routing
 
 SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32), "resnet50@224-b8": ("resnet50", 224, 8)}
 SPLIT = "spottune-split"
 ROUNDS = int(os.environ.get("SPOTTUNE_BENCH_ROUNDS", "2"))
+CHANNELS_LAST = os.environ.get("SPOTTUNE_BENCH_CHANNELS_LAST", "0") == "1"
 
 
 def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
     arch, size, batch = SETTINGS[setting]
-    workload = build_workload(method.removesuffix("-split"), arch, size, batch)
+    workload = build_workload(method.removesuffix("-split"), arch, size, batch,
+                              accel=Acceleration(channels_last=CHANNELS_LAST))
     if method == SPLIT:
         assert split_routing(workload.model)
     step: Callable[[], None] = workload.train_step if phase == "train" else workload.eval_step
@@ -55,6 +60,7 @@ def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
     benchmark.pedantic(timed_step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update({"method": method, "setting": setting, "arch": arch, "image_size": size,
                                  "batch_size": batch, "phase": phase, "threads": torch.get_num_threads(),
+                                 "channels_last": CHANNELS_LAST,
                                  "cpu_seconds": cpu_seconds[1:]})  # the first call is the warm-up
 
 

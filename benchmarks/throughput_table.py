@@ -46,11 +46,13 @@ def rates(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
 
 def machine_line(doc: dict[str, Any]) -> str:
     info = doc["machine_info"]
+    channels_last = any(b["extra_info"].get("channels_last") for b in doc["benchmarks"])
     load_text = "load average (1 / 5 / 15 min) " + ", ".join(
         f"{when} {' / '.join(f'{v:.2f}' for v in info[f'load_average_{when}'])}"
         for when in ("start", "end") if info.get(f"load_average_{when}"))
     return (f"{info.get('cpu', {}).get('brand_raw', info.get('processor', '?'))}, {info.get('cpu_count')} cores, "
-            f"torch threads: {info.get('torch_threads')}, torch {info.get('torch')}, Python "
+            f"torch threads: {info.get('torch_threads')}, "
+            f"memory format: {'channels-last' if channels_last else 'NCHW'}, torch {info.get('torch')}, Python "
             f"{info.get('python_version')}; {load_text}; {doc.get('datetime', '')[:19]}")
 
 

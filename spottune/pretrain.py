@@ -7,7 +7,9 @@
     Fashion-MNIST classes 0-5) with SGD, Nesterov momentum 0.9 and a one-cycle schedule
     (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
     spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
-    (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. A file
+    (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. The hash
+    also covers :data:`PRETRAINING_VERSION`, so weights cached by an earlier pretraining
+    procedure of the suite are not mistaken for the current one's. A file
     lock makes concurrent runs wait for one pretraining instead of repeating it. The
     pretrained network is then evaluated on the source task's test split (its ``eval_split``)
     and the result kept with the weights: ``backbone.pretraining`` = ``{dataset, split,
@@ -37,6 +39,9 @@ from spottune.backbones import Backbone, load_released_resnet26, resnet26, torch
 from spottune.records import atomic_write_bytes, canonical_json
 
 CACHE_ENV = "SPOTTUNE_CACHE"
+# the suite's pretraining procedure (_pretrain): bump whenever a change to it changes the weights
+# or what is stored with them, so that older cached files are not reused
+PRETRAINING_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -128,7 +133,7 @@ def _existing(path: str) -> Path:
 
 def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, device: torch.device,
                               progress: bool, download: bool) -> Backbone:
-    key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:12]
+    key = hashlib.sha256(canonical_json({"spec": spec, "version": PRETRAINING_VERSION}).encode()).hexdigest()[:12]
     folder = cache_dir() / "pretrained"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{spec['arch']}-{spec['pretrained']['dataset']}-{key}.pt"

@@ -21,10 +21,11 @@ paper's figure shows) or ``"sampled"`` (Gumbel noise at test time too, as the re
 Computation: in training both copies of every block run on the whole batch (the released
 code's computation, and the one the straight-through gradient of ``a_t`` needs:
 ``d x_t / d a_t = F'_t - F_t``); the frozen convolutions have ``requires_grad=False``, so
-their backward computes input gradients only. In evaluation mode with hard decisions that
-need no gradient, every block runs each copy only on the images routed through it
-(:class:`RoutingPlan`): the same logits up to float rounding, at the cost of about one
-network instead of two.
+their backward computes input gradients only, and a parameter-free shortcut (ResNet-26's
+identity and zero-padding average pool) is computed once for both copies. In evaluation mode
+with hard decisions that need no gradient, every block runs each copy only on the images
+routed through it (:class:`RoutingPlan`): the same logits up to float rounding, at the cost
+of about one network instead of two.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spottune.backbones.base import Backbone
-from spottune.backbones.resnet26 import resnet26
+from spottune.backbones.resnet26 import BasicBlock26, resnet26
 
 FREEZE_MODES = ("conv", "block")
 TEST_ROUTINGS = ("argmax", "sampled")
@@ -78,6 +79,18 @@ class PolicyNetwork(nn.Module):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=True)
         return self.net(x).view(x.shape[0], self.num_blocks, 2)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _select_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``x[rows]`` in ``x``'s memory format (``index_select`` alone returns a channels-last
+    tensor as NCHW, slowly, and every convolution after it would convert it back)."""
+    if _is_channels_last(x):
+        return x.permute(0, 2, 3, 1).index_select(0, rows).permute(0, 3, 1, 2)
+    return x.index_select(0, rows)
 
 
 @dataclass
@@ -126,7 +139,7 @@ class RoutingPlan:
     def run(self, frozen_blocks: nn.ModuleList, tuned_blocks: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
         """The blocks' output for the stem output ``h``, rows in the batch's own order."""
         if self.first is not None:
-            h = h.index_select(0, self.first)
+            h = _select_rows(h, self.first)
         for t, (frozen, tuned) in enumerate(zip(frozen_blocks, tuned_blocks)):
             n_frozen = self.counts[t]
             pieces = [(0, frozen, h[:n_frozen]), (n_frozen, tuned, h[n_frozen:])]
@@ -139,10 +152,9 @@ class RoutingPlan:
         if dest is None:
             return outputs[0][1] if len(outputs) == 1 else torch.cat([out for _, out in outputs])
         first = outputs[0][1]
-        channels_last = first.dim() == 4 and not first.is_contiguous() and first.is_contiguous(
-            memory_format=torch.channels_last)
         merged = torch.empty((self.batch_size, *first.shape[1:]), dtype=first.dtype, device=first.device,
-                             memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                             memory_format=torch.channels_last if _is_channels_last(first)
+                             else torch.contiguous_format)
         for start, out in outputs:
             merged.index_copy_(0, dest[start:start + len(out)], out)
         return merged
@@ -170,6 +182,8 @@ class TwoPathNetwork(nn.Module):
             for name, param in module.named_parameters(recurse=False):
                 if freeze == "block" or isinstance(module, nn.Conv2d):
                     param.requires_grad_(False)
+        # ResNet-26 blocks: one parameter-free shortcut output for both copies (BasicBlock26)
+        self._shares_shortcut = [isinstance(block, BasicBlock26) for block in self.frozen_blocks]
         self.last_routing: torch.Tensor | None = None
 
     @property
@@ -203,7 +217,11 @@ class TwoPathNetwork(nn.Module):
             return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h))
         for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
             a = decisions[:, t].view(-1, 1, 1, 1)
-            h = (1 - a) * frozen(h) + a * tuned(h)
+            if self._shares_shortcut[t]:
+                shortcut = frozen.shortcut(h)
+                h = (1 - a) * frozen(h, shortcut=shortcut) + a * tuned(h, shortcut=shortcut)
+            else:
+                h = (1 - a) * frozen(h) + a * tuned(h)
         return self.head(h)
 
 

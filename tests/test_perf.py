@@ -2,6 +2,7 @@
 check script and the cost estimate of ``--dry-run``. Speed targets live in ``benchmarks/``."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import re
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from spottune import SpotTune
@@ -19,6 +21,7 @@ from spottune.cost import GridCost, run_cost
 from spottune.dataset_sizes import run_sizes
 from spottune.engine import build_optimizer, run, train_step
 from spottune.methods import create_method
+from spottune.spottune import gumbel_softmax_decisions
 from spottune.throughput import ThroughputTable
 from spottune.workload import build_workload, split_routing
 from tests.helpers import tiny_config
@@ -116,6 +119,37 @@ def test_evaluation_runs_each_copy_only_on_its_images_training_on_all(spottune_m
         assert seen_train == {"frozen": [6] * 12, "tuned": [6] * 12}  # straight-through needs both
     for h in handles + train_handles:
         h.remove()
+
+
+@pytest.mark.parametrize("freeze", ["conv", "block"])
+def test_training_shares_the_parameter_free_shortcut_without_changing_numbers(freeze):
+    torch.manual_seed(0)
+    model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25, freeze=freeze)
+    assert model._shares_shortcut == [True] * 12
+    assert not any(SpotTune(torchvision_resnet("resnet18", 4), 4, policy_width=0.25)._shares_shortcut)
+    with torch.no_grad():
+        for p in model.tuned_blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    reference = copy.deepcopy(model)
+    x, labels = torch.randn(6, 3, 32, 32), torch.randint(0, 5, (6,))
+    logits = torch.randn(6, 12, 2)
+    grads = []
+    for net, forward in ((model, model), (reference, lambda x, policy: two_path_logits(reference, x, policy))):
+        net.train()
+        decision_logits = logits.clone().requires_grad_()
+        decisions = gumbel_softmax_decisions(decision_logits, 5.0, sample=False)
+        out = forward(x, policy=decisions)
+        F.cross_entropy(out, labels).backward()
+        grads.append((out.detach(), decision_logits.grad,
+                      [p.grad for name, p in net.named_parameters() if not name.startswith("policy.")]))
+    (out, g_decisions, g_params), (ref_out, ref_decisions, ref_params) = grads
+    assert torch.equal(out, ref_out)  # the same operations in the forward pass
+    assert (g_decisions - ref_decisions).abs().max() < 1e-6 and g_decisions.abs().max() > 0
+    assert [g is None for g in g_params] == [r is None for r in ref_params]
+    assert all(torch.allclose(g, r, atol=1e-6) for g, r in zip(g_params, ref_params) if g is not None)
+    for bn, ref_bn in zip(model.modules(), reference.modules()):
+        if isinstance(bn, nn.BatchNorm2d):
+            assert torch.equal(bn.running_mean, ref_bn.running_mean)
 
 
 @pytest.mark.parametrize("freeze", ["conv", "block"])

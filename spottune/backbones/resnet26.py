@@ -40,7 +40,11 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicBlock26(nn.Module):
-    """``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``."""
+    """``relu(shortcut(x) + bn2(conv2(relu(bn1(conv1(x))))))``.
+
+    The shortcut has no parameters, so two copies of a block compute the same ``shortcut(x)``:
+    SpotTune's two-path network computes it once and passes it to both (``forward(x, shortcut)``).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
@@ -54,8 +58,9 @@ class BasicBlock26(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.shortcut(x) + self.residual(x))
+    def forward(self, x: torch.Tensor, shortcut: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's output; ``shortcut``: ``self.shortcut(x)`` if already computed."""
+        return F.relu((self.shortcut(x) if shortcut is None else shortcut) + self.residual(x))
 
 
 def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
