@@ -8,7 +8,9 @@ Run it through the wrapper, which finds a Python that has the suite's dependenci
 
 Settings: ResNet-26 (width 1) at 64 px, batch 128, and ResNet-50 at 224 px, batch 32; every
 registered method plus ``spottune-split`` (SpotTune with every block split half and half, the
-worst case of hard-routed evaluation); fp32 and bf16 autocast (:mod:`spottune.acceleration`).
+worst case of hard-routed evaluation); fp32 and bf16 autocast (:mod:`spottune.acceleration`),
+in the models' own NCHW memory format or, with ``--channels-last``, in channels-last (the run
+option ``runtime.channels_last``; faster with bf16 on tensor-core GPUs).
 A measurement is what the engine does per batch (:mod:`spottune.workload`): ``--warmup``
 untimed steps, then ``--iterations`` timed ones; peak memory is
 ``torch.cuda.max_memory_allocated`` over both (model, optimiser state and activations).
@@ -93,7 +95,7 @@ def measure(workload: Workload, phase: str, warmup: int, iterations: int) -> tup
 
 
 def run_setting(setting: Setting, methods: list[str], precisions: list[str], device: torch.device,
-                warmup: int, iterations: int, deadline: float) -> list[Result]:
+                warmup: int, iterations: int, deadline: float, channels_last: bool = False) -> list[Result]:
     """Every (method, precision) of ``setting``; one model per method, measured in every precision."""
     results = []
     for method in methods:
@@ -107,10 +109,11 @@ def run_setting(setting: Setting, methods: list[str], precisions: list[str], dev
             try:
                 if workload is None:
                     workload = build_workload(method.removesuffix("-split"), setting.arch, setting.image_size,
-                                              setting.batch_size, width=setting.width, device=device)
+                                              setting.batch_size, width=setting.width, device=device,
+                                              accel=Acceleration(channels_last=channels_last))
                     if method == SPLIT:
                         split_routing(workload.model)
-                workload.accel = Acceleration(precision=row.precision)
+                workload.accel = Acceleration(precision=row.precision, channels_last=channels_last)
                 for phase in PHASES:
                     rate, peak = measure(workload, phase, warmup, iterations)
                     row.images_per_second[phase] = rate
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda, cuda:1, cpu, or auto (default: cuda if visible)")
     p.add_argument("--methods", help="comma-separated methods (default: every registered one, plus spottune-split)")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated (default: %(default)s)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="measure in the channels-last memory format (default: NCHW, as a run without --channels-last)")
     p.add_argument("--warmup", type=int, help="untimed steps per measurement (default 3; smoke 1)")
     p.add_argument("--iterations", type=int, help="timed steps per measurement (default 10; smoke 1)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads); default: PyTorch's")
@@ -199,12 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + args.time_budget
 
     results = [r for s in settings
-               for r in run_setting(s, methods, precisions, device, warmup, iterations, deadline)]
+               for r in run_setting(s, methods, precisions, device, warmup, iterations, deadline,
+                                    args.channels_last)]
 
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
     source = (f"benchmarks/gpu_check.sh {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
-              + f"; torch {torch.__version__}, CUDA {torch.version.cuda}; {torch.get_num_threads()} CPU threads; "
+              + f"; {'channels-last' if args.channels_last else 'NCHW'}; torch {torch.__version__}, "
+              f"CUDA {torch.version.cuda}; {torch.get_num_threads()} CPU threads; "
               f"{warmup} warm-up + {iterations} timed steps; {datetime.date.today().isoformat()}")
     header = [f"# GPU check{' (smoke)' if args.smoke else ''}: {device_name}", "", f"{source}; "
               f"took {time.perf_counter() - started:.0f} s."]

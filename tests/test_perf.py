@@ -211,11 +211,14 @@ def test_engine_records_the_speed_options(tmp_path):
     assert config["run_id"] != tiny_config("spottune", epochs=1)["run_id"]  # bf16 changes the numbers
 
 
-def test_gpu_check_smoke(tmp_path):
+@pytest.mark.parametrize("memory_format", ["NCHW", "channels-last"])
+def test_gpu_check_smoke(tmp_path, memory_format):
+    option = ["--channels-last"] if memory_format == "channels-last" else []
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke", "--threads", "1",
-                           "--warmup", "0", "--methods", "finetune,spottune-split", "--out", str(tmp_path)],
+                           "--warmup", "0", "--methods", "finetune,spottune-split", "--out", str(tmp_path), *option],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert f"; {memory_format}; torch" in done.stdout
     rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| resnet")]
     assert len(rows) == 2 * 2 * 2 and all(line.endswith("| ok |") for line in rows)
     table = ThroughputTable.load(tmp_path / "gpu_throughput.yaml")
