@@ -84,7 +84,14 @@ def test_hard_routing_with_the_policy_and_channels_last(spottune_model):
         decisions = patterns(9, 12)["alternating"]
         expected = two_path_logits(nhwc, x, decisions)
         Acceleration(channels_last=True).prepare(nhwc)
+        formats = []  # every block copy sees channels-last rows, also after the batch is reordered
+        handles = [block.register_forward_hook(lambda m, i, o: formats.append(
+            i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
+            for block in [*nhwc.frozen_blocks, *nhwc.tuned_blocks]]
         assert (nhwc(x, policy=decisions) - expected).abs().max() < 1e-5
+        for handle in handles:
+            handle.remove()
+        assert len(formats) == 24 and all(formats)
 
 
 def test_hard_routing_on_a_torchvision_resnet():
