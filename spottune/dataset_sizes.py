@@ -8,9 +8,11 @@ Sources:
 * Embedded mini tasks: the sizes :mod:`spottune.data.mini` builds (README, "The embedded default").
 * Standard datasets: the counts :mod:`spottune.data.standard` documents (Stanford Dogs,
   Indoor-67, FGVC-Aircraft, DTD, CIFAR-100, Caltech-256 with its default options) and, for the
-  five of the Piggyback benchmark, the usual counts of their public splits, recalled and not
-  checked against the folders: these are listed in :data:`UNVERIFIED` and every estimate
-  built on them says so.
+  five of the Piggyback benchmark, the counts of their public splits: CUB-200-2011 and Stanford
+  Cars have official splits (5,994 / 5,794 and 8,144 / 8,041, as public dataset listings
+  give them); the splits Piggyback made of Flowers (train + val), WikiArt and Sketch are
+  recalled, not checked against its folders: these are listed in :data:`UNVERIFIED` and every
+  estimate built on them says so.
 
 A Decathlon run's training and scored images follow its data options as
 :mod:`spottune.data.decathlon` reads them: ``split`` (``"train+val"``, default, as released;
@@ -54,7 +56,7 @@ TRAIN_TEST: dict[str, tuple[int, int]] = {  # train, test
     "caltech256_30": (257 * 30, 257 * 20),
     "caltech256_60": (257 * 60, 257 * 20),
 }
-UNVERIFIED = frozenset({"cubs", "stanford_cars", "flowers", "wikiart", "sketches"})
+UNVERIFIED = frozenset({"flowers", "wikiart", "sketches"})
 
 
 def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple[int, int] | None:

@@ -261,7 +261,8 @@ def test_run_cost_from_a_throughput_table():
     assert at(32, 0.5) == pytest.approx(cost.gpu_hours)  # smaller: never faster than measured
     unknown = run_cost({**config, "dataset": "no_such_dataset"}, table)
     assert unknown.gpu_hours is None and "unknown" in unknown.describe()
-    assert "image counts of cubs [unverified]" in run_cost({**config, "dataset": "cubs"}, table).notes
+    assert "image counts of wikiart [unverified]" in run_cost({**config, "dataset": "wikiart"}, table).notes
+    assert not any("cubs" in note for note in run_cost({**config, "dataset": "cubs"}, table).notes)
     resnet101 = {**config, "hparams": {**config["hparams"], "backbone": {"arch": "resnet101", "input_size": 224}}}
     assert run_cost(resnet101, table).gpu_hours is None  # no torchvision ResNet measured in this table
 
