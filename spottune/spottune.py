@@ -182,8 +182,6 @@ class TwoPathNetwork(nn.Module):
             for name, param in module.named_parameters(recurse=False):
                 if freeze == "block" or isinstance(module, nn.Conv2d):
                     param.requires_grad_(False)
-        # ResNet-26 blocks: one parameter-free shortcut output for both copies (BasicBlock26)
-        self._shares_shortcut = [isinstance(block, BasicBlock26) for block in self.frozen_blocks]
         self.last_routing: torch.Tensor | None = None
 
     @property
@@ -217,11 +215,9 @@ class TwoPathNetwork(nn.Module):
             return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h))
         for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
             a = decisions[:, t].view(-1, 1, 1, 1)
-            if self._shares_shortcut[t]:
-                shortcut = frozen.shortcut(h)
-                h = (1 - a) * frozen(h, shortcut=shortcut) + a * tuned(h, shortcut=shortcut)
-            else:
-                h = (1 - a) * frozen(h) + a * tuned(h)
+            # a ResNet-26 block's shortcut has no parameters: one output serves both copies
+            shared = {"shortcut": frozen.shortcut(h)} if isinstance(frozen, BasicBlock26) else {}
+            h = (1 - a) * frozen(h, **shared) + a * tuned(h, **shared)
         return self.head(h)
 
 

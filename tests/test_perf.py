@@ -128,12 +128,27 @@ def test_evaluation_runs_each_copy_only_on_its_images_training_on_all(spottune_m
         h.remove()
 
 
+def shortcut_calls(model: SpotTune, name: str, shape: tuple[int, ...]) -> dict[str, int]:
+    """How often the shortcut modules (attribute ``name`` of the blocks) of each copy run in one
+    training forward pass of ``model`` on a random batch of ``shape``."""
+    calls = {"frozen": 0, "tuned": 0}
+    handles = [shortcut.register_forward_hook(lambda m, i, o, k=kind: calls.__setitem__(k, calls[k] + 1))
+               for kind, blocks in (("frozen", model.frozen_blocks), ("tuned", model.tuned_blocks))
+               for shortcut in (getattr(block, name) for block in blocks) if shortcut is not None]
+    with torch.no_grad():
+        model.train()(torch.randn(*shape))
+    for handle in handles:
+        handle.remove()
+    return calls
+
+
 @pytest.mark.parametrize("freeze", ["conv", "block"])
 def test_training_shares_the_parameter_free_shortcut_without_changing_numbers(freeze):
     torch.manual_seed(0)
     model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25, freeze=freeze)
-    assert model._shares_shortcut == [True] * 12
-    assert not any(SpotTune(torchvision_resnet("resnet18", 4), 4, policy_width=0.25)._shares_shortcut)
+    assert shortcut_calls(model, "shortcut", (6, 3, 32, 32)) == {"frozen": 12, "tuned": 0}  # one per block
+    torchvision = SpotTune(torchvision_resnet("resnet18", 4), 4, policy_width=0.25)
+    assert shortcut_calls(torchvision, "downsample", (2, 3, 32, 32)) == {"frozen": 3, "tuned": 3}  # has weights
     with torch.no_grad():
         for p in model.tuned_blocks.parameters():
             p.add_(0.05 * torch.randn_like(p))
