@@ -121,9 +121,7 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
     hp["protocol"] = copy.deepcopy(preset.get("protocol") or {})
     for key, value in (overrides or {}).items():
         top = key.split(".")[0]
-        if top in hp:
-            _apply(hp, key, value, f"--set {key}")
-        elif top not in _all_method_keys():  # a key of other methods only: not this run's
+        if top in hp or top not in _all_method_keys():  # else a key of other methods only
             _apply(hp, key, value, f"--set {key}")
     return hp
 
@@ -195,10 +193,7 @@ def run_dir(output: Path, config: dict[str, Any]) -> Path:
 def run_status(output: Path, config: dict[str, Any]) -> str:
     """``done`` | ``failed`` (error.txt) | ``started`` (has a config or checkpoint) | ``pending``."""
     folder = run_dir(output, config)
-    if records.is_done(folder):
-        return "done"
-    if (folder / records.ERROR).exists():
-        return "failed"
-    if (folder / records.CHECKPOINT).exists() or (folder / records.CONFIG).exists():
-        return "started"
-    return "pending"
+    status = records.run_status(folder)
+    if status == "started" and not ((folder / records.CHECKPOINT).exists() or (folder / records.CONFIG).exists()):
+        return "pending"
+    return status

@@ -55,3 +55,13 @@ def read_json(path: Path) -> Any:
 
 def is_done(run_dir: Path) -> bool:
     return (run_dir / DONE).exists()
+
+
+def run_status(run_dir: Path) -> str:
+    """``done`` | ``failed`` (``error.txt``) | ``started``, from the markers in ``run_dir``
+    (``started``: running or interrupted, the folder alone cannot tell)."""
+    if is_done(run_dir):
+        return "done"
+    if (run_dir / ERROR).exists():
+        return "failed"
+    return "started"

@@ -6,9 +6,8 @@ keys) and nested dictionaries are flattened into dotted columns: ``hparams.lr``,
 ``protocol.train_split``, ``params.task_specific``, ``timing.train_seconds``, ... Lists stay
 as Python objects (``history``).
 
-``status`` is ``done`` when the ``done`` marker exists, ``failed`` when ``error.txt``
-exists, else ``started`` (running or interrupted: the folder alone cannot tell), as in
-:func:`spottune.grid.run_status`.
+``status`` is :func:`spottune.records.run_status`: ``done`` when the ``done`` marker exists,
+``failed`` when ``error.txt`` exists, else ``started`` (running or interrupted).
 Only done runs carry numbers: ``metrics.json`` of any other run is ignored, so a report
 never mixes a half-finished run into a mean and never shows a missing run as zero.
 """
@@ -36,22 +35,13 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_status(run_dir: Path) -> str:
-    """``done`` | ``failed`` | ``started``, from the markers in an existing ``run_dir``."""
-    if files.is_done(run_dir):
-        return "done"
-    if (run_dir / files.ERROR).exists():
-        return "failed"
-    return "started"
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     return files.read_json(path) if path.exists() else {}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
     """One flattened record for ``run_dir``; metrics only when the run is done."""
-    status = run_status(run_dir)
+    status = files.run_status(run_dir)
     record = flatten(_read_json(run_dir / files.CONFIG))
     if status == "done":
         record.update(flatten(_read_json(run_dir / files.METRICS)))

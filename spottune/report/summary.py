@@ -33,9 +33,9 @@ def summary_tables(records: pd.DataFrame, stats: pd.DataFrame) -> list[Table]:
     return tables
 
 
-def write_summary_tables(records: pd.DataFrame, tables_dir: Path) -> list[Path]:
-    """Write ``summary.md`` and ``summary.csv`` for ``records`` into ``tables_dir``."""
-    stats = seed_stats(records)
+def write_summary_tables(records: pd.DataFrame, stats: pd.DataFrame, tables_dir: Path) -> list[Path]:
+    """Write ``summary.md`` and ``summary.csv`` for ``records`` (``stats``: their
+    :func:`seed_stats`) into ``tables_dir``."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     markdown = "\n".join(to_markdown(table) for table in summary_tables(records, stats))
     paths = [tables_dir / "summary.md", tables_dir / "summary.csv"]
@@ -51,5 +51,6 @@ def write_summary(output_dir: str | Path, report_dir: str | Path | None = None) 
     ``preset, method, dataset, mean, std, seeds, runs``.
     """
     records = load_records(output_dir)
-    write_summary_tables(records, Path(report_dir or output_dir) / "tables")
-    return seed_stats(records)
+    stats = seed_stats(records)
+    write_summary_tables(records, stats, Path(report_dir or output_dir) / "tables")
+    return stats

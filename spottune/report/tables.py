@@ -242,12 +242,12 @@ def build_table(records: pd.DataFrame, layout: Layout,
     baseline = _baseline(layout, means)
     labels = dict(zip(published["method"], published["label"]))
 
+    done = runs[runs["status"] == "done"]
     rows: list[Row] = []
     rules, partial, previous = set(), [], 1
     for method in dict.fromkeys([*published["method"], *sorted(means.index)]):
         label = labels.get(method, method)
-        group, missing = _method_rows(layout, method, label, published,
-                                      runs[runs["status"] == "done"], means, stds, columns,
+        group, missing = _method_rows(layout, method, label, published, done, means, stds, columns,
                                       baseline)
         if len(group) > 1 or previous > 1:
             rules.add(group[0].name)
@@ -278,7 +278,8 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
                ) -> list[str]:
     """The notes printed under a table (see the module docstring); ``used``: printed
     published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row."""
-    seeds = sorted(runs.loc[runs["status"] == "done", "seed"].dropna().astype(int).unique())
+    done = runs[runs["status"] == "done"]
+    seeds = sorted(done["seed"].dropna().astype(int).unique())
     lines = [f"Suite rows: mean ± sample std over the done seeds ({', '.join(map(str, seeds))}); "
              "– = no number" + ("; Δ = suite − paper." if deltas else ".")]
     if layout.baseline is not None:
@@ -292,7 +293,7 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
             "parameters, means over the method's runs.")
     if partial:
         lines.append(f"{PARTIAL} over the datasets present only: " + "; ".join(partial) + ".")
-    protocol = protocol_note(runs[runs["status"] == "done"])
+    protocol = protocol_note(done)
     if protocol:
         lines.append(protocol)
     pending = runs_not_done(runs)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from spottune.report import figures
+from spottune.report.aggregate import seed_stats
 from spottune.report.figures import ImageLookup
 from spottune.report.records import load_records
 from spottune.report.render import Table, write_table
@@ -30,15 +31,15 @@ def paper_tables(records: pd.DataFrame) -> list[Table]:
     return [table for table in (build_table(records, layout) for layout in LAYOUTS) if table]
 
 
-def write_tables(records: pd.DataFrame, report_dir: Path) -> list[Path]:
-    """Write every paper table as Markdown, LaTeX and CSV into ``<report_dir>/tables``."""
-    return [path for table in paper_tables(records)
-            for path in write_table(table, report_dir / "tables")]
+def write_tables(tables: list[Table], report_dir: Path) -> list[Path]:
+    """Write the paper tables as Markdown, LaTeX and CSV into ``<report_dir>/tables``."""
+    return [path for table in tables for path in write_table(table, report_dir / "tables")]
 
 
-def write_figures(records: pd.DataFrame, report_dir: Path,
-                  image_lookup: ImageLookup | None = None) -> list[Path]:
-    """Write every figure into ``<report_dir>/figures`` (see the module docstring)."""
+def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLookup | None = None,
+                  tables: list[Table] | None = None) -> list[Path]:
+    """Write every figure into ``<report_dir>/figures`` (see the module docstring); ``tables``:
+    the paper tables of ``records`` when already built (:func:`paper_tables`)."""
     folder, paths = report_dir / "figures", []
     for (preset, method), routing in figures.load_routing(records).items():
         stem, title = f"{preset}_{method}", f"{method}, preset {preset}"
@@ -55,7 +56,7 @@ def write_figures(records: pd.DataFrame, report_dir: Path,
         else:
             paths += figures.save(figures.extreme_images(routing, image_lookup, title), folder,
                                   f"{stem}_extreme_images")
-    for table in paper_tables(records):
+    for table in paper_tables(records) if tables is None else tables:
         if "score" in table.mean.columns:
             paths += figures.save(figures.score_vs_params(table), folder,
                                   f"{table.name}_score_vs_params")
@@ -67,8 +68,9 @@ def write_all(output_dir: str | Path, image_lookup: ImageLookup | None = None,
     """Regenerate every table (and figure) from ``<output_dir>/runs``; return the written paths."""
     target = Path(report_dir or output_dir)
     records = load_records(output_dir)
-    paths = write_summary_tables(records, target / "tables")
-    paths += write_tables(records, target)
+    tables = paper_tables(records)
+    paths = write_summary_tables(records, seed_stats(records), target / "tables")
+    paths += write_tables(tables, target)
     if figures_too:
-        paths += write_figures(records, target, image_lookup)
+        paths += write_figures(records, target, image_lookup, tables)
     return paths
