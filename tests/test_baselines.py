@@ -11,7 +11,6 @@ import copy
 import importlib
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,11 +18,6 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-torch.set_num_threads(1)
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 importlib.import_module("examples.my_method")  # registers "layerwise_lr": tested like the others
 
 from baselines._common import Frozen, is_batch_norm  # noqa: E402
@@ -33,11 +27,9 @@ from spottune.backbones import (Backbone, backbone_size, count_parameters, from_
                                 resnet26)
 from spottune.engine import build_optimizer, train_step  # noqa: E402
 from spottune.methods import create_method, get_method, list_methods  # noqa: E402
+from tests.helpers import BUILTIN  # noqa: E402
 
 METHODS = list_methods()
-BUILTIN = ["bn_adapt", "feature_extractor", "finetune", "finetune_last_k", "l2sp", "lwf", "piggyback",
-           "progressive", "random_policy", "residual_adapters_parallel", "residual_adapters_series",
-           "spottune", "spottune_global", "stochastic_finetune"]
 ARCHS = ["resnet26", "bottleneck"]
 SOURCE_CLASSES, TARGET_CLASSES, SIZE, BATCH = 6, 5, 32, 16
 # The step test runs without weight decay, so that a parameter that changed was moved by the loss.

@@ -1,7 +1,6 @@
 """The decathlon and standard presets, and run_all's --pretrained, on a fixture devkit."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,11 +11,9 @@ from torch import nn
 from spottune.backbones import resnet26
 from spottune.grid import make_grid
 from tests.data_fixtures import write_devkit
+from tests.helpers import load_script
 
-RUN_ALL = Path(__file__).parent.parent / "benchmarks" / "run_all.py"
-SPEC = importlib.util.spec_from_file_location("run_all", RUN_ALL)
-run_all = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(run_all)
+run_all = load_script("benchmarks/run_all.py")
 
 
 def test_decathlon_preset_is_the_released_protocol() -> None:

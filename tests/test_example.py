@@ -2,16 +2,14 @@
 and the README shows its table (regenerate: see scripts/sync_readme.py)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from spottune.report import write_all
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "results" / "example"
-SPEC = importlib.util.spec_from_file_location("sync_readme", REPO / "scripts" / "sync_readme.py")
-sync_readme = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(sync_readme)
+sync_readme = load_script("scripts/sync_readme.py")
 
 
 def test_committed_tables_and_figures_are_what_the_code_produces(tmp_path):

@@ -3,7 +3,6 @@ check script and the cost estimate of ``--dry-run``. Speed targets live in ``ben
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import subprocess
@@ -24,10 +23,9 @@ from spottune.methods import create_method
 from spottune.spottune import gumbel_softmax_decisions
 from spottune.throughput import ThroughputTable
 from spottune.workload import build_workload, split_routing
-from tests.helpers import tiny_config
+from tests.helpers import HP, load_script, tiny_config, tiny_spottune
 
 REPO = Path(__file__).resolve().parent.parent
-HP = {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "optimizer": "sgd"}
 
 
 def trained_like(model: SpotTune) -> SpotTune:
@@ -44,7 +42,7 @@ def trained_like(model: SpotTune) -> SpotTune:
 @pytest.fixture(scope="module")
 def spottune_model() -> SpotTune:
     torch.manual_seed(0)
-    return trained_like(SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25))
+    return trained_like(tiny_spottune())
 
 
 def two_path_logits(model: SpotTune, x: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
@@ -80,7 +78,7 @@ def test_hard_routing_with_the_policy_and_channels_last(spottune_model):
         logits = spottune_model(x)
         reference = two_path_logits(spottune_model, x, spottune_model.last_routing.float())
         assert (logits - reference).abs().max() < 1e-5
-        nhwc = trained_like(SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25))
+        nhwc = trained_like(tiny_spottune())
         decisions = patterns(9, 12)["alternating"]
         expected = two_path_logits(nhwc, x, decisions)
         Acceleration(channels_last=True).prepare(nhwc)
@@ -120,7 +118,7 @@ def test_evaluation_runs_each_copy_only_on_its_images_training_on_all(spottune_m
         spottune_model(torch.randn(6, 3, 32, 32), policy=patterns(6, 12)["alternating"])
         assert seen == {"frozen": [3] * 12, "tuned": [3] * 12}
         seen["frozen"].clear(), seen["tuned"].clear()
-        model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25).train()
+        model = tiny_spottune().train()
         seen_train, train_handles = _rows_seen(model)
         model(torch.randn(6, 3, 32, 32), policy=decisions)
         assert seen_train == {"frozen": [6] * 12, "tuned": [6] * 12}  # straight-through needs both
@@ -145,7 +143,7 @@ def shortcut_calls(model: SpotTune, name: str, shape: tuple[int, ...]) -> dict[s
 @pytest.mark.parametrize("freeze", ["conv", "block"])
 def test_training_shares_the_parameter_free_shortcut_without_changing_numbers(freeze):
     torch.manual_seed(0)
-    model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, policy_width=0.25, freeze=freeze)
+    model = tiny_spottune(freeze=freeze)
     assert shortcut_calls(model, "shortcut", (6, 3, 32, 32)) == {"frozen": 12, "tuned": 0}  # one per block
     torchvision = SpotTune(torchvision_resnet("resnet18", 4), 4, policy_width=0.25)
     assert shortcut_calls(torchvision, "downsample", (2, 3, 32, 32)) == {"frozen": 3, "tuned": 3}  # has weights
@@ -283,9 +281,7 @@ def test_run_cost_from_a_throughput_table():
 
 
 def test_dry_run_prints_epochs_sizes_and_gpu_hours(capsys):
-    spec = importlib.util.spec_from_file_location("run_all", REPO / "benchmarks" / "run_all.py")
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    run_all = load_script("benchmarks/run_all.py")
     assert run_all.main(["--dry-run", "--methods", "finetune,spottune", "--datasets", "digits,glyph_fonts",
                  "--output", "/nonexistent"]) == 0
     out = capsys.readouterr().out

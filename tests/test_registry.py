@@ -7,10 +7,8 @@ import pytest
 
 from spottune import methods
 from spottune.methods import Method, create_method, get_method, list_methods, load_plugins, register_method
+from tests.helpers import BUILTIN
 
-BUILTIN = {"bn_adapt", "feature_extractor", "finetune", "finetune_last_k", "l2sp", "lwf", "piggyback",
-           "progressive", "random_policy", "residual_adapters_parallel", "residual_adapters_series",
-           "spottune", "spottune_global", "stochastic_finetune"}
 
 
 @pytest.fixture

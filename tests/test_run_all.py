@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from spottune.methods import list_methods
+from tests.helpers import load_script
 
-SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).parent.parent / "benchmarks" / "run_all.py")
-run_all = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(run_all)
+run_all = load_script("benchmarks/run_all.py")
 
 QUICK = ["epochs=1", "backbone.pretrained.epochs=1", "backbone.pretrained.max_images=512"]
 

@@ -10,7 +10,6 @@ pretrained on 1,000 images) so that the file takes about two minutes on two CPU 
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -24,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).parent.parent / "benchmarks" / "run_all.py")
-RUN_ALL = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(RUN_ALL)
+from tests.helpers import load_script
+
+RUN_ALL = load_script("benchmarks/run_all.py")
 TINY = ["--set", "epochs=1", "backbone.pretrained.max_images=1000", "--no-progress"]
 GRID = ["--methods", "finetune,spottune", "--datasets", "digits,glyph_letters"]
 ON_SLURM = ["--cluster", "slurm", "--profile", "local"]

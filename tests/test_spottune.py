@@ -9,21 +9,17 @@ from spottune.backbones import resnet26, torchvision_resnet
 from spottune.engine import build_optimizer, train_step
 from spottune.methods import create_method
 from spottune.spottune import gumbel_softmax_decisions
+from tests.helpers import HP, tiny_spottune
 
-HP = {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "optimizer": "sgd"}
-
-
-def tiny(num_classes: int = 5) -> SpotTune:
-    return SpotTune(resnet26(num_classes, width=0.25, input_size=32), num_classes, policy_width=0.25)
 
 
 def test_num_blocks():
-    assert tiny().num_blocks == 12
+    assert tiny_spottune().num_blocks == 12
     assert SpotTune(torchvision_resnet("resnet101", 3), 3).num_blocks == 33
 
 
 def test_all_frozen_and_all_tuned_routing_agree_at_initialisation():
-    model = tiny().eval()
+    model = tiny_spottune().eval()
     x = torch.randn(4, 3, 32, 32)
     zeros, ones = torch.zeros(4, 12), torch.ones(4, 12)
     with torch.no_grad():
@@ -31,7 +27,7 @@ def test_all_frozen_and_all_tuned_routing_agree_at_initialisation():
 
 
 def test_decisions_are_exactly_binary_and_recorded():
-    model = tiny().train()
+    model = tiny_spottune().train()
     model(torch.randn(8, 3, 32, 32))
     decisions = model._last_decisions
     assert decisions.shape == (8, 12)
@@ -50,7 +46,7 @@ def test_gumbel_straight_through_gradient_is_the_soft_gradient():
 
 
 def test_evaluation_routes_by_argmax_and_sampled_option_adds_noise():
-    model = tiny().eval()
+    model = tiny_spottune().eval()
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         a, b = model.route(x), model.route(x)
@@ -87,7 +83,7 @@ def test_frozen_copy_bit_identical_after_step_tuned_copy_and_policy_change():
 
 
 def test_freeze_block_freezes_batchnorm_statistics_too():
-    model = SpotTune(resnet26(5, width=0.25, input_size=32), 5, freeze="block", policy_width=0.25).train()
+    model = tiny_spottune(freeze="block").train()
     assert all(not p.requires_grad for p in model.frozen_blocks.parameters())
     stats = model.frozen_blocks[0].bn1.running_mean.clone()
     model(torch.randn(8, 3, 32, 32) * 3 + 1)
@@ -95,7 +91,7 @@ def test_freeze_block_freezes_batchnorm_statistics_too():
 
 
 def test_explicit_policy_overrides_and_is_validated():
-    model = tiny().eval()
+    model = tiny_spottune().eval()
     x = torch.randn(2, 3, 32, 32)
     policy = torch.tensor([[1.0] * 12, [0.0] * 12])
     model(x, policy=policy)
