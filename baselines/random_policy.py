@@ -10,7 +10,7 @@ every batch, at training and test time::
 
 It separates the value of *learning* which blocks to fine-tune from that of fine-tuning only
 some. The copy a block never uses is frozen and kept in eval mode (it receives no gradient
-and needs no storage); the drawn policy is the model's buffer ``fixed_policy`` (saved in
+and needs no storage), and is not computed at all; the drawn policy is the model's buffer ``fixed_policy`` (saved in
 checkpoints). Task-specific parameters: what trains, i.e. the fine-tuned copies of the chosen blocks, the
 used frozen blocks' BN (with ``freeze: conv``), stem and head.
 
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import freeze_
+from baselines._common import freeze_, module_device
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 from spottune.spottune import TwoPathNetwork
@@ -37,7 +37,7 @@ class FixedRandomRouting(TwoPathNetwork):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         policy = (torch.rand(self.num_blocks) < p).float()
-        self.register_buffer("fixed_policy", policy.to(next(self.parameters()).device))
+        self.register_buffer("fixed_policy", policy.to(module_device(self)))
         for block in self.unused_blocks():
             freeze_(block)
         self.train(self.training)
@@ -57,6 +57,16 @@ class FixedRandomRouting(TwoPathNetwork):
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
         return self.fixed_policy.to(x.dtype).expand(x.shape[0], -1)
+
+    def mix_blocks(self, h: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+        """With the fixed routing, only the used copy of each block runs: the other one is frozen
+        and in eval mode, and its term of Eq. 2 is multiplied by exactly 0 (same numbers, half
+        the blocks). Any other ``decisions`` (an explicit ``policy``) take the general path."""
+        if decisions.requires_grad or not bool((decisions == self.fixed_policy).all()):
+            return super().mix_blocks(h, decisions)
+        for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks, self.fixed_policy.tolist()):
+            h = tuned(h) if a else frozen(h)
+        return h
 
 
 @register_method("random_policy")

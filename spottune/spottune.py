@@ -179,8 +179,8 @@ class TwoPathNetwork(nn.Module):
         self.tuned_blocks = copy.deepcopy(backbone.blocks)
         self.head = backbone.head
         for module in self.frozen_blocks.modules():
-            for name, param in module.named_parameters(recurse=False):
-                if freeze == "block" or isinstance(module, nn.Conv2d):
+            if freeze == "block" or isinstance(module, nn.Conv2d):
+                for param in module.parameters(recurse=False):
                     param.requires_grad_(False)
         self.last_routing: torch.Tensor | None = None
 
@@ -213,12 +213,16 @@ class TwoPathNetwork(nn.Module):
         plan = None if self.training or decisions.requires_grad else RoutingPlan.from_decisions(decisions)
         if plan is not None:
             return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h))
+        return self.head(self.mix_blocks(h, decisions))
+
+    def mix_blocks(self, h: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 for every block: both copies on the whole batch, mixed by the decisions."""
         for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
             a = decisions[:, t].view(-1, 1, 1, 1)
             # a ResNet-26 block's shortcut has no parameters: one output serves both copies
             shared = {"shortcut": frozen.shortcut(h)} if isinstance(frozen, BasicBlock26) else {}
             h = (1 - a) * frozen(h, **shared) + a * tuned(h, **shared)
-        return self.head(h)
+        return h
 
 
 class SpotTune(TwoPathNetwork):

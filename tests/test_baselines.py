@@ -27,6 +27,7 @@ from spottune.backbones import (Backbone, backbone_size, count_parameters, from_
                                 resnet26)
 from spottune.engine import build_optimizer, train_step  # noqa: E402
 from spottune.methods import create_method, get_method, list_methods  # noqa: E402
+from spottune.spottune import TwoPathNetwork  # noqa: E402
 from tests.helpers import BUILTIN  # noqa: E402
 
 METHODS = list_methods()
@@ -438,6 +439,31 @@ def test_random_policy_is_fixed_across_images_and_batches(backbones):
         torch.manual_seed(seed)
         draws.append(make_method("random_policy").build(backbone, TARGET_CLASSES).fixed_policy)
     assert torch.stack(draws).mean().item() == pytest.approx(0.5, abs=0.15)
+
+
+def test_random_policy_trains_only_the_used_copies_with_the_two_path_numbers(backbones):
+    torch.manual_seed(0)
+    model = make_method("random_policy").build(backbones["resnet26"], TARGET_CLASSES)
+    reference = copy.deepcopy(model)
+    ran = []
+    for blocks in (model.frozen_blocks, model.tuned_blocks):
+        for block in blocks:
+            block.register_forward_hook(lambda m, i, o: ran.append(m))
+    images, labels = batch(8, seed=1)
+    model.train(), reference.train()
+    logits = model(images)
+    expected = TwoPathNetwork.mix_blocks(reference, reference.stem(images), reference.route(images))
+    assert torch.equal(logits, reference.head(expected))  # the unused copy's term is exactly 0
+    unused = {id(b) for b in model.unused_blocks()}
+    assert len(ran) == model.num_blocks and not any(id(m) in unused for m in ran)
+    F.cross_entropy(logits, labels).backward()
+    F.cross_entropy(reference.head(expected), labels).backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert (p.grad is None) == (q.grad is None) and (p.grad is None or torch.equal(p.grad, q.grad))
+    explicit = torch.ones(8, model.num_blocks)  # an explicit policy still runs the general two-path formula
+    ran.clear()
+    model(images, policy=explicit)
+    assert len(ran) == 2 * model.num_blocks
 
 
 # ----------------------------------------------------------------------------- the worked example
