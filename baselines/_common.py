@@ -1,17 +1,17 @@
 """Network surgery shared by several baselines (one place, no copies between baselines).
 
-* :class:`Frozen` / :func:`freeze_`: frozen parameters; :class:`Frozen` also keeps the wrapped
-  module in eval mode whatever ``model.train()`` says, so frozen BatchNorm layers keep their
-  pretrained running statistics (feature extractor, last-k, Piggyback, progressive nets, LwF).
+* :class:`Frozen` / :func:`freeze_` / :func:`freeze_convs_`: frozen parameters; :class:`Frozen`
+  also keeps the wrapped module in eval mode whatever ``model.train()`` says, so frozen
+  BatchNorm layers keep their pretrained running statistics (feature extractor, last-k,
+  Piggyback, progressive nets, LwF).
 * :func:`replace_modules`: swap every submodule that matches a predicate for a wrapper built
   from it (Piggyback's masked convolutions, both kinds of residual adapters, frozen BN).
 * :func:`init_like_resnet_`: the initialisation shared by torchvision ResNets and the
   Decathlon ResNet-26 (convolutions as :func:`spottune.backbones.resnet26.init_conv_`, BN 1 / 0).
-* :func:`param_group`: one optimiser parameter group as the engine expects it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,6 +26,14 @@ def freeze_(module: nn.Module) -> nn.Module:
     """Set ``requires_grad=False`` on every parameter of ``module``; returns it."""
     for param in module.parameters():
         param.requires_grad_(False)
+    return module
+
+
+def freeze_convs_(module: nn.Module) -> nn.Module:
+    """Freeze every ``nn.Conv2d`` inside ``module`` (BatchNorm and the rest keep training); returns it."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            freeze_(m)
     return module
 
 
@@ -99,15 +107,6 @@ def init_like_resnet_(module: nn.Module) -> nn.Module:
         elif isinstance(m, nn.Linear):
             m.reset_parameters()
     return module
-
-
-def trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
-    return [p for p in params if p.requires_grad]
-
-
-def param_group(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> dict[str, Any]:
-    """An optimiser parameter group (only parameters that require gradients)."""
-    return {"name": name, "params": trainable(params), "lr": float(lr), "weight_decay": float(weight_decay)}
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from baselines._common import freeze_
+from baselines._common import freeze_convs_
 from spottune.backbones.base import Backbone
 from spottune.methods import Method, register_method
 
@@ -28,8 +28,4 @@ class BNAdapt(Method):
     """Train only BatchNorm (affine + statistics) and the new classifier."""
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = backbone.for_task(num_classes)
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                freeze_(module)
-        return model
+        return freeze_convs_(backbone.for_task(num_classes))

@@ -24,9 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import param_group
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, ParamGroup, register_method
+from spottune.methods import Method, ParamGroup, param_group, register_method
 
 
 class L2SPNetwork(nn.Module):

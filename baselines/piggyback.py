@@ -30,10 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import (Frozen, freeze_, is_batch_norm, is_conv, param_group,
-                               replace_modules)
+from baselines._common import Frozen, freeze_, is_batch_norm, is_conv, replace_modules
 from spottune.backbones.base import Backbone, count_parameters
-from spottune.methods import Method, ParamGroup, register_method
+from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
 
 BITS_PER_FLOAT = 32
 
@@ -85,11 +84,9 @@ class Piggyback(Method):
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         masks = [m.mask_real for m in model.modules() if isinstance(m, MaskedConv2d)]
-        mask_ids = {id(p) for p in masks}
-        rest = [p for p in model.parameters() if id(p) not in mask_ids]
         return [param_group("masks", masks, self.hp["lr"], 0.0),
-                param_group("classifier_bn", rest, self.hp["lr"] * self.hp["classifier_lr_mult"],
-                            self.hp["weight_decay"])]
+                param_group("classifier_bn", parameters_except(model, masks),
+                            self.hp["lr"] * self.hp["classifier_lr_mult"], self.hp["weight_decay"])]
 
     def task_specific_parameters(self, model: nn.Module) -> float:
         masks = sum(m.mask_real.numel() for m in model.modules() if isinstance(m, MaskedConv2d))

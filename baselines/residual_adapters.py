@@ -41,10 +41,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import freeze_, is_conv, param_group, replace_modules
+from baselines._common import freeze_, freeze_convs_, is_conv, replace_modules
 from spottune.backbones.base import Backbone
 from spottune.backbones.resnet26 import init_conv_
-from spottune.methods import Method, ParamGroup, register_method
+from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
 
 ADAPT = ("3x3", "all")
 ADAPTER_INITS = ("released", "zero")
@@ -100,10 +100,7 @@ class _ResidualAdapters(Method):
             raise ValueError(f"adapt must be one of {ADAPT}, got {adapt!r}")
         if init not in ADAPTER_INITS:
             raise ValueError(f"adapter_init must be one of {ADAPTER_INITS}, got {init!r}")
-        model = backbone.for_task(num_classes)
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                freeze_(module)
+        model = freeze_convs_(backbone.for_task(num_classes))
         kernel = 3 if adapt == "3x3" else None
         replace_modules(model, lambda _, m: is_conv(m, kernel), lambda conv: self.adapter_class(conv, init))
         return model
@@ -111,10 +108,9 @@ class _ResidualAdapters(Method):
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         adapters = [p for m in model.modules() if isinstance(m, self.adapter_class)
                     for p in m.adapter.parameters()]
-        adapter_ids = {id(p) for p in adapters}
-        rest = [p for p in model.parameters() if id(p) not in adapter_ids]
         return [param_group("adapters", adapters, self.hp["lr"], self.hp["adapter_weight_decay"]),
-                param_group("bn_classifier", rest, self.hp["lr"], self.hp["weight_decay"])]
+                param_group("bn_classifier", parameters_except(model, adapters), self.hp["lr"],
+                            self.hp["weight_decay"])]
 
 
 @register_method("residual_adapters_series")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+from collections.abc import Iterable
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -33,6 +34,18 @@ from spottune.backbones.base import Backbone, count_parameters
 from spottune.spottune import SpotTune, SpotTuneGlobal
 
 ParamGroup = dict[str, Any]
+
+
+def param_group(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> ParamGroup:
+    """An optimiser parameter group as the engine expects it (only parameters that require gradients)."""
+    return {"name": name, "params": [p for p in params if p.requires_grad], "lr": float(lr),
+            "weight_decay": float(weight_decay)}
+
+
+def parameters_except(model: nn.Module, params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    """The parameters of ``model`` that are not in ``params`` (the rest after a special group)."""
+    excluded = {id(p) for p in params}
+    return [p for p in model.parameters() if id(p) not in excluded]
 
 
 class Method:
@@ -51,9 +64,7 @@ class Method:
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         """Optimiser parameter groups (default: every trainable parameter, the preset's lr / wd)."""
-        params = [p for p in model.parameters() if p.requires_grad]
-        return [{"name": "all", "params": params, "lr": self.hp["lr"],
-                 "weight_decay": self.hp["weight_decay"]}]
+        return [param_group("all", model.parameters(), self.hp["lr"], self.hp["weight_decay"])]
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
         """A term added to the cross-entropy of the last forward pass (default: the model's own
@@ -152,13 +163,10 @@ class SpotTuneMethod(Method):
         return self.model_class(backbone, num_classes, **self.model_kwargs())
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
-        policy = [p for p in model.policy.parameters() if p.requires_grad]
-        policy_ids = {id(p) for p in policy}
-        network = [p for p in model.parameters() if p.requires_grad and id(p) not in policy_ids]
-        return [{"name": "network", "params": network, "lr": self.hp["lr"],
-                 "weight_decay": self.hp["weight_decay"]},
-                {"name": "policy", "params": policy, "lr": self.hp["lr"] * self.hp["policy_lr_mult"],
-                 "weight_decay": self.hp["policy_weight_decay"]}]
+        policy = list(model.policy.parameters())
+        return [param_group("network", parameters_except(model, policy), self.hp["lr"], self.hp["weight_decay"]),
+                param_group("policy", policy, self.hp["lr"] * self.hp["policy_lr_mult"],
+                            self.hp["policy_weight_decay"])]
 
 
 @register_method("spottune_global")
