@@ -110,9 +110,8 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
     if kind == "released":
         return load_released_resnet26(_existing(pre["path"]), build_backbone(spec, 1))
     if kind == "state_dict" and spec["arch"] != "resnet26":
-        path = _existing(pre["path"])
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], weights_path=str(path))
+        state = torch.load(_existing(pre["path"]), map_location="cpu", weights_only=True)
+        return torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], state_dict=state)
     if kind == "state_dict":
         state = torch.load(_existing(pre["path"]), map_location="cpu", weights_only=True)
         num_classes = next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight"))

@@ -10,6 +10,7 @@ from torch import nn
 
 from spottune.backbones import (backbone_size, count_parameters, from_torchvision, load_released_resnet26,
                                 resnet26, torchvision_resnet)
+from spottune.pretrain import pretrained_backbone
 
 
 def test_resnet26_shapes_and_structure():
@@ -63,6 +64,19 @@ def test_torchvision_resnet_reset_classifier_and_size():
     assert backbone_size(backbone) == count_parameters(backbone) - (512 * 7 + 7)
     with pytest.raises(ValueError, match="known"):
         torchvision_resnet("resnet19", 7)
+
+
+def test_torchvision_state_dict_keeps_its_classifier(tmp_path):
+    """A user's torchvision weights arrive whole, classifier included (LwF distils from it)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    torch.save(model.state_dict(), tmp_path / "resnet18.pt")
+    backbone = pretrained_backbone({"arch": "resnet18", "input_size": 224,
+                                    "pretrained": {"kind": "state_dict", "path": str(tmp_path / "resnet18.pt")}})
+    assert torch.equal(backbone.head.fc.weight, model.fc.weight)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(backbone.eval()(x), model(x))
 
 
 def _fake_released_module():

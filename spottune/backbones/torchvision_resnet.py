@@ -7,6 +7,7 @@ so its outputs are identical to torchvision's.
 """
 from __future__ import annotations
 
+import torch
 import torchvision
 from torch import nn
 
@@ -24,19 +25,20 @@ def from_torchvision(model: torchvision.models.ResNet, arch: str = "resnet") -> 
     return Backbone(stem, blocks, Head(nn.Identity(), model.fc), arch=arch, input_size=224)
 
 
-def torchvision_resnet(arch: str, num_classes: int, weights_path: str | None = None) -> Backbone:
+def torchvision_resnet(arch: str, num_classes: int, state_dict: dict[str, torch.Tensor] | None = None) -> Backbone:
     """Build ``torchvision.models.<arch>`` (random init, no download) and convert it.
 
-    ``weights_path``: a local ``state_dict`` file of that torchvision architecture (e.g. the
-    ImageNet weights a user downloaded once); the classifier is replaced afterwards.
+    ``state_dict``: weights of that torchvision architecture (e.g. the ImageNet weights a user
+    downloaded once), classifier included: it must have ``num_classes`` outputs and is kept (LwF
+    distils from it). Without weights the network gets a new ``num_classes`` classifier.
     """
     if arch not in TORCHVISION_RESNETS:
         raise ValueError(f"unknown torchvision ResNet {arch!r}; known: {', '.join(TORCHVISION_RESNETS)}")
-    import torch
-
-    model = getattr(torchvision.models, arch)(weights=None)
-    if weights_path is not None:
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    backbone = from_torchvision(model, arch=arch)
-    backbone.reset_classifier(num_classes)
-    return backbone
+    build = getattr(torchvision.models, arch)
+    if state_dict is None:
+        backbone = from_torchvision(build(weights=None), arch=arch)
+        backbone.reset_classifier(num_classes)
+        return backbone
+    model = build(weights=None, num_classes=num_classes)
+    model.load_state_dict(state_dict)
+    return from_torchvision(model, arch=arch)
