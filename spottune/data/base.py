@@ -8,6 +8,7 @@ sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,10 +75,15 @@ def load_task(name: str, data_root: str | Path | None = None, **options: Any) ->
 def test_image_lookup(data_root: str | Path | None = None,
                       options: dict[str, dict[str, Any]] | None = None) -> Callable[[str, Any], Any]:
     """``(dataset, indices) -> images`` (unnormalised test images, for the report's figures);
-    ``options[dataset]``: the loader options the runs used (their test split must be the same)."""
+    ``options[dataset]``: the loader options the runs used (their test split must be the same).
+    Each dataset is loaded once, on its first lookup."""
+
+    @functools.lru_cache(maxsize=None)
+    def task_of(dataset: str) -> TaskData:
+        return load_task(dataset, data_root, **(options or {}).get(dataset, {}))
 
     def lookup(dataset: str, indices: Any) -> Any:
-        task = load_task(dataset, data_root, **(options or {}).get(dataset, {}))
+        task = task_of(dataset)
         if task.raw_test_images is None:
             raise LookupError(f"dataset {dataset!r} does not provide raw test images")
         return task.raw_test_images(list(indices))

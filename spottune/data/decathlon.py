@@ -61,7 +61,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -168,6 +168,18 @@ def _classes_by_image(annotations: list[dict], domain: str, source: str) -> dict
     return classes
 
 
+def _labels_of(classes: dict[int, int], image_ids: list[int], files: list[Path], num_classes: int,
+               source: str, missing_message: Callable[[int], str]) -> list[int]:
+    """The class of every image id, checked to lie in ``[0, num_classes)``; images without a
+    class are a :class:`DatasetError`: ``missing_message(count)``, then an example."""
+    missing = [f for f, i in zip(files, image_ids) if i not in classes]
+    if missing:
+        raise DatasetError(f"{missing_message(len(missing))}, e.g. {missing[0]}")
+    labels = [classes[i] for i in image_ids]
+    check_labels(labels, num_classes, files, source)
+    return labels
+
+
 def read_split(devkit: Path, domain: str, split: str) -> DevkitSplit:
     """The devkit's ``split`` (``train``, ``val`` or ``test``, the stripped one) of ``domain``."""
     path = require(devkit / "annotations" / SPLIT_FILES[split].format(domain), LAYOUT)
@@ -181,11 +193,8 @@ def read_split(devkit: Path, domain: str, split: str) -> DevkitSplit:
         labels = None
         if split != "test":
             classes = _classes_by_image(doc["annotations"], domain, source)
-            missing = [f for f, i in zip(files, image_ids) if i not in classes]
-            if missing:
-                raise DatasetError(f"{source}: {len(missing)} images have no annotation, e.g. {missing[0]}")
-            labels = [classes[i] for i in image_ids]
-            check_labels(labels, num_classes, files, source)
+            labels = _labels_of(classes, image_ids, files, num_classes, source,
+                                lambda n: f"{source}: {n} images have no annotation")
     except KeyError as error:
         raise DatasetError(f"{source} is not a devkit annotation file: missing key {error}") from error
     return DevkitSplit(files, image_ids, labels, num_classes, source)
@@ -243,11 +252,8 @@ def _label_test_split(test: DevkitSplit, num_classes: int, devkit: Path, domain:
     if found is None:
         return None
     classes, source = found
-    missing = [f for f, i in zip(test.files, test.image_ids) if i not in classes]
-    if missing:
-        raise DatasetError(f"{source} has no label for {len(missing)} test images, e.g. {missing[0]}")
-    test.labels = [classes[i] for i in test.image_ids]
-    check_labels(test.labels, num_classes, test.files, source)
+    test.labels = _labels_of(classes, test.image_ids, test.files, num_classes, source,
+                             lambda n: f"{source} has no label for {n} test images")
     return source
 
 

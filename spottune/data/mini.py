@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
 import string
 from pathlib import Path
 
@@ -139,25 +138,28 @@ def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[i
     return images[order], remap[labels[order]]
 
 
+def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tuple[int, ...],
+                 per_class: int | None, source: str) -> TaskData:
+    """Fashion-MNIST ``classes`` (the first ``per_class`` of each, all when ``None``) of the
+    training and test splits, padded to 32 px (after the selection: padding is per image)."""
+    splits = []
+    for split in ("train", "test"):
+        images, labels = read_fashion_mnist(split, data_root, download)
+        images, labels = _select_classes(images, labels, classes, per_class)
+        splits += [_to_32(images), labels]
+    return _task(name, *splits, {"source": source})
+
+
 @register_dataset("mini_source")
 def mini_source(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
     """The pretraining task: Fashion-MNIST classes 0-5, training split (test: its test split)."""
-    x, y = read_fashion_mnist("train", data_root, download)
-    tx, ty = read_fashion_mnist("test", data_root, download)
-    train_x, train_y = _select_classes(_to_32(x), y, SOURCE_CLASSES, None)
-    test_x, test_y = _select_classes(_to_32(tx), ty, SOURCE_CLASSES, None)
-    return _task("mini_source", train_x, train_y, test_x, test_y,
-                 {"source": "Fashion-MNIST classes 0-5"})
+    return _fmnist_task("mini_source", data_root, download, SOURCE_CLASSES, None, "Fashion-MNIST classes 0-5")
 
 
 @register_dataset("fmnist_heldout")
 def fmnist_heldout(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
-    x, y = read_fashion_mnist("train", data_root, download)
-    tx, ty = read_fashion_mnist("test", data_root, download)
-    train_x, train_y = _select_classes(_to_32(x), y, HELDOUT_CLASSES, 250)
-    test_x, test_y = _select_classes(_to_32(tx), ty, HELDOUT_CLASSES, 250)
-    return _task("fmnist_heldout", train_x, train_y, test_x, test_y,
-                 {"source": "Fashion-MNIST classes 6-9 (held out from pretraining)"})
+    return _fmnist_task("fmnist_heldout", data_root, download, HELDOUT_CLASSES, 250,
+                        "Fashion-MNIST classes 6-9 (held out from pretraining)")
 
 
 def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: float, seed: int,

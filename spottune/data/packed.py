@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from spottune import records
 from spottune.data.base import DatasetError
 from spottune.data.images import LabelledImages
 
@@ -133,9 +134,7 @@ def pack(images: Sequence[torch.Tensor], stem: Path, source: str, verify: bool =
              "index": {"bytes": index_tmp.stat().st_size, "sha256": _sha256(index_tmp)}}
     os.replace(data_tmp, f"{stem}.u8")
     os.replace(index_tmp, f"{stem}.index.npy")
-    manifest_tmp = Path(f"{manifest}{tmp}")
-    manifest_tmp.write_text(json.dumps(entry, indent=1))
-    os.replace(manifest_tmp, manifest)
+    records.atomic_write_bytes(manifest, json.dumps(entry, indent=1).encode())
     return PackedImages(stem, verify=False)
 
 
@@ -206,14 +205,15 @@ class AugmentedImages(LabelledImages):
     one operation: the same tensors, a fraction of the per-image overhead.
     """
 
+    transform: TensorAugment
+
     def __init__(self, images: Sequence[torch.Tensor], labels: Sequence[int], augment: TensorAugment) -> None:
         super().__init__(images, labels, augment)
-        self.augment = augment
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
-        crops = [self.augment.crop_image(self.images[i]) for i in indices]
+        crops = [self.transform.crop_image(self.images[i]) for i in indices]
         if len({crop.shape for crop in crops}) == 1:
-            images = self.augment.normalize(torch.stack(crops)).unbind(0)
+            images = self.transform.normalize(torch.stack(crops)).unbind(0)
         else:
-            images = tuple(self.augment.normalize(crop) for crop in crops)
+            images = tuple(self.transform.normalize(crop) for crop in crops)
         return list(zip(images, (self.labels[i] for i in indices)))

@@ -152,10 +152,12 @@ def _torchvision(cls: Callable[..., Any], root: Path, layout: str, **kwargs: Any
                            f"Expected layout:\n{layout}") from error
 
 
-def _torchvision_listing(dataset: Any, source: str) -> Listing:
-    """The files and labels a torchvision ``FGVCAircraft`` or ``DTD`` listed from its split files
-    (its ``_image_files`` / ``_labels``, present in both since torchvision 0.12)."""
-    return Listing(ImageFiles([Path(f) for f in dataset._image_files]), list(dataset._labels), source)
+def _torchvision_listing(source: str, *datasets: Any) -> Listing:
+    """The files and labels torchvision ``FGVCAircraft`` or ``DTD`` datasets listed from their split
+    files (their ``_image_files`` / ``_labels``, present in both since torchvision 0.12), one
+    dataset after the other."""
+    return Listing(ImageFiles([Path(f) for d in datasets for f in d._image_files]),
+                   [c for d in datasets for c in d._labels], source)
 
 
 def standard_task(name: str, train: Listing, test: Listing, num_classes: int, info: dict[str, Any], *,
@@ -210,8 +212,8 @@ def fgvc_aircraft(data_root: Path | None, *, annotation_level: str = "variant", 
     train, test = (_torchvision(torchvision.datasets.FGVCAircraft, root, layout, split=s,
                                 annotation_level=annotation_level, download=download)
                    for s in ("trainval", "test"))
-    return standard_task("fgvc_aircraft", _torchvision_listing(train, "FGVCAircraft trainval"),
-                         _torchvision_listing(test, "FGVCAircraft test"), len(train.classes),
+    return standard_task("fgvc_aircraft", _torchvision_listing("FGVCAircraft trainval", train),
+                         _torchvision_listing("FGVCAircraft test", test), len(train.classes),
                          {"layout": "torchvision FGVCAircraft", "annotation_level": annotation_level,
                           "split": "trainval"}, **options)
 
@@ -225,10 +227,8 @@ def dtd(data_root: Path | None, *, partition: int = 1, download: bool = False, *
         require(root / "dtd" / "dtd" / "labels" / f"train{partition}.txt", layout)
     parts = {s: _torchvision(torchvision.datasets.DTD, root, layout, split=s, partition=partition,
                              download=download) for s in ("train", "val", "test")}
-    train = Listing(ImageFiles([Path(f) for s in ("train", "val") for f in parts[s]._image_files]),
-                    [c for s in ("train", "val") for c in parts[s]._labels],
-                    f"DTD train{partition}+val{partition}")
-    return standard_task("dtd", train, _torchvision_listing(parts["test"], f"DTD test{partition}"),
+    train = _torchvision_listing(f"DTD train{partition}+val{partition}", parts["train"], parts["val"])
+    return standard_task("dtd", train, _torchvision_listing(f"DTD test{partition}", parts["test"]),
                          len(parts["train"].classes),
                          {"layout": "torchvision DTD", "partition": partition, "split": "train+val"},
                          **options)

@@ -73,12 +73,13 @@ def write_results(path: str | Path, predictions: Mapping[str, tuple[Sequence[int
     return path
 
 
-def write_grid_submissions(output_dir: str | Path, devkit: Path | None = None) -> list[Path]:
+def write_grid_submissions(output_dir: str | Path) -> list[Path]:
     """One ``results.json`` per (method, seed) of the done Decathlon runs under ``output_dir``.
 
     Reads every run's ``predictions.npz`` (predicted classes and devkit ``test_ids``) and
     writes ``<output_dir>/submissions/<method>_seed<seed>/results.json`` over the domains run;
-    the evaluation server expects all ten, ImageNet included.
+    the evaluation server expects all ten, ImageNet included. The ids are written as the runs
+    recorded them, not checked against the devkit (:func:`write_results` with ``devkit`` does that).
     """
     import numpy as np
 
@@ -98,7 +99,7 @@ def write_grid_submissions(output_dir: str | Path, devkit: Path | None = None) -
     for (method, seed), by_domain in sorted(grouped.items()):
         path = Path(output_dir) / "submissions" / f"{method}_seed{seed}" / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(write_results(path, by_domain, devkit))
+        written.append(write_results(path, by_domain))
     return written
 
 

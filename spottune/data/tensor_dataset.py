@@ -13,7 +13,8 @@ class TensorImageDataset(Dataset):
 
     Training augmentation (``augment=True``): zero-pad by ``pad`` pixels and take a random
     crop of the original size (drawn from the global torch generator, which the engine seeds
-    per epoch). Grey images are repeated to 3 channels; then ``(x / 255 - mean) / std``.
+    per epoch; the images are padded once, at construction). Grey images are repeated to 3
+    channels; then ``(x / 255 - mean) / std``.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float],
@@ -28,17 +29,18 @@ class TensorImageDataset(Dataset):
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.augment = augment
         self.pad = pad
+        self.padded = F.pad(images, (pad,) * 4) if augment and pad else None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = self.images[index].float().div_(255.0)
-        if self.augment and self.pad:
-            h, w = x.shape[-2:]
-            x = F.pad(x, (self.pad,) * 4)
+        if self.padded is None:
+            x = self.images[index].float().div_(255.0)
+        else:
+            h, w = self.images.shape[-2:]
             i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
-            x = x[:, i:i + h, j:j + w]
+            x = self.padded[index, :, i:i + h, j:j + w].float().div_(255.0)
         if x.shape[0] == 1:
             x = x.expand(3, -1, -1)
         return (x - self.mean) / self.std, int(self.labels[index])
