@@ -27,6 +27,7 @@ and marks the rest skipped, so the command ends in time. Exit status 1 if a meas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -44,9 +45,8 @@ import torch  # noqa: E402
 from spottune.acceleration import PRECISIONS, Acceleration  # noqa: E402
 from spottune.methods import list_methods  # noqa: E402
 from spottune.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
-from spottune.workload import Workload, build_workload, split_routing  # noqa: E402
+from spottune.workload import SPLIT, Workload, build_workload  # noqa: E402
 
-SPLIT = "spottune-split"
 PHASES = ("train", "eval")
 
 
@@ -108,12 +108,10 @@ def run_setting(setting: Setting, methods: list[str], precisions: list[str], dev
                 continue
             try:
                 if workload is None:
-                    workload = build_workload(method.removesuffix("-split"), setting.arch, setting.image_size,
-                                              setting.batch_size, width=setting.width, device=device,
+                    workload = build_workload(method, setting.arch, setting.image_size, setting.batch_size,
+                                              width=setting.width, device=device,
                                               accel=Acceleration(channels_last=channels_last))
-                    if method == SPLIT:
-                        split_routing(workload.model)
-                workload.accel = Acceleration(precision=row.precision, channels_last=channels_last)
+                workload.accel = dataclasses.replace(workload.accel, precision=row.precision)
                 for phase in PHASES:
                     rate, peak = measure(workload, phase, warmup, iterations)
                     row.images_per_second[phase] = rate

@@ -34,20 +34,16 @@ import torch
 
 from spottune.acceleration import Acceleration
 from spottune.methods import list_methods
-from spottune.workload import build_workload, split_routing
+from spottune.workload import SPLIT, build_workload
 
 SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32), "resnet50@224-b8": ("resnet50", 224, 8)}
-SPLIT = "spottune-split"
 ROUNDS = int(os.environ.get("SPOTTUNE_BENCH_ROUNDS", "2"))
 CHANNELS_LAST = os.environ.get("SPOTTUNE_BENCH_CHANNELS_LAST", "0") == "1"
 
 
 def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
     arch, size, batch = SETTINGS[setting]
-    workload = build_workload(method.removesuffix("-split"), arch, size, batch,
-                              accel=Acceleration(channels_last=CHANNELS_LAST))
-    if method == SPLIT:
-        assert split_routing(workload.model)
+    workload = build_workload(method, arch, size, batch, accel=Acceleration(channels_last=CHANNELS_LAST))
     step: Callable[[], None] = workload.train_step if phase == "train" else workload.eval_step
     cpu_seconds: list[float] = []
 

@@ -11,7 +11,8 @@ Used by the pytest-benchmark suites (``benchmarks/test_bench_throughput.py``) an
 check (``benchmarks/gpu_check.py``).
 
 A SpotTune policy network at initialisation tends to route a whole batch the same way.
-:func:`split_routing` gives the worst case of hard-routed evaluation instead: the model's
+:func:`split_routing` (the workload :data:`SPLIT`, ``spottune-split``) gives the worst case of
+hard-routed evaluation instead: the model's
 own routing still runs (its cost is paid), then every block is split half and half, with a
 different grouping in consecutive blocks (the most data movement hard routing can need).
 """
@@ -33,6 +34,7 @@ from spottune.spottune import SpotTune, SpotTuneGlobal
 PROTOCOL_HPARAMS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
                                     "lr_milestones": [], "lr_gamma": 0.1, "epochs": 1}
 NUM_CLASSES = 100
+SPLIT = "spottune-split"  # SpotTune with split_routing: every block splits every batch
 
 
 def _synchronize(device: torch.device) -> None:
@@ -80,7 +82,12 @@ def build_workload(method: str, arch: str, image_size: int, batch_size: int, *, 
                    hparams: dict[str, Any] | None = None, seed: int = 0) -> Workload:
     """The workload of ``method`` on ``arch`` (``resnet26`` of ``width``, or a torchvision
     ResNet) at ``image_size`` px, one batch of ``batch_size``; ``hparams`` override the
-    method's and :data:`PROTOCOL_HPARAMS`."""
+    method's and :data:`PROTOCOL_HPARAMS`. ``method`` may also be :data:`SPLIT`."""
+    if method == SPLIT:
+        workload = build_workload("spottune", arch, image_size, batch_size, width=width, device=device,
+                                  accel=accel, hparams=hparams, seed=seed)
+        split_routing(workload.model)
+        return workload
     device = torch.device(device)
     accel = accel or Acceleration()
     defaults = get_method(method).defaults

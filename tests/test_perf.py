@@ -22,7 +22,7 @@ from spottune.engine import build_optimizer, run, train_step
 from spottune.methods import create_method
 from spottune.spottune import gumbel_softmax_decisions
 from spottune.throughput import ThroughputTable
-from spottune.workload import build_workload, split_routing
+from spottune.workload import SPLIT, build_workload, split_routing
 from tests.helpers import HP, load_script, tiny_config, tiny_spottune
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,6 +219,9 @@ def test_split_routing_splits_every_block():
     fractions = workload.model.last_routing.float().mean(0)
     assert torch.equal(fractions, torch.full((12,), 0.5))
     assert not split_routing(build_workload("finetune", "resnet26", 32, 2, width=0.125).model)
+    by_name = build_workload(SPLIT, "resnet26", 32, 6, width=0.125)  # the benchmarks' "spottune-split"
+    by_name.eval_step()
+    assert torch.equal(by_name.model.last_routing.float().mean(0), torch.full((12,), 0.5))
 
 
 def test_engine_records_the_speed_options(tmp_path):
