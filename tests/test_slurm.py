@@ -117,7 +117,7 @@ def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
            "backbone.pretrained.max_images=1000", "--no-progress"]
     output, reference = tmp_path / "slurm", tmp_path / "local"
     run_all(*run, *ON_SLURM, "--output", output)  # returns once submitted
-    uninterrupted_run = subprocess.Popen([sys.executable, SPEC.origin, *run, "--output", str(reference)],
+    uninterrupted_run = subprocess.Popen([sys.executable, RUN_ALL.__file__, *run, "--output", str(reference)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     [folder] = (output / "runs").iterdir()
     checkpoint = folder / "checkpoint.pt"
