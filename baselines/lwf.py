@@ -15,6 +15,10 @@ same quantity when augmentation is on (a frozen copy of the original network is 
 that, not counted as task-specific). Li & Hoiem's optional warm-up (training ``theta_n``
 alone first) is not part of this implementation. No T^2 factor, as in the paper.
 
+The source classifier is the pretrained network's own (the released ResNet-26's 1000-way
+ImageNet layer, the suite pretraining's source classes): a backbone without one (fewer than two
+outputs, e.g. a random initialisation) is refused, since the distillation term would be 0.
+
 Hyperparameters: ``lambda_old`` 1.0, ``temperature`` 2.0 (paper). Protocol: the preset's
 fine-tuning one. Task-specific parameters: the fine-tuned network and the new classifier (a
 full network per task, #par ~10); the updated source classifier is not needed to solve the
@@ -71,6 +75,11 @@ class LwF(Method):
     defaults: ClassVar[dict[str, Any]] = {"lambda_old": 1.0, "temperature": 2.0}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
+        outputs = backbone.head.fc.out_features
+        if outputs < 2:
+            raise ValueError(f"LwF distils the source task's outputs, but the backbone's source classifier has "
+                             f"{outputs} output (pretrained kind {(backbone.pretraining or {}).get('kind')!r}): "
+                             f"use a backbone pretrained with its classifier (suite, released or state_dict)")
         return LwFNetwork(backbone, num_classes, self.hp["lambda_old"], self.hp["temperature"])
 
     def task_specific_parameters(self, model: nn.Module) -> float:

@@ -20,7 +20,6 @@ figures to <output>/figures/; `python -m spottune.report <output>` regenerates b
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -32,29 +31,15 @@ from spottune import report  # noqa: E402
 from spottune.cost import GridCost  # noqa: E402
 from spottune.data import list_datasets, test_image_lookup  # noqa: E402
 from spottune.data.submission import write_grid_submissions  # noqa: E402
-from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
+from spottune.grid import list_presets, make_grid, parse_overrides, resolve_hparams, run_status  # noqa: E402
 from spottune.launch import (format_status, grid_states, launch_inline, launch_local, launch_slurm,  # noqa: E402
                              slurm_resources, wait_for_slurm)
 from spottune.methods import list_methods, load_plugins  # noqa: E402
+from spottune.pretrain import describe_checkpoint_file, resolve_pretrained  # noqa: E402
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def pretrained_override(path: Path) -> dict:
-    """``--pretrained``: a ``state_dict`` file (it loads with ``weights_only``), else the released
-    pickled ResNet-26 (converted without running its pickle)."""
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"--pretrained {path}: no such file")
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-        kind = "state_dict"
-    except (pickle.UnpicklingError, UnicodeDecodeError, RuntimeError):
-        kind = "released"
-    return {"kind": kind, "path": str(path.resolve())}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.overrides)
         if args.pretrained:
-            overrides["backbone.pretrained"] = pretrained_override(args.pretrained)
+            overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
         grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
+        if grid.methods and grid.datasets:  # the released checkpoint where documented, or the preset's fallback
+            wanted = resolve_hparams(grid.preset, grid.methods[0], grid.datasets[0], grid.overrides)["backbone"]
+            pretrained, notice = resolve_pretrained(wanted.get("pretrained", {}), args.data_root)
+            if pretrained is not wanted.get("pretrained"):
+                grid.overrides["backbone.pretrained"] = pretrained
+            if notice:
+                print(notice, file=sys.stderr)
     except (KeyError, ValueError, FileNotFoundError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2

@@ -15,13 +15,24 @@
     and the result kept with the weights: ``backbone.pretraining`` = ``{dataset, split,
     test_accuracy}``, recorded in every run's metrics (the Decathlon table's ImNet column).
 ``released``
-    The released ResNet-26 ImageNet checkpoint (a pickled module), converted safely by
-    :func:`spottune.backbones.load_released_resnet26`.
+    The released ResNet-26 ImageNet checkpoint (a pickled module, ``path``), read without
+    executing it by :func:`spottune.backbones.load_released_resnet26`, its 1000-way ImageNet
+    classifier kept as the source head. Without a ``path`` the spec is resolved by
+    :func:`resolve_pretrained` before the grid is built: the file is looked up where
+    :func:`released_checkpoint_candidates` says, else the spec's ``fallback`` is used with a
+    printed notice. Its ImageNet accuracy (the Decathlon table's ImNet column) is measured on
+    ``decathlon/imagenet12``'s validation split when the devkit holds it, once per file (cached
+    under the file's SHA-256).
 ``state_dict``
     A ``state_dict`` file of the suite's ResNet-26, or of the torchvision architecture
     (e.g. ImageNet weights the user downloaded once).
 ``none``
     Random initialisation (the "Scratch" row).
+
+Every backbone says where its weights come from in ``backbone.pretraining`` (recorded in
+every run's metrics and named in the tables' footnotes): ``kind``, ``id`` (the file's
+SHA-256, or the hash of the suite's pretraining spec), and for the source task ``dataset``,
+``split``, ``test_accuracy`` (None with a ``note`` saying why).
 """
 from __future__ import annotations
 
@@ -35,13 +46,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from spottune.backbones import Backbone, load_released_resnet26, resnet26, torchvision_resnet
-from spottune.records import atomic_write_bytes, canonical_json
+from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, load_released_resnet26,
+                                read_released_checkpoint, resnet26, torchvision_resnet)
+from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
 
 CACHE_ENV = "SPOTTUNE_CACHE"
 # the suite's pretraining procedure (_pretrain): bump whenever a change to it changes the weights
 # or what is stored with them, so that older cached files are not reused
 PRETRAINING_VERSION = 2
+RELEASED_FILENAME = "resnet26_pretrained.t7"
+# where the released network's ImageNet accuracy is measured (REFERENCE 2: the Decathlon's ImNet)
+RELEASED_SOURCE = {"dataset": "decathlon/imagenet12",
+                   "data_options": {"split": "train", "eval_split": "val", "transforms": "released"}}
 
 
 def cache_dir() -> Path:
@@ -106,21 +122,116 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
     pre = spec.get("pretrained", {"kind": "none"})
     kind = pre.get("kind", "none")
     if kind == "none":
-        return build_backbone(spec, 1)
+        model = build_backbone(spec, 1)
+        model.pretraining = {"kind": "none", "id": None}
+        return model
     if kind == "released":
-        return load_released_resnet26(_existing(pre["path"]), build_backbone(spec, 1))
-    if kind == "state_dict" and spec["arch"] != "resnet26":
-        state = torch.load(_existing(pre["path"]), map_location="cpu", weights_only=True)
-        return torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], state_dict=state)
+        if "path" not in pre:
+            raise ValueError("backbone.pretrained kind released without a path: resolve_pretrained() locates it")
+        path = _existing(pre["path"])
+        model = load_released_resnet26(path, build_backbone(spec, 1))
+        model.pretraining = {"kind": "released", "id": file_sha256(path),
+                             **_released_source_accuracy(model, path, data_root, torch.device(device), progress)}
+        return model
     if kind == "state_dict":
-        state = torch.load(_existing(pre["path"]), map_location="cpu", weights_only=True)
-        num_classes = next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight"))
-        model = build_backbone(spec, num_classes)
-        model.load_state_dict(state)
+        path = _existing(pre["path"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if spec["arch"] != "resnet26":
+            model = torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], state_dict=state)
+        else:
+            model = build_backbone(spec, next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight")))
+            model.load_state_dict(state)
+        model.pretraining = {"kind": "state_dict", "id": file_sha256(path)}
         return model
     if kind == "suite":
         return _cached_suite_pretraining(spec, data_root, torch.device(device), progress, download)
     raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict or none")
+
+
+def released_checkpoint_candidates(data_root: Path | None) -> list[Path]:
+    """Where the decathlon preset finds the released checkpoint, in this order: the devkit
+    folder (``<data-root>/decathlon-1.0/``, or ``<data-root>/`` itself; ``$SPOTTUNE_DATA`` without a
+    data root), then ``$SPOTTUNE_CACHE``."""
+    from spottune.data.base import DATA_ENV
+    from spottune.data.decathlon import DEVKIT
+
+    root = data_root if data_root is not None else os.environ.get(DATA_ENV)
+    folders = [Path(root) / DEVKIT, Path(root)] if root else []
+    return [folder / RELEASED_FILENAME for folder in [*folders, cache_dir()]]
+
+
+def describe_checkpoint_file(path: Path) -> dict[str, str]:
+    """``--pretrained``: ``{kind, path, sha256}`` of a ``state_dict`` file (a mapping of tensors
+    that loads with ``weights_only``) or of a released pickled ResNet-26 (read without running
+    its pickle). Anything else is a ``ValueError`` naming the file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--pretrained {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+            raise ValueError(f"--pretrained {path}: loads, but is not a state_dict (a mapping of names to tensors)")
+        kind = "state_dict"
+    except ValueError:
+        raise
+    except Exception:  # noqa: BLE001 - not a weights-only file: the released format, or nothing usable
+        try:
+            read_released_checkpoint(path)
+        except ReleasedCheckpointError as err:
+            raise ValueError(f"--pretrained {path}: neither a state_dict nor the released ResNet-26 checkpoint "
+                             f"({err.args[0].removeprefix(f'{path}: ')})") from None
+        kind = "released"
+    return {"kind": kind, "path": str(path.resolve()), "sha256": file_sha256(path)}
+
+
+def resolve_pretrained(pre: dict[str, Any], data_root: Path | None) -> tuple[dict[str, Any], str | None]:
+    """A preset's ``pretrained`` spec made concrete before its runs are identified.
+
+    ``kind: released`` without a ``path`` becomes the file found first among
+    :func:`released_checkpoint_candidates` (with its SHA-256, so that the run ids name the
+    weights); when none exists, the spec's ``fallback`` is used and a notice says so. Any
+    other spec is returned as it is. Returns ``(spec, notice or None)``.
+    """
+    if pre.get("kind") != "released" or "path" in pre:
+        return pre, None
+    for candidate in released_checkpoint_candidates(data_root):
+        if candidate.is_file():
+            return describe_checkpoint_file(candidate), None
+    places = ", ".join(str(p) for p in released_checkpoint_candidates(data_root))
+    if "fallback" not in pre:
+        raise FileNotFoundError(f"the released checkpoint {RELEASED_FILENAME} is in none of {places}; "
+                                f"put it there or pass --pretrained FILE")
+    notice = (f"notice: the released checkpoint {RELEASED_FILENAME} is in none of {places}; using the "
+              f"preset's fallback backbone ({pre['fallback'].get('kind')} pretraining on "
+              f"{pre['fallback'].get('dataset', '-')}), which is not the paper's starting point")
+    return pre["fallback"], notice
+
+
+def _released_source_accuracy(model: Backbone, path: Path, data_root: Path | None, device: torch.device,
+                              progress: bool) -> dict[str, Any]:
+    """``{dataset, split, test_accuracy, note}`` of a released network on ImageNet's validation
+    split, measured once per file (cached under its SHA-256), or a note saying why not."""
+    from spottune.data import DatasetError, load_task
+    from spottune.engine import evaluate
+
+    sha = file_sha256(path)
+    cached = cache_dir() / "pretrained" / f"released-{sha[:16]}.json"
+    if cached.exists():
+        return read_json(cached)
+    source = {"dataset": RELEASED_SOURCE["dataset"], "split": RELEASED_SOURCE["data_options"]["eval_split"]}
+    try:
+        task = load_task(source["dataset"], data_root, **RELEASED_SOURCE["data_options"])
+    except (DatasetError, FileNotFoundError) as err:
+        return {**source, "test_accuracy": None,
+                "note": f"{source['dataset']} not found ({str(err).splitlines()[0]}), so not measured"}
+    if task.num_classes != model.head.fc.out_features:
+        return {**source, "test_accuracy": None, "note": f"the checkpoint's classifier has "
+                f"{model.head.fc.out_features} outputs, {source['dataset']} {task.num_classes} classes"}
+    result = evaluate(model.to(device), task, 256, device, progress)
+    model.cpu()
+    source["test_accuracy"] = result["accuracy"]
+    atomic_write_json(cached, source)
+    return source
 
 
 def _existing(path: str) -> Path:
@@ -147,5 +258,5 @@ def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, devi
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)
     model.load_state_dict(blob["state_dict"])
-    model.pretraining = blob.get("source")
+    model.pretraining = {"kind": "suite", "id": key, **(blob.get("source") or {})}
     return model

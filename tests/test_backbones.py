@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from torch import nn
 from spottune.backbones import (backbone_size, count_parameters, from_torchvision, load_released_resnet26,
                                 resnet26, torchvision_resnet)
 from spottune.pretrain import pretrained_backbone
+from tests.released_files import released_network, save_released
 
 
 def test_resnet26_shapes_and_structure():
@@ -79,78 +78,7 @@ def test_torchvision_state_dict_keeps_its_classifier(tmp_path):
         assert torch.equal(backbone.eval()(x), model(x))
 
 
-def _fake_released_module():
-    """Classes with the names of residual_adapters' models.py (a pickled whole module)."""
-    mod = types.ModuleType("models")
-
-    class conv_task(nn.Module):  # noqa: N801 - the released name
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bns = nn.ModuleList([nn.Sequential(nn.BatchNorm2d(cout))])
-            self.parallel_conv = nn.ModuleList([nn.Conv2d(cin, cout, 1, stride, bias=False)])
-
-    class BasicBlock(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = conv_task(cin, cout, stride)
-            self.conv2 = conv_task(cout, cout, 1)
-
-    class ResNet(nn.Module):
-        def __init__(self, width):
-            super().__init__()
-            self.pre_layers_conv = conv_task(3, int(32 * width), 1)
-            blocks, cin = [], int(32 * width)
-            for w in (64, 128, 256):
-                for b in range(4):
-                    blocks.append(BasicBlock(cin, int(w * width), 2 if b == 0 else 1))
-                    cin = int(w * width)
-            self.blocks = nn.Sequential(*blocks)
-            self.end_bns = nn.ModuleList([nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(True))])
-            self.linears = nn.ModuleList([nn.Linear(cin, 1000)])
-
-    for cls in (conv_task, BasicBlock, ResNet):
-        cls.__module__ = "models"
-        cls.__qualname__ = cls.__name__
-        setattr(mod, cls.__name__, cls)
-    return mod
-
-
-def test_released_checkpoint_loads_without_running_its_classes(tmp_path, monkeypatch):
-    mod = _fake_released_module()
-    monkeypatch.setitem(sys.modules, "models", mod)
-    released = mod.ResNet(0.25)
-    with torch.no_grad():
-        for p in released.parameters():
-            p.normal_()
-        for m in released.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-    path = tmp_path / "resnet26_pretrained.t7"
-    torch.save({"net": released}, path)
-    trap = types.ModuleType("models")  # the loader must never touch the checkpoint's classes
-
-    def boom(name):
-        raise AssertionError(f"the loader looked up models.{name}")
-
-    trap.__getattr__ = boom
-    monkeypatch.setitem(sys.modules, "models", trap)
-    net = load_released_resnet26(path, resnet26(10, width=0.25))
-    theirs3x3 = [m.weight for m in released.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-    mine3x3 = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert all(torch.equal(a, b) for a, b in zip(theirs3x3, mine3x3))
-    theirs_bn = [m for m in released.modules() if isinstance(m, nn.BatchNorm2d)]
-    mine_bn = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert len(theirs_bn) == len(mine_bn) == 26
-    assert all(torch.equal(a.running_var, b.running_var) and torch.equal(a.weight, b.weight)
-               for a, b in zip(theirs_bn, mine_bn))
-
-
 def test_released_checkpoint_with_wrong_architecture_says_so(tmp_path, monkeypatch):
-    mod = _fake_released_module()
-    monkeypatch.setitem(sys.modules, "models", mod)
-    path = tmp_path / "ckpt.t7"
-    torch.save({"net": mod.ResNet(0.25)}, path)
+    path = save_released(released_network(monkeypatch, width=0.25), tmp_path / "ckpt.t7")
     with pytest.raises(ValueError, match="width"):
         load_released_resnet26(path, resnet26(10, width=0.5))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from spottune.backbones import resnet26
 from spottune.grid import make_grid
@@ -25,7 +24,8 @@ def test_decathlon_preset_is_the_released_protocol() -> None:
     assert spottune["weight_decay"] == 0.0 and runs[("spottune", "decathlon/vgg-flowers")]["weight_decay"] == 1e-4
     assert spottune["data"] == {"split": "train+val", "eval_split": "test", "transforms": "released",
                                 "cache": "packed"}
-    assert spottune["backbone"]["pretrained"]["dataset"] == "decathlon/imagenet12"
+    pretrained = spottune["backbone"]["pretrained"]  # the released file, else the suite's pretraining
+    assert pretrained["kind"] == "released" and pretrained["fallback"]["dataset"] == "decathlon/imagenet12"
     assert runs[("piggyback", "decathlon/dtd")]["epochs"] == 30
 
 
@@ -34,16 +34,6 @@ def test_standard_preset() -> None:
     assert grid.datasets == ["cubs", "stanford_cars", "flowers", "wikiart", "sketches"]
     hp = grid.runs()[0]["hparams"]
     assert hp["backbone"]["arch"] == "resnet50" and (hp["lr"], hp["lr_milestones"]) == (0.01, [15, 30])
-
-
-def test_pretrained_option_recognises_both_formats(tmp_path: Path) -> None:
-    torch.save(resnet26(10, width=0.25).state_dict(), tmp_path / "state.pt")
-    torch.save({"net": nn.Linear(2, 2)}, tmp_path / "released.t7")  # a pickled whole module
-    assert run_all.pretrained_override(tmp_path / "state.pt")["kind"] == "state_dict"
-    assert run_all.pretrained_override(tmp_path / "released.t7") == {
-        "kind": "released", "path": str((tmp_path / "released.t7").resolve())}
-    with pytest.raises(FileNotFoundError):
-        run_all.pretrained_override(tmp_path / "missing.pt")
 
 
 def test_decathlon_preset_runs_on_a_fixture_devkit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

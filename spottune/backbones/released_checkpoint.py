@@ -1,136 +1,224 @@
-"""Load the released ResNet-26 ImageNet checkpoint (a pickled whole module) safely.
+"""Read the released ResNet-26 ImageNet checkpoint (a pickled whole module) without executing it.
 
-The checkpoint distributed with residual_adapters / SpotTune is ``torch.save({'net': model})``
-of a Python 2 module tree (classes ``models.ResNet``, ``models.conv_task``, ...). Unpickling it
-normally would import and run those classes. Here every class the pickle names, other than
-the few tensor-rebuilding functions of torch, is replaced by an inert stand-in that only stores
-the state it is given; nothing from the file is executed. The 3x3 convolution weights and the
-BatchNorm tensors are then read in module order and copied, in the same order, into the
-suite's :func:`~spottune.backbones.resnet26.resnet26` (1x1 adapter convolutions and the
-classifier are ignored: the classifier is task-specific).
+The checkpoint distributed with residual_adapters / SpotTune (``resnet26_pretrained.t7``) is
+``torch.save({'net': model})`` of a Python 2 module tree (classes ``models.ResNet``,
+``models.conv_task``, ...), written by PyTorch 0.3 / 0.4.x in the legacy (non-zip) container.
+Such a file is a sequence of pickles: the magic number, the protocol version, the system
+information, the object tree, the storage keys, then the raw storages. Newer files (PyTorch
+1.6+) are a zip archive holding one pickle.
+
+Every one of those pickles, headers included, goes through one restricted unpickler
+(:class:`_RestrictedUnpickler`, handed to ``torch.load`` as its ``pickle_module`` for both
+its ``load`` and its ``Unpickler``):
+
+* allowed: the tensor rebuilders of ``torch._utils`` (``_rebuild_tensor`` of 0.3,
+  ``_rebuild_tensor_v2`` of 0.4+, ``_rebuild_parameter`` of 1.x), ``torch.Size`` and
+  ``collections.OrderedDict`` (storages are resolved by ``torch.load`` itself);
+* ``torch.nn.parameter.Parameter`` as 0.3 (``Parameter(data)`` + a state) and 0.4.x
+  (``Parameter(data, requires_grad)``) pickle it is rebuilt as its plain data tensor;
+* every other name (the module classes, ``os.system``, ``builtins.eval``, ...) becomes an
+  inert stand-in that only stores the arguments and state it is given.
+
+Nothing named by the file is imported or called, so a hostile file cannot run code: it fails
+with :class:`ReleasedCheckpointError` naming the file. The 3x3 convolutions, the BatchNorm
+layers (in module order) and the ImageNet classifier (``linears[0]``) are then read from the
+inert tree, as the official training scripts read them (``train_new_task_*.py`` walk
+``named_modules()`` in order and take the 3x3 convolutions and the BatchNorms).
 """
 from __future__ import annotations
 
 import collections
+import hashlib
 import pickle
+import tarfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
 
 from spottune.backbones.base import Backbone
 
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch", "Size"): torch.Size,
-}
-_STORAGE_NAMES = {"FloatStorage", "DoubleStorage", "HalfStorage", "LongStorage", "IntStorage",
-                  "ByteStorage", "BoolStorage", "BFloat16Storage", "UntypedStorage"}
+
+class ReleasedCheckpointError(ValueError):
+    """The file is not a readable released checkpoint (corrupt, hostile or of another network)."""
 
 
 class InertObject:
-    """Stand-in for any class named by the checkpoint: keeps constructor args and state only."""
+    """Stand-in for any class or function named by the checkpoint: keeps arguments and state only."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.__dict__["_inert_args"] = args
 
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
-            state = {**state[0], **(state[1] or {})}
+            state = {**state[0], **(state[1] or {})}  # (dict state, slot state)
         if isinstance(state, dict):
-            self.__dict__.update(state)
+            self.__dict__.update({k: v for k, v in state.items() if isinstance(k, str)})
         else:
             self.__dict__["_inert_state"] = state
 
 
+class LegacyParameter(InertObject):
+    """``torch.nn.Parameter`` as PyTorch 0.3 / 0.4.x pickled it: its first argument is the data."""
+
+    @property
+    def data(self) -> Any:
+        args = self.__dict__.get("_inert_args") or (None,)
+        return args[0]
+
+
 def _inert_class(module: str, name: str) -> type:
-    return type(name, (InertObject,), {"__module__": f"inert.{module}"})
+    return type(str(name), (InertObject,), {"__module__": f"inert.{module}"})
 
 
-def _inert_reconstructor(cls: type, base: type, state: Any) -> Any:
-    """Replacement for ``copyreg._reconstructor`` (Python 2 pickles of new-style classes)."""
-    return cls.__new__(cls) if issubclass(cls, InertObject) else _inert_class("?", "?")()
+def _inert_reconstructor(cls: Any, base: Any = None, state: Any = None) -> Any:
+    """Replacement for ``copy_reg._reconstructor`` (protocol 0/1 pickles of new-style classes)."""
+    return cls.__new__(cls) if isinstance(cls, type) and issubclass(cls, InertObject) else InertObject()
 
 
-class _SafeUnpickler(pickle.Unpickler):
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("torch.nn.parameter", "Parameter"): LegacyParameter,
+    ("copy_reg", "_reconstructor"): _inert_reconstructor,
+    ("copyreg", "_reconstructor"): _inert_reconstructor,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`_ALLOWED` names; every other name is inert."""
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_NAMES:
-            return getattr(torch, name)
-        if module == "copyreg" and name == "_reconstructor" or module == "copy_reg":
-            return _inert_reconstructor
-        return _inert_class(module, name)
+        return _ALLOWED.get((module, name)) or _inert_class(module, name)
 
 
-class _SafePickleModule:
-    """The ``pickle_module`` handed to ``torch.load``."""
-
-    Unpickler = _SafeUnpickler
-    load = pickle.load
-    __name__ = "spottune_safe_pickle"
+def _restricted_load(file: IO[bytes], **kwargs: Any) -> Any:
+    return _RestrictedUnpickler(file, **kwargs).load()
 
 
-def _children(obj: Any) -> list[Any]:
-    modules = obj.__dict__.get("_modules") or {}
-    return list(modules.values())
+class _RestrictedPickleModule:
+    """The ``pickle_module`` handed to ``torch.load``: both entry points are restricted."""
+
+    __name__ = "spottune_restricted_pickle"
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(_restricted_load)
 
 
-def _walk(obj: Any) -> list[Any]:
+@dataclass
+class ReleasedTensors:
+    """What the suite takes from a released checkpoint, each list in module order.
+
+    ``bns`` holds every BatchNorm layer (``weight``, ``bias``, ``running_mean``,
+    ``running_var``); ``classifier`` the source task's linear layer (``weight``, ``bias``)
+    or None when the file has none; ``sha256`` identifies the file.
+    """
+
+    convs: list[torch.Tensor]
+    bns: list[dict[str, torch.Tensor]]
+    classifier: dict[str, torch.Tensor] | None
+    sha256: str
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _as_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, LegacyParameter):
+        value = value.data
+    return value.detach() if isinstance(value, torch.Tensor) else None
+
+
+def _modules(obj: Any) -> list[Any]:
+    """``obj`` and its submodules, depth first in registration order (``nn.Module.modules()``)."""
     out = [obj]
-    for child in _children(obj):
-        if child is not None:
-            out.extend(_walk(child))
+    children = obj.__dict__.get("_modules") if isinstance(obj, InertObject) else None
+    for child in (children or {}).values():
+        if isinstance(child, InertObject):
+            out.extend(_modules(child))
     return out
 
 
-def _tensor(obj: Any, name: str) -> torch.Tensor | None:
+def _tensor(module: Any, name: str) -> torch.Tensor | None:
     for store in ("_parameters", "_buffers"):
-        value = (obj.__dict__.get(store) or {}).get(name)
-        if value is not None:
-            return value.detach() if isinstance(value, torch.Tensor) else value
+        table = module.__dict__.get(store)
+        if isinstance(table, dict) and table.get(name) is not None:
+            return _as_tensor(table[name])
     return None
 
 
-def read_released_tensors(path: str | Path) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """3x3 conv weights and BatchNorm tensors of the pickled module, in module order."""
-    blob = torch.load(str(path), map_location="cpu", pickle_module=_SafePickleModule,
-                      weights_only=False, encoding="latin1")
-    root = blob["net"] if isinstance(blob, dict) and "net" in blob else blob
-    convs, bns = [], []
-    for obj in _walk(root):
-        kind = type(obj).__name__
+def read_released_checkpoint(path: str | Path) -> ReleasedTensors:
+    """The 3x3 convolutions, BatchNorms and classifier of a released checkpoint, read safely."""
+    path = Path(path)
+    if tarfile.is_tarfile(path):  # torch.load would extract its members to disk
+        raise ReleasedCheckpointError(f"{path}: a tar archive (PyTorch before 0.1.10), not a released checkpoint")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "couldn't retrieve source code" for every inert class
+            blob = torch.load(str(path), map_location="cpu", pickle_module=_RestrictedPickleModule,
+                              weights_only=False, encoding="latin1")
+    except Exception as err:  # noqa: BLE001 - any failure to parse is the same user error
+        raise ReleasedCheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err}); "
+            f"nothing in it was executed") from None
+    root = blob.get("net") if isinstance(blob, dict) else blob
+    if not isinstance(root, InertObject):
+        raise ReleasedCheckpointError(f"{path}: holds no pickled network ({type(blob).__name__}); the released "
+                                      f"checkpoint is torch.save({{'net': model}})")
+    convs, bns, linears = [], [], []
+    for module in _modules(root):
+        kind = type(module).__name__
         if kind == "Conv2d":
-            weight = _tensor(obj, "weight")
+            weight = _tensor(module, "weight")
             if weight is not None and weight.dim() == 4 and weight.shape[-1] == 3:
                 convs.append(weight)
         elif kind == "BatchNorm2d":
-            bns.append({k: _tensor(obj, k) for k in ("weight", "bias", "running_mean", "running_var")})
-    return convs, bns
+            bns.append({k: _tensor(module, k) for k in ("weight", "bias", "running_mean", "running_var")})
+        elif kind == "Linear":
+            linears.append({k: _tensor(module, k) for k in ("weight", "bias")})
+    if not convs:
+        raise ReleasedCheckpointError(f"{path}: the pickled network has no 3x3 convolution")
+    return ReleasedTensors(convs, bns, linears[-1] if linears else None, file_sha256(path))
 
 
 def load_released_resnet26(path: str | Path, backbone: Backbone) -> Backbone:
-    """Copy the released checkpoint's conv and BN tensors into ``backbone`` (a ResNet-26) in place."""
-    convs, bns = read_released_tensors(path)
+    """Copy a released checkpoint into ``backbone`` (a ResNet-26) in place: every 3x3 convolution
+    and BatchNorm in order, and the source classifier (a new ``head.fc`` of its size)."""
+    released = read_released_checkpoint(path)
     own_convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     own_bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
-    if len(convs) != len(own_convs) or len(bns) != len(own_bns):
-        raise ValueError(
-            f"{path}: found {len(convs)} 3x3 convolutions and {len(bns)} BatchNorm layers, the suite's "
-            f"{backbone.arch} has {len(own_convs)} and {len(own_bns)}. Is this the ResNet-26 checkpoint "
-            f"(e.g. imnet.t7 / resnet26_pretrained.t7) and the right --set width=...?")
+    if len(released.convs) != len(own_convs) or len(released.bns) != len(own_bns):
+        raise ReleasedCheckpointError(
+            f"{path}: found {len(released.convs)} 3x3 convolutions and {len(released.bns)} BatchNorm layers, "
+            f"the suite's {backbone.arch} has {len(own_convs)} and {len(own_bns)}. Is this the ResNet-26 "
+            f"checkpoint (resnet26_pretrained.t7) and the right backbone.width?")
     with torch.no_grad():
-        for mine, theirs in zip(own_convs, convs):
+        for mine, theirs in zip(own_convs, released.convs):
             if mine.weight.shape != theirs.shape:
-                raise ValueError(f"{path}: conv weight of shape {tuple(theirs.shape)} where "
-                                 f"{tuple(mine.weight.shape)} was expected: check backbone.width")
+                raise ReleasedCheckpointError(f"{path}: conv weight of shape {tuple(theirs.shape)} where "
+                                              f"{tuple(mine.weight.shape)} was expected: check backbone.width")
             mine.weight.copy_(theirs)
-        for mine, theirs in zip(own_bns, bns):
+        for mine, theirs in zip(own_bns, released.bns):
             for key, value in theirs.items():
                 if value is not None:
                     getattr(mine, key).copy_(value)
+        if released.classifier is not None and released.classifier["weight"] is not None:
+            weight, bias = released.classifier["weight"], released.classifier["bias"]
+            if weight.shape[1] != backbone.feature_dim:
+                raise ReleasedCheckpointError(f"{path}: classifier of {weight.shape[1]} inputs, the backbone has "
+                                              f"{backbone.feature_dim} features: check backbone.width")
+            backbone.reset_classifier(weight.shape[0])
+            backbone.head.fc.weight.copy_(weight)
+            if bias is not None:
+                backbone.head.fc.bias.copy_(bias)
     return backbone
