@@ -10,7 +10,7 @@ import torch
 from torchvision import transforms as T
 
 from spottune.data import DatasetError, list_datasets, load_task
-from spottune.data.decathlon import MEAN_STD, first_category
+from spottune.data.decathlon import MEAN_STD, augmentations, first_category
 from spottune.data.images import decode_rgb
 from spottune.report.decathlon import DOMAINS
 from tests.data_fixtures import write_devkit
@@ -174,3 +174,19 @@ def test_wrong_category_ids_are_rejected(tmp_path: Path) -> None:
 def test_raw_test_images_are_uint8_crops(root: Path) -> None:
     images = load_task("decathlon/aircraft", root).raw_test_images([0, 2])
     assert images.dtype == np.uint8 and images.shape == (2, 72, 72, 3)
+
+
+def test_released_centre_crop_rounds_as_python2() -> None:
+    """An image 73 px wide (Resize(72) of a 72 x 73 image): the released code, under Python 2,
+    cropped columns 1..72; torchvision's CenterCrop under Python 3 crops 0..71."""
+    image = torch.arange(73, dtype=torch.uint8).repeat(3, 72, 1)  # column j holds the value j
+    _, released_test = augmentations("aircraft", "released")
+    assert released_test.crop_image(image)[0, 0, [0, -1]].tolist() == [1, 72]
+    python3 = T.CenterCrop(72)(image)
+    assert python3[0, 0, [0, -1]].tolist() == [0, 71]
+    _, rebuffi_test = augmentations("aircraft", "rebuffi")
+    assert not rebuffi_test.python2_rounding
+    assert "Python 2 rounding" in released_test.describe()
+    # margins 1, 5, 9, ... (half-pixel offsets 0.5, 2.5, ...) differ; the others do not
+    assert [released_test.centre_offset(m) for m in range(7)] == [0, 1, 1, 2, 2, 3, 3]
+    assert [int(round(m / 2.0)) for m in range(7)] == [0, 0, 1, 2, 2, 2, 3]

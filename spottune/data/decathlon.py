@@ -42,7 +42,10 @@ Options (a preset's ``data_options``; every choice lands in ``TaskData.info``):
                   the others             train RandomCrop(64) + flip   test CenterCrop(64)
 
     then ``ToTensor`` and ``Normalize`` with the domain's mean / std of the reference code
-    (:data:`MEAN_STD`, its ``decathlon_mean_std.pickle``).
+    (:data:`MEAN_STD`, its ``decathlon_mean_std.pickle``). The ``released`` centre crops round
+    the offset of an odd margin as Python 2 did (the released code's interpreter): an image
+    73 px wide is cropped from column 1, not 0 as under Python 3
+    (:meth:`~spottune.data.packed.TensorAugment.centre_offset`).
 ``cache``: ``"none"`` (default; decode the JPEG with PIL at every access) or ``"packed"``
     (:mod:`spottune.data.packed`: the domain's train, val and test images, resized to 72 px,
     packed once into ``cache_dir`` (default ``<devkit>/packed``) and memory-mapped; the same
@@ -262,14 +265,17 @@ def augmentations(domain: str, transforms: str) -> tuple[TensorAugment, TensorAu
     mean, std = MEAN_STD[domain]
     if transforms not in TRANSFORMS:
         raise ValueError(f"transforms must be one of {TRANSFORMS}, got {transforms!r}")
+    released = transforms == "released"  # centre crops as the released code computed them, in Python 2
     if domain in CENTRE_ONLY:
-        return TensorAugment(mean, std, crop=72), TensorAugment(mean, std, crop=72)
+        return (TensorAugment(mean, std, crop=72, python2_rounding=released),
+                TensorAugment(mean, std, crop=72, python2_rounding=released))
     if transforms == "rebuffi":
         return (TensorAugment(mean, std, crop=64, random_crop=True, flip=True),
                 TensorAugment(mean, std, crop=64))
     if domain == "daimlerpedcls":
         return TensorAugment(mean, std), TensorAugment(mean, std)
-    return TensorAugment(mean, std, crop=64, random_crop=True), TensorAugment(mean, std, crop=72)
+    return (TensorAugment(mean, std, crop=64, random_crop=True),
+            TensorAugment(mean, std, crop=72, python2_rounding=True))
 
 
 def resize_to_tensor(image: Image.Image) -> torch.Tensor:

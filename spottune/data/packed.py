@@ -144,19 +144,28 @@ class TensorAugment:
     ``crop``: output side (square), or ``None`` for the whole image. ``random_crop``: the
     crop's corner is drawn like torchvision's ``RandomCrop`` (``torch.randint`` for the row,
     then the column; no draw when the image already has the crop's size), else it is centred
-    like ``CenterCrop`` (``round((H - crop) / 2)``). ``flip``: mirrored when
+    like ``CenterCrop`` (``round((H - crop) / 2)``). ``python2_rounding``: that ``round`` as
+    Python 2 computed it (halves away from zero), as the released code ran torchvision's
+    ``CenterCrop`` under Python 2: an odd margin puts the extra pixel before the crop
+    (73 px -> offset 1) where Python 3's round-half-to-even puts it after (offset 0); margins of
+    1, 5, 9, ... px differ that way, the others not at all. ``flip``: mirrored when
     ``torch.rand(1) < 0.5``, drawn after the crop. Then ``(x - 255 mean) / (255 std)``, which is
     ``ToTensor + Normalize`` up to float rounding (< 1e-6) in three tensor operations instead of
     four; one-channel images are repeated to three channels first.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], crop: int | None = None,
-                 random_crop: bool = False, flip: bool = False) -> None:
+                 random_crop: bool = False, flip: bool = False, python2_rounding: bool = False) -> None:
         self.mean255 = 255 * torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std255 = 255 * torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.crop = crop
         self.random_crop = random_crop
         self.flip = flip
+        self.python2_rounding = python2_rounding
+
+    def centre_offset(self, margin: int) -> int:
+        """``round(margin / 2)`` as torchvision's ``CenterCrop`` computes it, in this Python or in Python 2."""
+        return (margin + 1) // 2 if self.python2_rounding else int(round(margin / 2.0))
 
     def crop_image(self, x: torch.Tensor) -> torch.Tensor:
         """The geometric part (crop, flip) on the uint8 image."""
@@ -166,7 +175,7 @@ class TensorAugment:
             if h < c or w < c:
                 raise ValueError(f"image of {h}x{w} px is smaller than the {c}-px crop")
             if not self.random_crop:
-                i, j = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+                i, j = self.centre_offset(h - c), self.centre_offset(w - c)
             elif h == c and w == c:
                 i = j = 0
             else:
@@ -190,7 +199,8 @@ class TensorAugment:
         """The equivalent torchvision steps, for the run's protocol record."""
         steps = []
         if self.crop is not None:
-            steps.append(f"{'RandomCrop' if self.random_crop else 'CenterCrop'}({self.crop})")
+            rounding = ", Python 2 rounding" if self.python2_rounding and not self.random_crop else ""
+            steps.append(f"{'RandomCrop' if self.random_crop else 'CenterCrop'}({self.crop}{rounding})")
         if self.flip:
             steps.append("RandomHorizontalFlip")
         return " + ".join(steps + ["ToTensor", "Normalize"])
