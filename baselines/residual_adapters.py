@@ -27,12 +27,20 @@ pretrained network (the suite's backbones) is its "off the shelf" setting (CIFAR
 70.97 vs 80.17 in the official README).
 
 Optimisation (official README commands): SGD momentum 0.9, lr 0.1, 120 epochs, x0.1 at 80
-and 100, batch 128; weight decay 1e-4 on the adapters (``adapter_weight_decay``) and 5e-4 on
-BN and classifier (the preset's ``weight_decay``). The released SGD keeps the last
-convolution's decay for the parameters that follow it in the same group, so as run nearly
-every parameter decays at 1e-4; set ``weight_decay: 1e-4`` to reproduce that.
+and 100, batch 128; weight decay 1e-4 on the adapters (``adapter_weight_decay``, ``--wd1x1 1``)
+and, as intended, 5e-4 on BN and classifier (the preset's ``weight_decay``, ``--wd 5``).
 
-Hyperparameters: ``adapt`` "3x3", ``adapter_init`` "released", ``adapter_weight_decay`` 1e-4.
+``weight_decay_protocol``: ``"as_run"`` (default) reproduces what the official ``sgd.py``
+does: the optimiser holds one group of the trainable parameters in registration order, and the
+decay variable, set to ``--wd`` at the group's start, switches to the 1x1 value at the first 1x1
+convolution and is never reset (the 3x3 convolutions that would switch it again are frozen and
+not in the group). So every parameter from the first adapter convolution on decays at 1e-4
+(parallel: all of them; series: all but the first adapter's BatchNorm, which comes before its
+1x1 convolution and keeps 5e-4). ``"as_intended"``: adapters at ``adapter_weight_decay``,
+BatchNorms and classifier at ``weight_decay``.
+
+Hyperparameters: ``adapt`` "3x3", ``adapter_init`` "released", ``adapter_weight_decay`` 1e-4,
+``weight_decay_protocol`` "as_run".
 """
 from __future__ import annotations
 
@@ -48,6 +56,7 @@ from spottune.methods import Method, ParamGroup, param_group, parameters_except,
 
 ADAPT = ("3x3", "all")
 ADAPTER_INITS = ("released", "zero")
+WEIGHT_DECAY_PROTOCOLS = ("as_run", "as_intended")
 
 
 def _init_adapter_(conv: nn.Conv2d, init: str) -> nn.Conv2d:
@@ -91,7 +100,8 @@ class ParallelAdapter(nn.Module):
 
 class _ResidualAdapters(Method):
     defaults: ClassVar[dict[str, Any]] = {"adapt": "3x3", "adapter_init": "released",
-                                          "adapter_weight_decay": 1e-4}
+                                          "adapter_weight_decay": 1e-4, "weight_decay_protocol": "as_run"}
+    protocol_keys: ClassVar[tuple[str, ...]] = ("adapter_init", "weight_decay_protocol")
     adapter_class: ClassVar[type[nn.Module]]
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
@@ -106,11 +116,20 @@ class _ResidualAdapters(Method):
         return model
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        protocol, lr = self.hp["weight_decay_protocol"], self.hp["lr"]
+        if protocol not in WEIGHT_DECAY_PROTOCOLS:
+            raise ValueError(f"weight_decay_protocol must be one of {WEIGHT_DECAY_PROTOCOLS}, got {protocol!r}")
         adapters = [p for m in model.modules() if isinstance(m, self.adapter_class)
                     for p in m.adapter.parameters()]
-        return [param_group("adapters", adapters, self.hp["lr"], self.hp["adapter_weight_decay"]),
-                param_group("bn_classifier", parameters_except(model, adapters), self.hp["lr"],
-                            self.hp["weight_decay"])]
+        if protocol == "as_intended":
+            return [param_group("adapters", adapters, lr, self.hp["adapter_weight_decay"]),
+                    param_group("bn_classifier", parameters_except(model, adapters), lr, self.hp["weight_decay"])]
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        adapter_convs = {id(conv.weight) for wrapper in model.modules() if isinstance(wrapper, self.adapter_class)
+                         for conv in wrapper.adapter.modules() if isinstance(conv, nn.Conv2d)}
+        first = next(i for i, p in enumerate(trainable) if id(p) in adapter_convs)
+        return [param_group("before_first_adapter_conv", trainable[:first], lr, self.hp["weight_decay"]),
+                param_group("from_first_adapter_conv", trainable[first:], lr, self.hp["adapter_weight_decay"])]
 
 
 @register_method("residual_adapters_series")

@@ -315,8 +315,34 @@ def test_residual_adapters_accounting(kind, backbones):
     expected = adapters + bns + count_parameters(model.head.fc)
     assert method.task_specific_parameters(model) == expected
     assert all(not m.conv.weight.requires_grad for m in wrapped)
-    groups = {g["name"]: g for g in method.param_groups(model)}
+    groups = {g["name"]: g for g in make_method(f"residual_adapters_{kind}", weight_decay_protocol="as_intended")
+              .param_groups(model)}
     assert groups["adapters"]["weight_decay"] == method.hp["adapter_weight_decay"]
+    assert groups["bn_classifier"]["weight_decay"] == method.hp["weight_decay"]
+
+
+@pytest.mark.parametrize("kind", ["series", "parallel"])
+def test_residual_adapters_weight_decay_as_the_official_sgd_ran_it(kind, backbones):
+    """srebuffi's sgd.py: one group in registration order, the decay switched to the 1x1 value at
+    the first 1x1 convolution and never reset: every parameter from there on decays at 1e-4."""
+    method = make_method(f"residual_adapters_{kind}", weight_decay=5e-4, adapter_weight_decay=1e-4)
+    model = method.build(backbones["resnet26"], TARGET_CLASSES)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = {}
+    current = method.hp["weight_decay"]
+    for p in trainable:  # the official loop, on the suite's parameters in their registration order
+        if p.dim() == 4 and p.shape[-1] == 1:
+            current = method.hp["adapter_weight_decay"]
+        decay[id(p)] = current
+    groups = method.param_groups(model)
+    assert [id(p) for g in groups for p in g["params"]] == [id(p) for p in trainable]
+    assert all(g["weight_decay"] == decay[id(p)] for g in groups for p in g["params"])
+    first_group = groups[0]["params"]
+    if kind == "parallel":
+        assert first_group == []  # every parameter decays at 1e-4
+    else:  # the stem's adapter BatchNorm (weight, bias) precedes its 1x1 convolution
+        stem_adapter_bn = model.stem[0].adapter[0]
+        assert [id(p) for p in first_group] == [id(stem_adapter_bn.weight), id(stem_adapter_bn.bias)]
 
 
 def test_residual_adapters_on_bottlenecks_adapt_only_3x3(backbones):

@@ -27,6 +27,9 @@ def test_decathlon_preset_is_the_released_protocol() -> None:
     pretrained = spottune["backbone"]["pretrained"]  # the released file, else the suite's pretraining
     assert pretrained["kind"] == "released" and pretrained["fallback"]["dataset"] == "decathlon/imagenet12"
     assert runs[("piggyback", "decathlon/dtd")]["epochs"] == 30
+    adapters = runs[("residual_adapters_parallel", "decathlon/cifar100")]  # --wd 5, --wd1x1 1, as run
+    assert (adapters["weight_decay"], adapters["adapter_weight_decay"]) == (5e-4, 1e-4)
+    assert adapters["weight_decay_protocol"] == "as_run"
 
 
 def test_standard_preset() -> None:
