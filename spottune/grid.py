@@ -37,6 +37,7 @@ import yaml
 
 from spottune import records
 from spottune.data import list_datasets
+from spottune.iteration_budget import epochs_for_iterations
 from spottune.methods import get_method, list_methods
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -123,6 +124,8 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
         top = key.split(".")[0]
         if top in hp or top not in _all_method_keys():  # else a key of other methods only
             _apply(hp, key, value, f"--set {key}")
+    if hp.get("iterations"):  # a protocol stated in optimiser steps (spottune.iteration_budget)
+        hp.update(epochs_for_iterations(hp, dataset))
     return hp
 
 
