@@ -117,21 +117,40 @@ def test_bold_marks_every_tie_and_skips_difference_rows():
 def test_latex_escapes_and_uses_booktabs():
     table = Table(name="t", title="100% & more", index_name="#par_x",
                   mean=pd.DataFrame({"a_b": [1.0, float("nan")]}, index=["r", "s"]),
-                  std=pd.DataFrame({"a_b": [0.5, float("nan")]}, index=["r", "s"]))
+                  low=pd.DataFrame({"a_b": [0.5, float("nan")]}, index=["r", "s"]),
+                  high=pd.DataFrame({"a_b": [1.5, float("nan")]}, index=["r", "s"]))
     latex = to_latex(table)
     assert r"\caption{100\% \& more}" in latex and r"\#par\_x & a\_b \\" in latex
     assert r"r & 1.00 $\pm$ 0.50 \\" in latex and r"s & -- \\" in latex
     assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
-    assert to_csv(table).splitlines() == ["#par_x,a_b,a_b_std", "r,1.0000,0.5000", "s,,"]
+    assert to_csv(table).splitlines() == ["#par_x,a_b,a_b_low,a_b_high", "r,1.0000,0.5000,1.5000",
+                                          "s,,,"]
+
+
+def test_cells_show_symmetric_intervals_as_plus_minus_else_bounds_and_unusual_seed_counts():
+    index, columns = ["r", "s", "t"], ["a", "score"]
+    table = Table(name="t", title="T", decimals={"score": 0},
+                  mean=pd.DataFrame({"a": [1.0, 2.0, 3.0], "score": [100.0, 200.0, 300.0]}, index),
+                  low=pd.DataFrame({"a": [0.5, float("nan"), 2.0], "score": [90.0, 150.0, 280.0]}, index),
+                  high=pd.DataFrame({"a": [1.5, float("nan"), 4.0], "score": [110.0, 260.0, 320.0]}, index),
+                  seeds=pd.DataFrame({"a": [3, 1, 3], "score": [3, 3, 2]}, index, columns))
+    cells = table.cells()
+    assert cells["a"].tolist() == ["1.00 ± 0.50", "2.00 (n=1)", "3.00 ± 1.00"]
+    assert cells["score"].tolist() == ["100 ± 10", "200 [150, 260]", "300 ± 20 (n=2)"]
+    assert table.usual_seeds() == 3
+    assert table.notes()[0] == "n = 3 seeds behind each number unless marked (n=k)."
 
 
 def test_cli_help_and_tables_only(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "--tables-only" in capsys.readouterr().out
-    main([str(SWEEP), "--into", str(tmp_path), "--tables-only"])
+    main([str(SWEEP), "--into", str(tmp_path), "--tables-only", "--baseline", "spottune"])
     assert (tmp_path / "tables" / "decathlon.tex").exists()
     assert not (tmp_path / "figures").exists()
+    paired = (tmp_path / "tables" / "paired_mini.md").read_text()
+    assert paired.startswith("### Paired comparison with spottune, preset mini")
+    assert "No figures" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.parametrize("layout", [DECATHLON, STANDARD])

@@ -1,11 +1,15 @@
-"""Reports from run records: tables (Markdown, LaTeX, CSV), the Decathlon score, figures.
+"""Reports from run records: tables (Markdown, LaTeX, CSV) with their statistics, the
+Decathlon score, figures, and one HTML page with all of it.
 
 Everything here reads only ``<output>/runs/*/`` (see ``docs/RECORDS.md``), so
-``python -m spottune.report <output>`` regenerates every table and figure without training.
+``python -m spottune.report <output>`` regenerates every table, figure and ``report.html``
+without training.
 """
+from spottune.report.comparison import DEFAULT_BASELINE, paired_comparison
 from spottune.report.decathlon import decathlon_score
 from spottune.report.records import load_records
 from spottune.report.summary import write_summary
 from spottune.report.writer import write_all
 
-__all__ = ["decathlon_score", "load_records", "write_all", "write_summary"]
+__all__ = ["DEFAULT_BASELINE", "decathlon_score", "load_records", "paired_comparison", "write_all",
+           "write_summary"]

@@ -6,6 +6,7 @@ import importlib
 import logging
 from collections.abc import Sequence
 
+from spottune.report.comparison import DEFAULT_BASELINE
 from spottune.report.figures import ImageLookup
 from spottune.report.writer import write_all
 
@@ -25,12 +26,15 @@ def parser() -> argparse.ArgumentParser:
         description="Regenerate the summary, the paper tables (Markdown, LaTeX, CSV) and the "
                     "figures (PNG, PDF) from the run records under OUTPUT_DIR/runs/*/, without "
                     "training anything. Tables go to OUTPUT_DIR/tables/, figures to "
-                    "OUTPUT_DIR/figures/ (or under --into). Only done runs count; missing runs "
-                    "print as '–'.")
+                    "OUTPUT_DIR/figures/, everything on one page to OUTPUT_DIR/report.html (or "
+                    "under --into). Only done runs count; missing runs print as '–'.")
     cli.add_argument("output_dir", help="a grid's output folder (the one holding runs/)")
     cli.add_argument("--into", metavar="DIR", default=None,
                      help="write tables/ and figures/ under DIR instead of OUTPUT_DIR")
     cli.add_argument("--tables-only", action="store_true", help="skip the figures")
+    cli.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="METHOD",
+                     help="the method every other is compared with, per dataset (paired "
+                          "differences, McNemar tests; default: %(default)s)")
     cli.add_argument("--image-lookup", metavar="MODULE:CALLABLE", type=resolve, default=None,
                      help="callable(dataset, indices) -> images (k, H, W[, C]) for the figure "
                           "of the test images with the fewest and most fine-tuned blocks; "
@@ -44,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="%(message)s")
     logging.getLogger("spottune").setLevel(logging.INFO)
     for path in write_all(args.output_dir, image_lookup=args.image_lookup,
-                          report_dir=args.into, figures_too=not args.tables_only):
+                          report_dir=args.into, figures_too=not args.tables_only,
+                          baseline=args.baseline):
         print(path)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 DOMAINS = ("aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "imagenet12", "omniglot",
            "svhn", "ucf101", "vgg-flowers")
 """The ten devkit domain names, in the devkit's (alphabetical) order."""
@@ -34,20 +36,22 @@ FINETUNE_BASELINE = {"imagenet12": 59.87, "aircraft": 60.34, "cifar100": 82.12,
 MAX_DOMAIN_SCORE = 1000.0
 
 
-def domain_score(accuracy: float, baseline: float) -> float:
-    """``S_d`` for one domain from accuracies in percent (see the module docstring)."""
-    error, max_error = 1 - accuracy / 100, 2 * (1 - baseline / 100)
+def domain_score(accuracy: float | np.ndarray, baseline: float) -> float | np.ndarray:
+    """``S_d`` for one domain from accuracies in percent (see the module docstring);
+    elementwise for an array of accuracies (e.g. bootstrap resamples)."""
+    error, max_error = 1 - np.asarray(accuracy, dtype=float) / 100, 2 * (1 - baseline / 100)
     if max_error <= 0:
-        return MAX_DOMAIN_SCORE if error <= 0 else 0.0
-    return MAX_DOMAIN_SCORE * max(0.0, 1 - error / max_error) ** 2
+        return np.where(error <= 0, MAX_DOMAIN_SCORE, 0.0)[()]
+    return MAX_DOMAIN_SCORE * np.maximum(0.0, 1 - error / max_error)[()] ** 2
 
 
-def decathlon_score(accuracies: Mapping[str, float], per_domain: bool = False,
+def decathlon_score(accuracies: Mapping[str, float | np.ndarray], per_domain: bool = False,
                     baseline: Mapping[str, float] | None = None,
-                    allow_partial: bool = False) -> float | dict[str, float]:
+                    allow_partial: bool = False) -> float | np.ndarray | dict[str, float | np.ndarray]:
     """The Decathlon score of ``accuracies`` (domain -> top-1 accuracy in percent).
 
     ``baseline`` defaults to :data:`FINETUNE_BASELINE`; its keys are the domains scored.
+    Accuracies may be arrays of one shape (scores elementwise).
     Returns the total ``S``, or ``{domain: S_d}`` for the domains present with
     ``per_domain=True``. A domain of the baseline missing from ``accuracies`` raises
     ``ValueError`` naming it, unless ``allow_partial`` (then the sum is over the domains

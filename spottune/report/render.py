@@ -1,23 +1,27 @@
-"""One table, three formats: Markdown, LaTeX (booktabs) and CSV, written side by side.
+"""One table, four formats: Markdown, LaTeX (booktabs) and CSV written side by side, and HTML.
 
 A :class:`Table` holds numbers, not strings: ``mean`` (rows x columns, NaN = missing) and
-optionally ``std`` (NaN = no spread, e.g. one seed). Printing rules, shared by every table:
+optionally the bounds ``low`` and ``high`` of its 95 % interval (NaN = none, e.g. one seed)
+and ``seeds``, the number of seeds behind each number. Printing rules, shared by every table:
 
-- a cell is ``mean`` with ``decimals[column]`` digits (default 2), then `` ± std`` when a
-  std exists; a missing number prints as ``–`` (``--`` in LaTeX), never as zero;
+- a cell is ``mean`` with ``decimals[column]`` digits (default 2), then `` ± h`` when the
+  interval is symmetric at that precision (``h = high - mean``), else `` [low, high]``, then
+  `` (n=k)`` when its ``k`` seeds differ from the table's usual number
+  (:meth:`Table.usual_seeds`); a missing number prints as ``–`` (``--`` in LaTeX), never as zero;
 - rows in ``signed_rows`` (differences) print an explicit sign;
 - for each column in ``best`` (``"max"`` or ``"min"``), the best *displayed* value among the
   rows not in ``unranked_rows`` is bold, ties included;
 - ``markers`` (same shape, strings) are appended to cells, e.g. provenance tags or ``†``;
 - ``rules_before`` are row labels that start a new group (a ``\\midrule`` in LaTeX);
-- ``footnotes`` follow the table in Markdown and LaTeX.
+- ``footnotes`` follow the table in Markdown, LaTeX and HTML, after a note giving the usual
+  number of seeds when seed counts exist (:meth:`Table.notes`).
 
-The CSV has the numbers only: one column per table column and ``<column>_std`` where any
-std exists, four decimals.
+The CSV has the numbers only: one column per table column, then ``<column>_low``,
+``<column>_high`` and ``<column>_n`` where any interval or seed count exists, four decimals.
 """
 from __future__ import annotations
 
-import math
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +32,7 @@ LATEX_REPLACEMENTS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "–": "--", "−": "-", "Δ": r"$\Delta$", "†": r"$^\dagger$",
-    "×": r"$\times$",
+    "×": r"$\times$", "°": r"$^\circ$",
 }
 
 
@@ -39,7 +43,9 @@ class Table:
     name: str
     title: str
     mean: pd.DataFrame
-    std: pd.DataFrame | None = None
+    low: pd.DataFrame | None = None
+    high: pd.DataFrame | None = None
+    seeds: pd.DataFrame | None = None
     index_name: str = "method"
     decimals: dict[str, int] = field(default_factory=dict)
     best: dict[str, str] = field(default_factory=dict)
@@ -65,19 +71,49 @@ class Table:
             mask.loc[shown.index[shown == target], column] = True
         return mask
 
+    def _at(self, frame: pd.DataFrame | None, row: str, column: str) -> float:
+        return float("nan") if frame is None else frame.at[row, column]
+
+    def _interval(self, value: float, row: str, column: str) -> str:
+        low, high = self._at(self.low, row, column), self._at(self.high, row, column)
+        if pd.isna(low) or pd.isna(high):
+            return ""
+        digits = self.decimals.get(column, 2)
+        if round(high - value, digits) == round(value - low, digits):
+            return f" ± {high - value:.{digits}f}"
+        return f" [{low:.{digits}f}, {high:.{digits}f}]"
+
+    def usual_seeds(self) -> int | None:
+        """The most common number of seeds among the cells with a number (the smallest on a
+        tie); ``None`` without seed counts."""
+        if self.seeds is None:
+            return None
+        counts = self.seeds.where(self.mean.notna()).stack().dropna()
+        return int(counts.mode().min()) if len(counts) else None
+
+    def notes(self) -> list[str]:
+        """The footnotes, after ``n = k seeds ...`` when the table has seed counts."""
+        usual = self.usual_seeds()
+        if usual is None:
+            return self.footnotes
+        seeds = (f"n = {usual} seed{'s' if usual != 1 else ''} behind each number unless "
+                 "marked (n=k)" + ("; one seed gives no interval." if usual == 1 else "."))
+        return [seeds, *self.footnotes]
+
     def cells(self) -> pd.DataFrame:
         """The printed text of every cell (without bold), as a frame of strings."""
         text = pd.DataFrame(MISSING, index=self.mean.index, columns=self.mean.columns)
+        usual = self.usual_seeds()
         for row in self.mean.index:
             for column in self.mean.columns:
                 value = self.mean.at[row, column]
                 if pd.isna(value):
                     continue
-                cell = self._number(value, row, column)
-                spread = math.nan if self.std is None else self.std.at[row, column]
-                if not pd.isna(spread):
-                    cell += f" ± {spread:.{self.decimals.get(column, 2)}f}"
-                text.at[row, column] = cell
+                seeds = self._at(self.seeds, row, column)
+                text.at[row, column] = (self._number(value, row, column)
+                                        + self._interval(value, row, column)
+                                        + ("" if pd.isna(seeds) or seeds == usual
+                                           else f" (n={int(seeds)})"))
         if self.markers is not None:
             text = text + self.markers.reindex_like(text).fillna("")
         return text
@@ -93,8 +129,8 @@ def to_markdown(table: Table) -> str:
         shown = [f"**{cells.at[row, c]}**" if bold.at[row, c] else cells.at[row, c]
                  for c in cells.columns]
         lines.append("| " + " | ".join([str(row), *shown]) + " |")
-    if table.footnotes:
-        lines += [""] + [f"- {note}" for note in table.footnotes]
+    if table.notes():
+        lines += [""] + [f"- {note}" for note in table.notes()]
     return "\n".join(lines) + "\n"
 
 
@@ -118,21 +154,42 @@ def to_latex(table: Table) -> str:
                  else latex_escape(cells.at[row, c]) for c in cells.columns]
         lines.append(" & ".join([latex_escape(str(row)), *shown]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    if table.footnotes:
+    if table.notes():
         lines += [r"\par\smallskip\footnotesize"]
-        lines += [latex_escape(note) + r"\par" for note in table.footnotes]
+        lines += [latex_escape(note) + r"\par" for note in table.notes()]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(table: Table) -> str:
-    """Numbers only: each column, plus ``<column>_std`` where a std exists; four decimals."""
+    """Numbers only: each column, plus ``<column>_{low,high,n}`` where they exist; four decimals."""
     frame = table.mean.copy()
-    if table.std is not None:
-        for column in table.std.columns[table.std.notna().any()]:
-            frame.insert(frame.columns.get_loc(column) + 1, f"{column}_std", table.std[column])
+    for column in reversed(table.mean.columns):
+        extra = {f"{column}_{suffix}": part[column] for suffix, part in
+                 (("low", table.low), ("high", table.high), ("n", table.seeds))
+                 if part is not None and part[column].notna().any()}
+        for position, (name, values) in enumerate(extra.items(), frame.columns.get_loc(column) + 1):
+            frame.insert(position, name, values)
     frame.index.name = table.index_name
     return frame.to_csv(float_format="%.4f", lineterminator="\n")
+
+
+def to_html(table: Table) -> str:
+    """An HTML ``<table>`` (``id`` = the table's name) with caption, bold as ``<strong>``,
+    numbers right-aligned and group rules as a CSS class, then the footnotes as a list."""
+    cells, bold = table.cells(), table.bold_mask()
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in [table.index_name, *cells.columns])
+    rows = []
+    for position, row in enumerate(cells.index):
+        rule = ' class="group"' if row in table.rules_before and position > 0 else ""
+        shown = "".join(
+            f"<td><strong>{html.escape(cells.at[row, c])}</strong></td>" if bold.at[row, c]
+            else f"<td>{html.escape(cells.at[row, c])}</td>" for c in cells.columns)
+        rows.append(f"<tr{rule}><th>{html.escape(str(row))}</th>{shown}</tr>")
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in table.notes())
+    return (f'<table id="{html.escape(table.name)}"><caption>{html.escape(table.title)}</caption>'
+            f"<thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + (f'<ul class="notes">{notes}</ul>' if notes else "") + "\n")
 
 
 def write_table(table: Table, tables_dir: Path) -> list[Path]:

@@ -1,10 +1,12 @@
 """The summary printed at the end of every grid: test accuracy per method x dataset.
 
 One Markdown table per preset found in the records (methods as rows, datasets as columns,
-mean ± sample std over the done seeds, best per dataset in bold, ``–`` where no run is
-done), followed by the runs that are not done. ``summary.csv`` is the tidy form of the same
-numbers: one row per (preset, method, dataset) with ``mean, std, seeds, runs`` (see
-:mod:`spottune.report.aggregate`).
+mean over the done seeds with its 95 % interval and seed count, best per dataset in bold,
+``°`` where not significantly different from the baseline method, ``–`` where no run is
+done), followed by the runs that are not done, then the preset's paired comparison with the
+baseline (:mod:`spottune.report.comparison`). ``summary.csv`` is the tidy form of the
+accuracies: one row per (preset, method, dataset) with ``mean, std, ci_low, ci_high, seeds,
+runs`` (see :mod:`spottune.report.aggregate`).
 """
 from __future__ import annotations
 
@@ -13,44 +15,60 @@ from pathlib import Path
 import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
+from spottune.report.comparison import (DEFAULT_BASELINE, NOT_SIGNIFICANT, not_significant,
+                                        paired_comparison, paired_table, significance_note)
 from spottune.report.records import load_records
 from spottune.report.render import Table, to_markdown
 
 
-def summary_tables(records: pd.DataFrame, stats: pd.DataFrame) -> list[Table]:
-    """One accuracy :class:`Table` per preset, in preset order (``stats``: of ``records``)."""
-    tables = []
+def summary_tables(records: pd.DataFrame, stats: pd.DataFrame,
+                   comparison: pd.DataFrame) -> dict[str, Table]:
+    """One accuracy :class:`Table` per preset, in preset order (``stats``: of ``records``,
+    ``comparison``: their :func:`paired_comparison`, whose ties are marked)."""
+    tables = {}
     for preset in sorted(stats["preset"].unique()):
         mean = pivot(stats, preset)
-        notes = ["Test top-1 accuracy (%), mean ± sample std over the done seeds; "
-                 "– = no done run."]
+        markers = pd.DataFrame("", index=mean.index, columns=mean.columns)
+        for method, dataset in not_significant(comparison, preset):
+            markers.at[method, dataset] = NOT_SIGNIFICANT
+        notes = ["Test top-1 accuracy (%), mean over the done seeds ± half-width of its 95 % "
+                 "Student-t interval; – = no done run.", *significance_note(comparison, preset)]
         pending = runs_not_done(records[records["preset"] == preset])
         if pending:
             notes.append("Not done: " + ", ".join(pending) + ".")
-        tables.append(Table(name=f"summary_{preset}", title=f"Summary: preset {preset}",
-                            mean=mean, std=pivot(stats, preset, "std"),
-                            best={column: "max" for column in mean.columns}, footnotes=notes))
+        tables[preset] = Table(name=f"summary_{preset}", title=f"Summary: preset {preset}",
+                               mean=mean, low=pivot(stats, preset, "ci_low"),
+                               high=pivot(stats, preset, "ci_high"),
+                               seeds=pivot(stats, preset, "seeds"), markers=markers,
+                               best={column: "max" for column in mean.columns}, footnotes=notes)
     return tables
 
 
-def write_summary_tables(records: pd.DataFrame, stats: pd.DataFrame, tables_dir: Path) -> list[Path]:
-    """Write ``summary.md`` and ``summary.csv`` for ``records`` (``stats``: their
-    :func:`seed_stats`) into ``tables_dir``."""
+def write_summary_tables(records: pd.DataFrame, stats: pd.DataFrame, comparison: pd.DataFrame,
+                         tables_dir: Path) -> list[Path]:
+    """Write ``summary.md`` (each preset's summary, then its paired comparison) and
+    ``summary.csv`` for ``records`` (``stats``: their :func:`seed_stats`, ``comparison``:
+    their :func:`paired_comparison`) into ``tables_dir``."""
     tables_dir.mkdir(parents=True, exist_ok=True)
-    markdown = "\n".join(to_markdown(table) for table in summary_tables(records, stats))
+    printed = [table for preset, summary in summary_tables(records, stats, comparison).items()
+               for table in (summary, paired_table(comparison, preset)) if table is not None]
+    markdown = "\n".join(to_markdown(table) for table in printed)
     paths = [tables_dir / "summary.md", tables_dir / "summary.csv"]
     paths[0].write_text(markdown or "No runs found.\n")
     stats.to_csv(paths[1], index=False, float_format="%.4f", lineterminator="\n")
     return paths
 
 
-def write_summary(output_dir: str | Path, report_dir: str | Path | None = None) -> pd.DataFrame:
+def write_summary(output_dir: str | Path, report_dir: str | Path | None = None,
+                  baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
     """Write ``<report_dir>/tables/summary.{md,csv}``; return the tidy numbers (see module doc).
 
-    ``report_dir`` defaults to ``output_dir``. The returned frame has columns
-    ``preset, method, dataset, mean, std, seeds, runs``.
+    ``report_dir`` defaults to ``output_dir``; ``baseline`` is the method the others are
+    compared with. The returned frame has columns
+    ``preset, method, dataset, mean, std, ci_low, ci_high, seeds, runs``.
     """
     records = load_records(output_dir)
     stats = seed_stats(records)
-    write_summary_tables(records, stats, Path(report_dir or output_dir) / "tables")
+    write_summary_tables(records, stats, paired_comparison(records, baseline),
+                         Path(report_dir or output_dir) / "tables")
     return stats

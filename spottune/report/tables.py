@@ -5,17 +5,22 @@ methods; for every method that has them, in this order:
 
 - ``<label> (paper) [tag]``: the published numbers (``results/reference/published.csv``),
   tagged with their provenance (per cell when a row mixes tags);
-- ``<label> (suite)``: this suite's runs, each column the mean ± sample std over the done
-  seeds of that dataset (:mod:`spottune.report.aggregate`);
+- ``<label> (suite)``: this suite's runs, each column the mean over the done seeds of that
+  dataset with its 95 % Student-t interval and seed count (:mod:`spottune.report.aggregate`),
+  marked ``°`` where the difference from the comparison's baseline method is not significant
+  (:mod:`spottune.report.comparison`);
 - ``<label> Δ``: suite − paper wherever both exist (never bold).
 
 Columns are keyed by dataset name (never by position) and printed under the layout's
 headers. A scored layout adds:
 
-- ``mean``: the mean of the row's dataset columns;
+- ``mean``: the mean of the row's dataset columns, with the t-interval of the per-seed mean
+  over the seeds done on every dataset of the row;
 - ``score``: :func:`~spottune.report.decathlon.decathlon_score` of the row's mean
   accuracies against the layout's baseline (the published Finetune row on the Decathlon,
-  the preset's own ``finetune`` runs on ``mini``);
+  the preset's own ``finetune`` runs on ``mini``), with a percentile bootstrap interval
+  over those seeds (:func:`~spottune.report.statistics.bootstrap_interval`; the baseline's
+  accuracies held fixed);
 - ``#par``: :func:`~spottune.report.decathlon.parameter_cost` from the runs' mean
   ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded).
 
@@ -37,10 +42,12 @@ import numpy as np
 import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
+from spottune.report.comparison import NOT_SIGNIFICANT, not_significant, significance_note
 from spottune.report.decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
 from spottune.report.render import Table
+from spottune.report.statistics import bootstrap_interval, t_interval
 
 SCORE_COLUMNS = ["mean", "score", "#par"]
 PUBLISHED_SCORES = {"mean_accuracy": "mean", "score": "score", "params": "#par"}
@@ -139,22 +146,55 @@ def _baseline(layout: Layout, means: pd.DataFrame) -> dict[str, float]:
     return dict(layout.baseline or {})
 
 
-def _suite_row(layout: Layout, runs: pd.DataFrame, means: pd.Series, columns: dict[str, str],
-               baseline: dict[str, float]) -> tuple[dict[str, float], list[str]]:
-    """Numbers of one method's suite row (keyed by header) and the columns it lacks."""
-    present = means.dropna()
-    row = {columns[name]: value for name, value in present.items() if name in columns}
-    missing = [name for name in columns if name not in present]
+class Row(NamedTuple):
+    """One printed row of ``method``: numbers, interval bounds, seed counts and cell markers
+    keyed by header; ``kind`` is ``paper``, ``suite`` or ``delta``. (Defaults are shared:
+    never mutate.)"""
+
+    name: str
+    kind: str
+    method: str
+    values: dict[str, float]
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    seeds: dict[str, float] = {}
+    markers: dict[str, str] = {}
+
+
+def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFrame,
+               columns: dict[str, str], baseline: dict[str, float]) -> tuple[Row, list[str]]:
+    """One method's suite row (``stats``: its :func:`seed_stats` indexed by dataset) and the
+    columns it lacks."""
+    present = stats[stats["mean"].notna() & stats.index.isin(list(columns))]
+    header = {name: columns[name] for name in present.index}
+    row = Row(f"{label} (suite)", "suite", runs["method"].iloc[0],
+              values=present["mean"].rename(header).to_dict(),
+              low=present["ci_low"].rename(header).to_dict(),
+              high=present["ci_high"].rename(header).to_dict(),
+              seeds=present["seeds"].rename(header).to_dict(), markers={})
+    missing = [name for name in columns if name not in present.index]
     if layout.baseline is None:
         return row, missing
-    values = [present[name] for name in columns if name in present]
-    row["mean"] = float(np.mean(values)) if values else np.nan
-    scored = {name: present[name] for name in baseline if name in present}
-    row["score"] = (decathlon_score(scored, baseline=baseline, allow_partial=True)
-                    if scored else np.nan)
+    complete = runs.astype({"test_accuracy": float}).pivot_table(
+        index="seed", columns="dataset", values="test_accuracy", aggfunc="mean",
+    ).reindex(columns=present.index).dropna()
+    row.values["mean"] = float(present["mean"].mean()) if len(present) else np.nan
+    per_seed = t_interval(complete.mean(axis=1))
+    row.low["mean"], row.high["mean"] = per_seed.low, per_seed.high
+    scored = [name for name in baseline if name in present.index]
+    if scored:
+        def score(accuracies: np.ndarray) -> np.ndarray:
+            means = accuracies.mean(axis=-2)
+            return decathlon_score({name: means[..., j] for j, name in enumerate(scored)},
+                                   baseline=baseline, allow_partial=True)
+        row.values["score"] = score(present.loc[scored, "mean"].to_numpy()[None, :])
+        row.low["score"], row.high["score"] = bootstrap_interval(complete[scored].to_numpy(), score)
+    else:
+        row.values["score"] = np.nan
+    row.seeds.update(mean=len(complete), score=len(complete))
     targets = runs[runs["dataset"] != layout.source_domain]
     if {"params.task_specific", "params.backbone"} <= set(targets.columns) and len(targets):
-        row["#par"] = parameter_cost(targets["params.task_specific"].mean(),
+        row.values["#par"] = parameter_cost(targets["params.task_specific"].mean(),
                                      targets["params.backbone"].mean(),
                                      layout.target_tasks or len(columns))
     return row, missing
@@ -171,23 +211,12 @@ def _paper_row(published: pd.DataFrame, columns: dict[str, str]) -> tuple[dict, 
     return values, tags
 
 
-class Row(NamedTuple):
-    """One printed row of ``method``: numbers, spreads and cell markers keyed by header;
-    ``kind`` is ``paper``, ``suite`` or ``delta``. (Defaults are shared: never mutate.)"""
-
-    name: str
-    kind: str
-    method: str
-    values: dict[str, float]
-    std: dict[str, float] = {}
-    markers: dict[str, str] = {}
-
-
 def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFrame,
-                 done: pd.DataFrame, means: pd.DataFrame, stds: pd.DataFrame,
-                 columns: dict[str, str], baseline: dict[str, float]
+                 done: pd.DataFrame, stats: pd.DataFrame, columns: dict[str, str],
+                 baseline: dict[str, float], ties: set[tuple[str, str]]
                  ) -> tuple[list[Row], list[str]]:
-    """The paper, suite and Δ rows of one method, and the datasets its suite row lacks."""
+    """The paper, suite and Δ rows of one method, and the datasets its suite row lacks;
+    ``ties``: the (method, dataset) cells to mark :data:`NOT_SIGNIFICANT`."""
     rows, missing = [], []
     paper, tags = _paper_row(published[published["method"] == method], columns)
     if paper:
@@ -197,15 +226,19 @@ def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFram
         else:
             rows.append(Row(f"{label}{PAPER}", "paper", method, paper,
                             markers={h: f" {t}" for h, t in tags.items()}))
-    if method in means.index:
-        suite, missing = _suite_row(layout, done[done["method"] == method], means.loc[method],
-                                    columns, baseline)
-        partial = {h: PARTIAL for h in ("mean", "score") if h in suite} if missing else {}
-        rows.append(Row(f"{label} (suite)", "suite", method, suite, markers=partial,
-                        std={columns[d]: v for d, v in stds.loc[method].items() if d in columns}))
+    own = stats[stats["method"] == method].set_index("dataset")
+    if own["mean"].notna().any():
+        suite, missing = _suite_row(layout, label, done[done["method"] == method], own, columns,
+                                    baseline)
+        suite.markers.update({columns[d]: NOT_SIGNIFICANT for m, d in ties
+                              if m == method and d in columns})
+        partial = {h: PARTIAL for h in ("mean", "score") if h in suite.values} if missing else {}
+        suite.markers.update(partial)
+        rows.append(suite)
         if paper:
             rows.append(Row(f"{label} Δ", "delta", method, {
-                h: suite[h] - paper[h] for h in suite if h in paper and h not in partial}))
+                h: suite.values[h] - paper[h] for h in suite.values
+                if h in paper and h not in partial}))
     return rows, missing
 
 
@@ -225,16 +258,24 @@ def _with_pretraining_accuracy(runs: pd.DataFrame, layout: Layout) -> pd.DataFra
     return pd.concat([runs, added], ignore_index=True) if len(added) else runs
 
 
-def build_table(records: pd.DataFrame, layout: Layout,
-                reference_dir: str | Path | None = None) -> Table | None:
-    """The :class:`Table` of ``layout`` from ``records``; ``None`` when the preset has no runs."""
+def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path | None = None,
+                comparison: pd.DataFrame | None = None) -> Table | None:
+    """The :class:`Table` of ``layout`` from ``records``; ``None`` when the preset has no runs.
+
+    ``comparison`` (:func:`~spottune.report.comparison.paired_comparison` of ``records``)
+    marks the suite cells not significantly different from its baseline method.
+    """
     runs = records[records["preset"] == layout.preset]
     if runs.empty:
         return None
     runs = _with_pretraining_accuracy(runs.assign(dataset=runs["dataset"].str.removeprefix(
         layout.dataset_prefix)), layout)
     stats = seed_stats(runs)
-    means, stds = pivot(stats, layout.preset), pivot(stats, layout.preset, "std")
+    means = pivot(stats, layout.preset)
+    compared = pd.DataFrame() if comparison is None else comparison[
+        comparison["preset"] == layout.preset].assign(dataset=lambda frame: frame[
+            "dataset"].str.removeprefix(layout.dataset_prefix))
+    ties = not_significant(compared, layout.preset) if len(compared) else set()
     published = (load_published(layout.published, reference_dir) if layout.published
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
@@ -247,8 +288,8 @@ def build_table(records: pd.DataFrame, layout: Layout,
     rules, partial, previous = set(), [], 1
     for method in dict.fromkeys([*published["method"], *sorted(means.index)]):
         label = labels.get(method, method)
-        group, missing = _method_rows(layout, method, label, published, done, means, stds, columns,
-                                      baseline)
+        group, missing = _method_rows(layout, method, label, published, done, stats, columns,
+                                      baseline, ties)
         if len(group) > 1 or previous > 1:
             rules.add(group[0].name)
         previous = len(group)
@@ -266,11 +307,13 @@ def build_table(records: pd.DataFrame, layout: Layout,
     best = {h: "min" if h == "#par" else "max" for h in headers}
     printed = published[published["method"].isin({r.method for r in rows if r.kind == "paper"})]
     return Table(name=layout.name, title=layout.title, mean=frame("values").astype(float),
-                 std=frame("std").astype(float), decimals={"score": 0, "#par": 2}, best=best,
+                 low=frame("low").astype(float), high=frame("high").astype(float),
+                 seeds=frame("seeds").astype(float), decimals={"score": 0, "#par": 2}, best=best,
                  unranked_rows=deltas, signed_rows=deltas,
                  markers=markers.astype(object).where(markers.notna(), ""), rules_before=rules,
                  footnotes=_footnotes(layout, runs, printed, bool(deltas), partial, baseline,
-                                      columns))
+                                      columns) + (significance_note(compared, layout.preset)
+                                                  if len(compared) else []))
 
 
 def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: bool,
@@ -280,14 +323,17 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
     published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row."""
     done = runs[runs["status"] == "done"]
     seeds = sorted(done["seed"].dropna().astype(int).unique())
-    lines = [f"Suite rows: mean ± sample std over the done seeds ({', '.join(map(str, seeds))}); "
-             "– = no number" + ("; Δ = suite − paper." if deltas else ".")]
+    lines = [f"Suite rows: mean over the done seeds ({', '.join(map(str, seeds))}) ± half-width "
+             "of its 95 % Student-t interval, [low, high] where asymmetric; – = no number"
+             + ("; Δ = suite − paper." if deltas else ".")]
     if layout.baseline is not None:
         unscored = [name for name in columns if name not in baseline]
         lines.append(
             "mean: mean over the dataset columns; score: Decathlon score "
             "S = Σ_d 1000·max(0, 1 − E_d / (2·E_d^base))² of the mean accuracies against "
             f"{layout.baseline_note} (matching it scores 250 per dataset)"
+            "; intervals of mean and score over the seeds done on every dataset of the row "
+            "(score: 95 % percentile bootstrap, the baseline held fixed)"
             + (f", not scored: {', '.join(unscored)} (no baseline)" if unscored else "")
             + f"; #par = 1 + {layout.target_tasks or len(columns)} × task-specific / backbone "
             "parameters, means over the method's runs.")

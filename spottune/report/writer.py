@@ -1,12 +1,16 @@
 """Everything the report package can produce from one output folder, in one call.
 
-``<report_dir>/tables/``: ``summary.{md,csv}``, and ``<table>.{md,tex,csv}`` for each paper
-table whose preset has runs (:data:`spottune.report.tables.LAYOUTS`).
+``<report_dir>/tables/``: ``summary.{md,csv}``, ``<table>.{md,tex,csv}`` for each paper
+table whose preset has runs (:data:`spottune.report.tables.LAYOUTS`), for each preset with
+runs of the baseline method ``paired_<preset>`` and ``mcnemar_<preset>`` (the comparison
+with it, :mod:`spottune.report.comparison`) and ``paired.csv``, every comparison's numbers.
 ``<report_dir>/figures/``: for each routing method of each preset,
 ``<preset>_<method>_{routing_by_block,blocks_per_image}``, ``..._routing_over_epochs`` (for
 the datasets whose history recorded ``finetune_fraction``) and, given an ``image_lookup``,
 ``<preset>_<method>_extreme_images``; for each scored table,
-``<table>_score_vs_params``; each as PNG and PDF. ``report_dir`` defaults to the output folder.
+``<table>_score_vs_params``; each as PNG and PDF.
+``<report_dir>/report.html``: all of it on one self-contained page (:mod:`spottune.report.html`).
+``report_dir`` defaults to the output folder.
 """
 from __future__ import annotations
 
@@ -17,18 +21,29 @@ import pandas as pd
 
 from spottune.report import figures
 from spottune.report.aggregate import seed_stats
+from spottune.report.comparison import (DEFAULT_BASELINE, mcnemar_table, paired_comparison,
+                                        paired_table)
 from spottune.report.figures import ImageLookup
+from spottune.report.html import REPORT, write_report
 from spottune.report.records import load_records
 from spottune.report.render import Table, write_table
-from spottune.report.summary import write_summary_tables
+from spottune.report.summary import summary_tables, write_summary_tables
 from spottune.report.tables import LAYOUTS, build_table
 
 log = logging.getLogger(__name__)
 
 
-def paper_tables(records: pd.DataFrame) -> list[Table]:
-    """The paper tables whose preset has runs in ``records``, in :data:`LAYOUTS` order."""
-    return [table for table in (build_table(records, layout) for layout in LAYOUTS) if table]
+def paper_tables(records: pd.DataFrame, comparison: pd.DataFrame | None = None) -> list[Table]:
+    """The paper tables whose preset has runs in ``records``, in :data:`LAYOUTS` order
+    (``comparison``: see :func:`~spottune.report.tables.build_table`)."""
+    return [table for table in (build_table(records, layout, comparison=comparison)
+                                for layout in LAYOUTS) if table]
+
+
+def comparison_tables(comparison: pd.DataFrame, preset: str) -> list[Table]:
+    """The ``paired_<preset>`` and ``mcnemar_<preset>`` tables of what ``preset`` compared."""
+    return [table for table in (paired_table(comparison, preset), mcnemar_table(comparison, preset))
+            if table is not None]
 
 
 def write_tables(tables: list[Table], report_dir: Path) -> list[Path]:
@@ -64,13 +79,26 @@ def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLo
 
 
 def write_all(output_dir: str | Path, image_lookup: ImageLookup | None = None,
-              report_dir: str | Path | None = None, figures_too: bool = True) -> list[Path]:
-    """Regenerate every table (and figure) from ``<output_dir>/runs``; return the written paths."""
+              report_dir: str | Path | None = None, figures_too: bool = True,
+              baseline: str = DEFAULT_BASELINE) -> list[Path]:
+    """Regenerate every table (and figure) and ``report.html`` from ``<output_dir>/runs``,
+    comparing every method with ``baseline``; return the written paths."""
     target = Path(report_dir or output_dir)
     records = load_records(output_dir)
-    tables = paper_tables(records)
-    paths = write_summary_tables(records, seed_stats(records), target / "tables")
-    paths += write_tables(tables, target)
-    if figures_too:
-        paths += write_figures(records, target, image_lookup, tables)
+    stats, comparison = seed_stats(records), paired_comparison(records, baseline)
+    tables = paper_tables(records, comparison)
+    summaries = summary_tables(records, stats, comparison)
+    compared = {preset: comparison_tables(comparison, preset) for preset in summaries}
+    paths = write_summary_tables(records, stats, comparison, target / "tables")
+    paths += write_tables(tables + [t for group in compared.values() for t in group], target)
+    comparison.to_csv(target / "tables" / "paired.csv", index=False, float_format="%.6g",
+                      lineterminator="\n")
+    paths.append(target / "tables" / "paired.csv")
+    figure_paths = write_figures(records, target, image_lookup, tables) if figures_too else []
+    sections = [(f"Preset {preset}: summary and comparison with {baseline}",
+                 [summary, *compared[preset]]) for preset, summary in summaries.items()]
+    sections.append(("Paper tables", tables))
+    paths.append(write_report(target / REPORT, records, sections,
+                              [p for p in figure_paths if p.suffix == ".png"], baseline,
+                              f"SpotTune benchmark report: {Path(output_dir).resolve().name}"))
     return paths
