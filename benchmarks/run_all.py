@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (per run: epochs, images, estimated GPU-hours) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
+                   help="the method every other is compared with in the tables (paired differences, "
+                        "McNemar tests; default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
     return p
 
@@ -139,19 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             outcomes = launch_local(output, configs, args.max_parallel, progress=not args.no_progress)
         failed = [r for r, o in outcomes.items() if o == "failed"]
-    write_outputs(output, runtime, configs)
+    write_outputs(output, runtime, configs, args.baseline)
     if failed:
         print(f"{len(failed)} run(s) failed: see {output}/runs/<run-id>/error.txt", file=sys.stderr)
         return 1
     return 0
 
 
-def write_outputs(output: Path, runtime: dict, configs: list[dict]) -> None:
-    """Tables, figures and (for Decathlon runs) results.json submissions from the run records."""
+def write_outputs(output: Path, runtime: dict, configs: list[dict], baseline: str) -> None:
+    """Tables, figures, report.html (every method compared with ``baseline``) and (for Decathlon
+    runs) results.json submissions from the run records."""
     options = {c["dataset"]: c["hparams"].get("data", {}) for c in configs}
-    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"], options))
+    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"], options),
+                     baseline=baseline)
     print((output / "tables" / "summary.md").read_text())
-    print(f"tables: {output / 'tables'}  figures: {output / 'figures'}")
+    print(f"tables: {output / 'tables'}  figures: {output / 'figures'}  report: {output / 'report.html'}")
     for path in write_grid_submissions(output):
         print(f"Decathlon submission: {path}")
 
