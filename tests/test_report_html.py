@@ -63,7 +63,7 @@ def test_report_is_self_contained_with_decodable_inlined_figures(report):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
-def test_report_renders_in_headless_chromium(report, tmp_path):
+def test_report_renders_in_headless_chromium(report, tmp_path, capsys):
     probed = tmp_path / "probed.html"
     probed.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
 
@@ -83,7 +83,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     artifacts.mkdir(parents=True, exist_ok=True)
     screenshot = artifacts / "report.png"
     chromium(f"--screenshot={screenshot}", "--window-size=1400,3000", report.as_uri())
-    print(f"screenshot of report.html: {screenshot}")
+    with capsys.disabled():
+        print(f"\nscreenshot of report.html: {screenshot}")
     with Image.open(screenshot) as image:
         assert image.size == (1400, 3000)
         low, high = image.convert("L").getextrema()
