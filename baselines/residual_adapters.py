@@ -23,8 +23,12 @@ network at initialisation is therefore *not* the pretrained one. ``"zero"``: ada
 at zero, so both kinds are exactly the identity at initialisation (parallel: ``W*x + 0``;
 series: ``y + 0``) and the network reproduces the pretrained one. Note: the official series
 results use a backbone pretrained *with* series adapters in it; starting from a plain
-pretrained network (the suite's backbones) is its "off the shelf" setting (CIFAR-100 val
-70.97 vs 80.17 in the official README).
+pretrained network is its "off the shelf" setting (CIFAR-100 val 70.72 vs 80.17 in the official
+README). A backbone pretrained with series adapters in it (the second released network, or the
+suite's pretraining with ``series_adapters: true``) carries its adapters' BatchNorms
+(``Backbone.series_adapter_bns``); the series adapters then start as the official script starts
+them: 3x3 convolutions and every BatchNorm, the adapters' included, from that source, and the
+1x1 adapter convolutions new (that script copies only 3x3 convolutions and BatchNorms).
 
 Optimisation (official README commands): SGD momentum 0.9, lr 0.1, 120 epochs, x0.1 at 80
 and 100, batch 128; weight decay 1e-4 on the adapters (``adapter_weight_decay``, ``--wd1x1 1``)
@@ -49,7 +53,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import freeze_, freeze_convs_, is_conv, replace_modules
+from baselines._common import freeze_convs_, is_conv, replace_modules
 from spottune.backbones.base import Backbone
 from spottune.backbones.resnet26 import init_conv_
 from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
@@ -71,7 +75,7 @@ class SeriesAdapter(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, init: str) -> None:
         super().__init__()
-        self.conv = freeze_(conv)
+        self.conv = conv
         channels = conv.out_channels
         self.adapter = nn.Sequential(nn.BatchNorm2d(channels),
                                      _init_adapter_(nn.Conv2d(channels, channels, 1, bias=False), init))
@@ -89,13 +93,30 @@ class ParallelAdapter(nn.Module):
         super().__init__()
         if conv.groups != 1 or tuple(conv.dilation) != (1, 1):
             raise ValueError("parallel adapters need an ungrouped, undilated convolution")
-        self.conv = freeze_(conv)
+        self.conv = conv
         self.adapter = _init_adapter_(nn.Conv2d(conv.in_channels, conv.out_channels, 1,
                                                 stride=conv.stride, bias=False), init)
         self.adapter.to(conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.adapter(x)
+
+
+def add_series_adapters(network: nn.Module, init: str = "released") -> list[SeriesAdapter]:
+    """Wrap every 3x3 convolution of ``network`` in a :class:`SeriesAdapter`, in place; the
+    adapters in module order (the convolutions keep their ``requires_grad``)."""
+    replace_modules(network, lambda _, m: is_conv(m, 3), lambda conv: SeriesAdapter(conv, init))
+    return [m for m in network.modules() if isinstance(m, SeriesAdapter)]
+
+
+def remove_series_adapters(network: nn.Module) -> list[dict[str, torch.Tensor]]:
+    """Put every wrapped convolution back in place of its :class:`SeriesAdapter`; the adapters'
+    BatchNorm states in module order (what a backbone pretrained with them keeps)."""
+    adapters = [m for m in network.modules() if isinstance(m, SeriesAdapter)]
+    states = [{k: v.detach().to("cpu", copy=True) for k, v in a.adapter[0].state_dict().items()
+               if k != "num_batches_tracked"} for a in adapters]
+    replace_modules(network, lambda _, m: isinstance(m, SeriesAdapter), lambda adapter: adapter.conv)
+    return states
 
 
 class _ResidualAdapters(Method):
@@ -110,9 +131,16 @@ class _ResidualAdapters(Method):
             raise ValueError(f"adapt must be one of {ADAPT}, got {adapt!r}")
         if init not in ADAPTER_INITS:
             raise ValueError(f"adapter_init must be one of {ADAPTER_INITS}, got {init!r}")
-        model = freeze_convs_(backbone.for_task(num_classes))
+        model = freeze_convs_(backbone.for_task(num_classes, with_series_adapters=self.adapter_class is SeriesAdapter))
         kernel = 3 if adapt == "3x3" else None
         replace_modules(model, lambda _, m: is_conv(m, kernel), lambda conv: self.adapter_class(conv, init))
+        if model.series_adapter_bns is not None:  # a source pretrained with series adapters in it
+            adapters = [m for m in model.modules() if isinstance(m, SeriesAdapter)]
+            if adapt != "3x3" or len(adapters) != len(model.series_adapter_bns):
+                raise ValueError(f"the backbone's {len(model.series_adapter_bns)} pretrained series adapters need "
+                                 f"adapt: 3x3 on the same network ({len(adapters)} adapters here)")
+            for adapter, state in zip(adapters, model.series_adapter_bns):
+                adapter.adapter[0].load_state_dict(state, strict=False)
         return model
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:

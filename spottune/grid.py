@@ -29,6 +29,7 @@ numbers does. ``--set`` keys must already exist (dotted keys reach nested values
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,15 +151,20 @@ class Grid:
     datasets: list[str]
     seeds: list[int]
     overrides: dict[str, Any]
+    # turns a preset's ``backbone.pretrained`` into the file or spec that runs (the released
+    # checkpoint where documented, else the fallback: spottune.pretrain.PretrainedResolver)
+    resolve_pretrained: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def runs(self, runtime: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         out = []
         for dataset in self.datasets:
             for method in self.methods:
                 for seed in self.seeds:
+                    hparams = resolve_hparams(self.preset, method, dataset, self.overrides)
+                    if self.resolve_pretrained and "pretrained" in hparams["backbone"]:
+                        hparams["backbone"]["pretrained"] = self.resolve_pretrained(hparams["backbone"]["pretrained"])
                     config = {"method": method, "dataset": dataset, "seed": int(seed),
-                              "preset": self.preset["name"],
-                              "hparams": resolve_hparams(self.preset, method, dataset, self.overrides)}
+                              "preset": self.preset["name"], "hparams": hparams}
                     config["run_id"] = records.run_id(config)
                     config["runtime"] = dict(runtime or {})
                     out.append(config)

@@ -75,7 +75,14 @@ def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
 
 def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device, progress: bool,
               download: bool) -> tuple[Backbone, dict[str, Any]]:
-    """The pretrained backbone and its evaluation on the source task's test split."""
+    """The pretrained backbone and its evaluation on the source task's test split.
+
+    With ``series_adapters: true`` in the spec, every 3x3 convolution trains with a series
+    adapter after it (the official "network with series adapters in it"); the backbone returned
+    is the plain network, its ``series_adapter_bns`` the adapters' BatchNorms (what the series
+    adapters of a target task start from, as the official script copies them).
+    """
+    from baselines.residual_adapters import add_series_adapters, remove_series_adapters
     from spottune.data import load_task, make_loader
     from spottune.engine import evaluate
     from tqdm import tqdm
@@ -88,6 +95,8 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
         train = torch.utils.data.Subset(train, range(min(int(pre["max_images"]), len(train))))
     torch.manual_seed(int(pre.get("seed", 0)))
     model = build_backbone(spec, task.num_classes).to(device)
+    if pre.get("series_adapters"):
+        add_series_adapters(model)
     opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
                           weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
     epochs = int(pre.get("epochs", 2))
@@ -112,6 +121,8 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     result = evaluate(model, task, int(pre.get("batch_size", 128)), device, progress)
     source = {"dataset": pre["dataset"], "split": task.info.get("eval_split", "test"),
               "test_accuracy": result["accuracy"]}
+    if pre.get("series_adapters"):
+        model.series_adapter_bns = remove_series_adapters(model)
     return model.cpu(), source
 
 
@@ -130,8 +141,13 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
             raise ValueError("backbone.pretrained kind released without a path: resolve_pretrained() locates it")
         path = _existing(pre["path"])
         model = load_released_resnet26(path, build_backbone(spec, 1))
-        model.pretraining = {"kind": "released", "id": file_sha256(path),
-                             **_released_source_accuracy(model, path, data_root, torch.device(device), progress)}
+        if model.series_adapter_bns is not None:  # its adapters' 1x1 convolutions are not read
+            source = {"dataset": RELEASED_SOURCE["dataset"], "test_accuracy": None, "series_adapters": True,
+                      "note": "pretrained with series adapters in it, whose 1x1 convolutions the suite does not "
+                              "read: its ImageNet accuracy is not measured"}
+        else:
+            source = _released_source_accuracy(model, path, data_root, torch.device(device), progress)
+        model.pretraining = {"kind": "released", "id": file_sha256(path), **source}
         return model
     if kind == "state_dict":
         path = _existing(pre["path"])
@@ -148,16 +164,16 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
     raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict or none")
 
 
-def released_checkpoint_candidates(data_root: Path | None) -> list[Path]:
-    """Where the decathlon preset finds the released checkpoint, in this order: the devkit
-    folder (``<data-root>/decathlon-1.0/``, or ``<data-root>/`` itself; ``$SPOTTUNE_DATA`` without a
-    data root), then ``$SPOTTUNE_CACHE``."""
+def released_checkpoint_candidates(data_root: Path | None, filename: str = RELEASED_FILENAME) -> list[Path]:
+    """Where the decathlon preset finds a released checkpoint ``filename``, in this order: the
+    devkit folder (``<data-root>/decathlon-1.0/``, or ``<data-root>/`` itself; ``$SPOTTUNE_DATA``
+    without a data root), then ``$SPOTTUNE_CACHE``."""
     from spottune.data.base import DATA_ENV
     from spottune.data.decathlon import DEVKIT
 
     root = data_root if data_root is not None else os.environ.get(DATA_ENV)
     folders = [Path(root) / DEVKIT, Path(root)] if root else []
-    return [folder / RELEASED_FILENAME for folder in [*folders, cache_dir()]]
+    return [folder / filename for folder in [*folders, cache_dir()]]
 
 
 def describe_checkpoint_file(path: Path) -> dict[str, str]:
@@ -187,24 +203,47 @@ def describe_checkpoint_file(path: Path) -> dict[str, str]:
 def resolve_pretrained(pre: dict[str, Any], data_root: Path | None) -> tuple[dict[str, Any], str | None]:
     """A preset's ``pretrained`` spec made concrete before its runs are identified.
 
-    ``kind: released`` without a ``path`` becomes the file found first among
-    :func:`released_checkpoint_candidates` (with its SHA-256, so that the run ids name the
-    weights); when none exists, the spec's ``fallback`` is used and a notice says so. Any
-    other spec is returned as it is. Returns ``(spec, notice or None)``.
+    ``kind: released`` without a ``path`` becomes the file named ``file`` (default
+    ``resnet26_pretrained.t7``) found first among :func:`released_checkpoint_candidates`
+    (with its SHA-256, so that the run ids name the weights); when none exists, the spec's
+    ``fallback`` is used and a notice says so. Any other spec is returned as it is. Returns
+    ``(spec, notice or None)``.
     """
     if pre.get("kind") != "released" or "path" in pre:
         return pre, None
-    for candidate in released_checkpoint_candidates(data_root):
+    filename = pre.get("file", RELEASED_FILENAME)
+    candidates = released_checkpoint_candidates(data_root, filename)
+    for candidate in candidates:
         if candidate.is_file():
             return describe_checkpoint_file(candidate), None
-    places = ", ".join(str(p) for p in released_checkpoint_candidates(data_root))
+    places = ", ".join(str(p) for p in candidates)
     if "fallback" not in pre:
-        raise FileNotFoundError(f"the released checkpoint {RELEASED_FILENAME} is in none of {places}; "
+        raise FileNotFoundError(f"the released checkpoint {filename} is in none of {places}; "
                                 f"put it there or pass --pretrained FILE")
-    notice = (f"notice: the released checkpoint {RELEASED_FILENAME} is in none of {places}; using the "
-              f"preset's fallback backbone ({pre['fallback'].get('kind')} pretraining on "
-              f"{pre['fallback'].get('dataset', '-')}), which is not the paper's starting point")
-    return pre["fallback"], notice
+    fallback = pre["fallback"]
+    notice = (f"notice: the released checkpoint {filename} is in none of {places}; using the preset's "
+              f"fallback backbone ({fallback.get('kind')} pretraining on {fallback.get('dataset', '-')}"
+              f"{', with series adapters' if fallback.get('series_adapters') else ''}), which is not the "
+              f"paper's starting point")
+    return fallback, notice
+
+
+class PretrainedResolver:
+    """:func:`resolve_pretrained` for every run of a grid, each distinct spec once, its notices
+    kept (in order, without repeats) for the launcher to print."""
+
+    def __init__(self, data_root: Path | None) -> None:
+        self.data_root = data_root
+        self.notices: list[str] = []
+        self._resolved: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, pre: dict[str, Any]) -> dict[str, Any]:
+        key = canonical_json(pre)
+        if key not in self._resolved:
+            self._resolved[key], notice = resolve_pretrained(pre, self.data_root)
+            if notice:
+                self.notices.append(notice)
+        return self._resolved[key]
 
 
 def _released_source_accuracy(model: Backbone, path: Path, data_root: Path | None, device: torch.device,
@@ -252,11 +291,15 @@ def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, devi
         if not path.exists():
             model, source = _pretrain(spec, data_root, device, progress, download)
             buffer = io.BytesIO()
-            torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source}, buffer)
+            torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
+                        "series_adapter_bns": model.series_adapter_bns}, buffer)
             atomic_write_bytes(path, buffer.getvalue())
     blob = torch.load(path, map_location="cpu", weights_only=True)
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)
     model.load_state_dict(blob["state_dict"])
     model.pretraining = {"kind": "suite", "id": key, **(blob.get("source") or {})}
+    model.series_adapter_bns = blob.get("series_adapter_bns")
+    if model.series_adapter_bns is not None:
+        model.pretraining["series_adapters"] = True
     return model

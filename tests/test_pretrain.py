@@ -1,6 +1,7 @@
 """The suite's own pretraining: cached once per spec and pretraining procedure."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from spottune import pretrain
@@ -26,3 +27,31 @@ def test_pretraining_is_cached_per_spec_and_procedure_version(monkeypatch, tmp_p
     monkeypatch.setattr(pretrain, "PRETRAINING_VERSION", pretrain.PRETRAINING_VERSION + 1)
     pretrain.pretrained_backbone(SPEC, progress=False)  # a changed procedure never reuses old weights
     assert len(cached_files()) == 2
+
+
+def test_pretraining_with_series_adapters_keeps_their_batchnorms(monkeypatch, tmp_path):
+    """``series_adapters: true``: the official "network with series adapters in it". The backbone
+    is the plain network; only the series adapters may start from it, with these BatchNorms."""
+    from spottune.methods import create_method
+
+    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    spec = {**SPEC, "pretrained": {**SPEC["pretrained"], "series_adapters": True}}
+    backbone = pretrain.pretrained_backbone(spec, progress=False)
+    plain = pretrain.pretrained_backbone(SPEC, progress=False)
+    assert backbone.pretraining["series_adapters"] and backbone.pretraining["id"] != plain.pretraining["id"]
+    convs = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(backbone.series_adapter_bns) == len(convs) == 25  # one adapter per 3x3 convolution
+    assert not torch.equal(backbone.series_adapter_bns[3]["running_var"], torch.ones(16))  # trained
+    hp = {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9}
+    series = create_method("residual_adapters_series", hp)
+    model = series.build(backbone, 5)
+    adapters = [m for m in model.modules() if type(m).__name__ == "SeriesAdapter"]
+    for adapter, state in zip(adapters, backbone.series_adapter_bns):
+        assert torch.equal(adapter.adapter[0].running_mean, state["running_mean"])
+        assert torch.equal(adapter.adapter[0].weight, state["weight"])
+    again = pretrain.pretrained_backbone(spec, progress=False)  # from the cache, adapters' BNs included
+    assert all(torch.equal(a["running_var"], b["running_var"])
+               for a, b in zip(again.series_adapter_bns, backbone.series_adapter_bns))
+    for other in ("finetune", "residual_adapters_parallel"):
+        with pytest.raises(ValueError, match="only residual_adapters_series"):
+            create_method(other, hp).build(backbone, 5)

@@ -196,3 +196,50 @@ def test_lwf_refuses_a_backbone_without_a_source_classifier():
         method.build(resnet26(1, width=0.25), 5)
     model = method.build(resnet26(1000, width=0.25), 5)
     assert model.old_fc.out_features == 1000
+
+
+def test_the_network_with_series_adapters_in_it(tmp_path, monkeypatch, trap):
+    """residual_adapters' second released network: its 3x3 convolutions and BatchNorms go to the
+    backbone, its adapters' BatchNorms to the series adapters (their 1x1 convolutions start new,
+    as the official train_new_task_adapters.py does)."""
+    from spottune.methods import create_method
+
+    theirs = released_network(monkeypatch, series_adapters=True)
+    path = save_released(theirs, tmp_path / "resnet26_series_adapters_pretrained.t7")
+    trap()
+    backbone = load_released_resnet26(path, resnet26(1, width=0.25))
+    adapter_bns = [m for name, m in theirs.named_modules() if isinstance(m, nn.BatchNorm2d) and ".conv.0" in name]
+    block_bns = [m for name, m in theirs.named_modules() if isinstance(m, nn.BatchNorm2d) and ".conv.0" not in name]
+    assert len(adapter_bns) == 25 and len(block_bns) == 26
+    my_bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(a.running_mean, b.running_mean) for a, b in zip(block_bns, my_bns))
+    model = create_method("residual_adapters_series", {"lr": 0.1, "weight_decay": 5e-4}).build(backbone, 5)
+    adapters = [m for m in model.modules() if type(m).__name__ == "SeriesAdapter"]
+    their_1x1 = [m.weight for m in theirs.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    for adapter, bn, conv in zip(adapters, adapter_bns, their_1x1):
+        assert torch.equal(adapter.adapter[0].weight, bn.weight)
+        assert torch.equal(adapter.adapter[0].running_var, bn.running_var)
+        assert not torch.equal(adapter.adapter[1].weight, conv)
+    with pytest.raises(ValueError, match="only residual_adapters_series"):
+        create_method("finetune", {"lr": 0.1, "weight_decay": 5e-4}).build(backbone, 5)
+
+
+def test_each_row_resolves_its_own_released_file(tmp_path, monkeypatch):
+    """The decathlon grid: the plain network for every method, the adapter-pretrained one for
+    the series-adapter-source row; a file that is missing falls back with one notice."""
+    from spottune.grid import make_grid
+    from spottune.pretrain import PretrainedResolver
+
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    devkit = tmp_path / "data" / "decathlon-1.0"
+    devkit.mkdir(parents=True)
+    save_released(released_network(monkeypatch), devkit / "resnet26_pretrained.t7")
+    grid = make_grid("decathlon", ["finetune", "residual_adapters_series_adapter_source"], ["decathlon/dtd"])
+    grid.resolve_pretrained = PretrainedResolver(tmp_path / "data")
+    runs = {r["method"]: r["hparams"]["backbone"]["pretrained"] for r in grid.runs()}
+    assert runs["finetune"]["kind"] == "released"
+    assert runs["finetune"]["path"] == str((devkit / "resnet26_pretrained.t7").resolve())
+    fallback = runs["residual_adapters_series_adapter_source"]
+    assert fallback["kind"] == "suite" and fallback["series_adapters"] is True
+    assert len(grid.resolve_pretrained.notices) == 1
+    assert "resnet26_series_adapters_pretrained.t7" in grid.resolve_pretrained.notices[0]

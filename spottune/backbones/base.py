@@ -45,8 +45,12 @@ class Backbone(nn.Module):
         self.head = head
         self.arch = arch
         self.input_size = input_size
-        # where the weights come from, when the suite knows: {dataset, split, test_accuracy}
+        # where the weights come from (spottune.pretrain): {kind, id, dataset, split, test_accuracy}
         self.pretraining: dict | None = None
+        # a source pretrained with series adapters in it (residual_adapters' second released
+        # network): each adapter's BatchNorm, one per 3x3 convolution in module order; its
+        # convolutions were trained with the adapters, so only the series adapters may use it
+        self.series_adapter_bns: list[dict[str, torch.Tensor]] | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -56,9 +60,15 @@ class Backbone(nn.Module):
     def feature_dim(self) -> int:
         return self.head.fc.in_features
 
-    def for_task(self, num_classes: int) -> "Backbone":
+    def for_task(self, num_classes: int, with_series_adapters: bool = False) -> "Backbone":
         """A deep copy (``self`` is left untouched) with a new ``num_classes`` classifier: the
-        starting point of every method's model for a target task."""
+        starting point of every method's model for a target task. A backbone pretrained with
+        series adapters in it is refused unless the caller puts them back
+        (``with_series_adapters``): without them it is not the network that was pretrained."""
+        if self.series_adapter_bns is not None and not with_series_adapters:
+            raise ValueError("this backbone was pretrained with series adapters in it (backbone.pretrained: "
+                             f"{(self.pretraining or {}).get('kind')} with series adapters); only "
+                             "residual_adapters_series can start from it")
         model = copy.deepcopy(self)
         model.reset_classifier(num_classes)
         return model

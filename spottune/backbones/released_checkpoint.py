@@ -114,13 +114,16 @@ class _RestrictedPickleModule:
 class ReleasedTensors:
     """What the suite takes from a released checkpoint, each list in module order.
 
-    ``bns`` holds every BatchNorm layer (``weight``, ``bias``, ``running_mean``,
-    ``running_var``); ``classifier`` the source task's linear layer (``weight``, ``bias``)
-    or None when the file has none; ``sha256`` identifies the file.
+    ``bns`` holds every BatchNorm layer of the network (``weight``, ``bias``, ``running_mean``,
+    ``running_var``); ``adapter_bns`` those inside series adapters (residual_adapters'
+    ``conv1x1`` modules: the network pretrained "with series adapters in it"), empty for the
+    plain network; ``classifier`` the source task's linear layer (``weight``, ``bias``) or None
+    when the file has none; ``sha256`` identifies the file.
     """
 
     convs: list[torch.Tensor]
     bns: list[dict[str, torch.Tensor]]
+    adapter_bns: list[dict[str, torch.Tensor]]
     classifier: dict[str, torch.Tensor] | None
     sha256: str
 
@@ -139,13 +142,14 @@ def _as_tensor(value: Any) -> torch.Tensor | None:
     return value.detach() if isinstance(value, torch.Tensor) else None
 
 
-def _modules(obj: Any) -> list[Any]:
-    """``obj`` and its submodules, depth first in registration order (``nn.Module.modules()``)."""
-    out = [obj]
+def _modules(obj: Any, ancestors: tuple[str, ...] = ()) -> list[tuple[Any, tuple[str, ...]]]:
+    """``(module, class names of its ancestors)`` for ``obj`` and its submodules, depth first in
+    registration order (``nn.Module.modules()``)."""
+    out = [(obj, ancestors)]
     children = obj.__dict__.get("_modules") if isinstance(obj, InertObject) else None
     for child in (children or {}).values():
         if isinstance(child, InertObject):
-            out.extend(_modules(child))
+            out.extend(_modules(child, (*ancestors, type(obj).__name__)))
     return out
 
 
@@ -175,25 +179,35 @@ def read_released_checkpoint(path: str | Path) -> ReleasedTensors:
     if not isinstance(root, InertObject):
         raise ReleasedCheckpointError(f"{path}: holds no pickled network ({type(blob).__name__}); the released "
                                       f"checkpoint is torch.save({{'net': model}})")
-    convs, bns, linears = [], [], []
-    for module in _modules(root):
+    convs, bns, adapter_bns, linears = [], [], [], []
+    for module, ancestors in _modules(root):
         kind = type(module).__name__
         if kind == "Conv2d":
             weight = _tensor(module, "weight")
             if weight is not None and weight.dim() == 4 and weight.shape[-1] == 3:
                 convs.append(weight)
         elif kind == "BatchNorm2d":
-            bns.append({k: _tensor(module, k) for k in ("weight", "bias", "running_mean", "running_var")})
+            state = {k: _tensor(module, k) for k in ("weight", "bias", "running_mean", "running_var")}
+            (adapter_bns if "conv1x1" in ancestors else bns).append(state)
         elif kind == "Linear":
             linears.append({k: _tensor(module, k) for k in ("weight", "bias")})
     if not convs:
         raise ReleasedCheckpointError(f"{path}: the pickled network has no 3x3 convolution")
-    return ReleasedTensors(convs, bns, linears[-1] if linears else None, file_sha256(path))
+    return ReleasedTensors(convs, bns, adapter_bns, linears[-1] if linears else None, file_sha256(path))
+
+
+def _copy_bn_(bn: nn.BatchNorm2d, state: dict[str, torch.Tensor | None]) -> None:
+    for key, value in state.items():
+        if value is not None:
+            getattr(bn, key).copy_(value)
 
 
 def load_released_resnet26(path: str | Path, backbone: Backbone) -> Backbone:
     """Copy a released checkpoint into ``backbone`` (a ResNet-26) in place: every 3x3 convolution
-    and BatchNorm in order, and the source classifier (a new ``head.fc`` of its size)."""
+    and BatchNorm in order, and the source classifier (a new ``head.fc`` of its size). The
+    network pretrained with series adapters in it also gives ``backbone.series_adapter_bns``
+    (its adapters' 1x1 convolutions are not taken: the official ``train_new_task_adapters.py``
+    copies only the 3x3 convolutions and the BatchNorms, adapters' included)."""
     released = read_released_checkpoint(path)
     own_convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     own_bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -209,9 +223,7 @@ def load_released_resnet26(path: str | Path, backbone: Backbone) -> Backbone:
                                               f"{tuple(mine.weight.shape)} was expected: check backbone.width")
             mine.weight.copy_(theirs)
         for mine, theirs in zip(own_bns, released.bns):
-            for key, value in theirs.items():
-                if value is not None:
-                    getattr(mine, key).copy_(value)
+            _copy_bn_(mine, theirs)
         if released.classifier is not None and released.classifier["weight"] is not None:
             weight, bias = released.classifier["weight"], released.classifier["bias"]
             if weight.shape[1] != backbone.feature_dim:
@@ -221,4 +233,10 @@ def load_released_resnet26(path: str | Path, backbone: Backbone) -> Backbone:
             backbone.head.fc.weight.copy_(weight)
             if bias is not None:
                 backbone.head.fc.bias.copy_(bias)
+    if released.adapter_bns:
+        if len(released.adapter_bns) != len(own_convs):
+            raise ReleasedCheckpointError(f"{path}: {len(released.adapter_bns)} series adapters for "
+                                          f"{len(own_convs)} 3x3 convolutions")
+        backbone.series_adapter_bns = [{k: v.clone() for k, v in state.items() if v is not None}
+                                       for state in released.adapter_bns]
     return backbone
