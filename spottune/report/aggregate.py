@@ -26,7 +26,8 @@ def seed_stats(records: pd.DataFrame, value: str = "test_accuracy") -> pd.DataFr
     grouped = done.groupby(GROUP, sort=True)["_value"]
     intervals = [t_interval(values) for _, values in grouped]
     stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1),
-                          "ci_low": [i.low for i in intervals], "ci_high": [i.high for i in intervals],
+                          "ci_low": [interval.low for interval in intervals],
+                          "ci_high": [interval.high for interval in intervals],
                           "seeds": grouped.count(), "runs": grouped.size()})
     return stats.reset_index()
 

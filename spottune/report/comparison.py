@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,11 @@ COLUMNS = ["preset", "method", "dataset", "baseline", "seeds", "difference", "di
            "outcome"]
 
 
-@functools.lru_cache(maxsize=4096)
-def _predictions(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(predictions, labels, test_ids)`` of one run (``predictions.npz``)."""
+
+
+def _predictions(run_dir: str) -> Predictions | None:
     """``(predictions, labels, test_ids)`` of a run, or ``None`` without predictions.npz."""
     path = Path(run_dir) / files.PREDICTIONS
     if not path.exists():
@@ -52,9 +56,10 @@ def _predictions(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
         return arrays["predictions"], arrays["labels"], arrays["test_ids"]
 
 
-def _paired_outcomes(method_dir: str, baseline_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _paired_outcomes(load: Callable[[str], Predictions | None], method_dir: str, baseline_dir: str
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-image correctness of two runs on the same labelled test images, else ``None``."""
-    method, baseline = _predictions(method_dir), _predictions(baseline_dir)
+    method, baseline = load(method_dir), load(baseline_dir)
     if method is None or baseline is None:
         return None
     (predicted_a, labels_a, ids_a), (predicted_b, labels_b, ids_b) = method, baseline
@@ -71,12 +76,14 @@ def _by_seed(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.drop_duplicates("seed").set_index("seed")
 
 
-def _compare(method: pd.DataFrame, baseline: pd.DataFrame) -> dict:
-    """The numbers of one (method, dataset) against the baseline (see the module docstring)."""
+def _compare(load: Callable[[str], Predictions | None], method: pd.DataFrame,
+             baseline: pd.DataFrame) -> dict:
+    """The numbers of one (method, dataset) against the baseline (see the module docstring);
+    ``load`` reads a run's predictions."""
     method, baseline = _by_seed(method), _by_seed(baseline)
     difference = paired_difference(method["test_accuracy"].astype(float),
                                    baseline["test_accuracy"].astype(float))
-    pairs = [_paired_outcomes(method.at[seed, "run_dir"], baseline.at[seed, "run_dir"])
+    pairs = [_paired_outcomes(load, method.at[seed, "run_dir"], baseline.at[seed, "run_dir"])
              for seed in method.index.intersection(baseline.index)]
     pairs = [pair for pair in pairs if pair is not None]
     row = {"seeds": difference.n, "difference": difference.estimate,
@@ -102,14 +109,14 @@ def paired_comparison(records: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -
     columns :data:`COLUMNS` (see the module docstring). Empty without ``baseline`` runs."""
     done = records[(records["status"] == "done") & records["test_accuracy"].notna()] \
         if "test_accuracy" in records else records.iloc[0:0]
-    rows = []
+    rows, load = [], functools.cache(_predictions)  # each baseline run is read once
     for (preset, dataset), runs in done.groupby(["preset", "dataset"], sort=True):
         reference = runs[runs["method"] == baseline]
         if reference.empty:
             continue
         for method, group in runs[runs["method"] != baseline].groupby("method", sort=True):
             rows.append({"preset": preset, "method": method, "dataset": dataset,
-                         "baseline": baseline, **_compare(group, reference)})
+                         "baseline": baseline, **_compare(load, group, reference)})
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "outcome")])
     frame = frame.sort_values(["preset", "method", "dataset"], ignore_index=True)
     frame["p_holm"] = np.concatenate(
@@ -166,14 +173,12 @@ def paired_table(comparison: pd.DataFrame, preset: str) -> Table | None:
     if rows.empty:
         return None
     baseline = rows["baseline"].iloc[0]
-
-    def wide(column: str) -> pd.DataFrame:
-        return _wide(rows, column, preset)
-
     counts = outcome_counts(rows).droplevel("preset")
-    mean = pd.concat([wide("difference"), counts], axis=1).astype(float)
-    ties = wide("outcome").reindex_like(mean).eq("tie")
-    markers = pd.DataFrame(np.where(ties, NOT_SIGNIFICANT, ""), index=mean.index, columns=mean.columns)
+    mean = pd.concat([_wide(rows, "difference", preset), counts], axis=1).astype(float)
+    low, high, seeds, outcome = (_wide(rows, column, preset).reindex_like(mean) for column in
+                                 ("difference_low", "difference_high", "seeds", "outcome"))
+    markers = pd.DataFrame(np.where(outcome.eq("tie"), NOT_SIGNIFICANT, ""), index=mean.index,
+                           columns=mean.columns)
     notes = [f"Mean over the common seeds of (method − {baseline}) test accuracy, percentage "
              "points ± half-width of its 95 % Student-t interval ([low, high] where "
              "asymmetric, none with one seed).",
@@ -182,9 +187,7 @@ def paired_table(comparison: pd.DataFrame, preset: str) -> Table | None:
              f"method / {baseline} gets more of the discordant test images right, or neither "
              f"(p-values: tables/mcnemar_{preset}.md)."]
     return Table(name=f"paired_{preset}", title=f"Paired comparison with {baseline}, preset {preset}",
-                 mean=mean, low=wide("difference_low").reindex_like(mean),
-                 high=wide("difference_high").reindex_like(mean),
-                 seeds=wide("seeds").reindex_like(mean), decimals=dict.fromkeys(OUTCOMES, 0),
+                 mean=mean, low=low, high=high, seeds=seeds, decimals=dict.fromkeys(OUTCOMES, 0),
                  markers=markers, footnotes=notes)
 
 

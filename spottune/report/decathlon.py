@@ -46,8 +46,8 @@ def domain_score(accuracy: float | np.ndarray, baseline: float) -> float | np.nd
 
 
 def decathlon_score(accuracies: Mapping[str, float | np.ndarray], per_domain: bool = False,
-                    baseline: Mapping[str, float] | None = None,
-                    allow_partial: bool = False) -> float | np.ndarray | dict[str, float | np.ndarray]:
+                    baseline: Mapping[str, float] | None = None, allow_partial: bool = False
+                    ) -> float | np.ndarray | dict[str, float | np.ndarray]:
     """The Decathlon score of ``accuracies`` (domain -> top-1 accuracy in percent).
 
     ``baseline`` defaults to :data:`FINETUNE_BASELINE`; its keys are the domains scored.

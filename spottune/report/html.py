@@ -30,7 +30,8 @@ div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 1em 0 0.3em; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #e4e4e4; white-space: nowrap; }
-thead th { border-bottom: 2px solid #888; } td { text-align: right; } tbody th { text-align: left; font-weight: normal; }
+thead th { border-bottom: 2px solid #888; } td { text-align: right; }
+tbody th { text-align: left; font-weight: normal; }
 tr.group { border-top: 2px solid #bbb; }
 ul.notes { font-size: 0.85em; color: #555; margin-top: 0; }
 figure { margin: 1.5em 0; } figure img { max-width: min(100%, 1000px); border: 1px solid #eee; }
