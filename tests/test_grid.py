@@ -57,6 +57,9 @@ def test_grid_size_and_status(tmp_path):
     (folder / "error.txt").write_text("boom")
     assert run_status(tmp_path, config) == "failed"
     (folder / "done").touch()
+    assert run_status(tmp_path, config) == "torn"  # a done marker without valid metrics is not done
+    (folder / "metrics.json").write_text('{"run_id": "x", "method": "finetune", "dataset": "digits", "seed": 0, '
+                                         '"preset": "mini", "test_accuracy": 50.0}')
     assert run_status(tmp_path, config) == "done"
 
 

@@ -6,19 +6,24 @@ keys) and nested dictionaries are flattened into dotted columns: ``hparams.lr``,
 ``protocol.train_split``, ``params.task_specific``, ``timing.train_seconds``, ... Lists stay
 as Python objects (``history``).
 
-``status`` is :func:`spottune.records.run_status`: ``done`` when the ``done`` marker exists,
-``failed`` when ``error.txt`` exists, else ``started`` (running or interrupted).
+``status`` is :func:`spottune.records.run_status`: ``done`` when the ``done`` marker exists
+beside a valid ``metrics.json``, ``torn`` when that file is not valid, ``failed`` when
+``error.txt`` exists, else ``started`` (running or interrupted).
 Only done runs carry numbers: ``metrics.json`` of any other run is ignored, so a report
-never mixes a half-finished run into a mean and never shows a missing run as zero.
+never mixes a half-finished run into a mean and never shows a missing run as zero. A record
+that cannot be read is logged as a warning naming the file and left out.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from spottune import records as files
+
+log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["run_id", "preset", "method", "dataset", "seed", "status", "run_dir", "has_policy"]
 
@@ -36,7 +41,11 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return files.read_json(path) if path.exists() else {}
+    try:
+        return files.read_json(path) if path.exists() else {}
+    except files.RecordError as err:
+        log.warning("%s; left out of the report", err)
+        return {}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
