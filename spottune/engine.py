@@ -13,15 +13,23 @@ Protocol details implemented here:
   dropout) is drawn from generators seeded with ``(seed, e)`` at the start of the epoch, so
   a run resumed from the checkpoint of epoch ``e - 1`` continues exactly as an
   uninterrupted one would (same device, same numbers).
-* checkpoint: ``{model, optimizer, lr_scheduler, epoch, args, history}`` written atomically
-  after every epoch.
+* checkpoint: ``{model, optimizer, lr_scheduler, epoch, args, history}`` (tensors and plain
+  data) written after every epoch and read back with ``weights_only=True``; the last two are
+  kept until the run is done and a torn one is moved aside (:mod:`spottune.checkpoint`).
+* done: a run whose ``done`` marker sits beside a torn or missing ``metrics.json`` is not done;
+  running it again warns with the file's path and evaluates it from its checkpoint.
+* attempts: every time a run starts or resumes, a line ``{pid, host, at, from_epoch}`` is
+  appended to its ``attempts.log`` (a done run called again appends nothing).
 * evaluation on the test split after the last epoch (top-1, percent), with per-image
   routing saved to ``policy.npz`` for methods whose model sets ``last_routing``.
 """
 from __future__ import annotations
 
 import io
+import logging
+import os
 import resource
+import socket
 import time
 import traceback
 from pathlib import Path
@@ -33,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from spottune import records
+from spottune import checkpoint, records
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
 from spottune.data import TaskData, load_task, make_loader
@@ -41,6 +49,9 @@ from spottune.methods import Method, create_method, load_plugins
 from spottune.pretrain import pretrained_backbone
 
 SUITE_VERSION = "0.1.0"
+OPTIMIZERS = ("sgd", "adam")
+
+log = logging.getLogger(__name__)
 
 
 class InjectedFailure(RuntimeError):
@@ -55,7 +66,7 @@ def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=method.hp["lr"], momentum=method.hp.get("momentum", 0.9))
     if name == "adam":
         return torch.optim.Adam(groups, lr=method.hp["lr"])
-    raise ValueError(f"unknown optimizer {name!r}; use sgd or adam")
+    raise ValueError(f"unknown optimizer {name!r}; use {' or '.join(OPTIMIZERS)}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
@@ -134,15 +145,6 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
     records.atomic_write_bytes(path, buffer.getvalue())
 
 
-def _save_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, epoch: int, config: dict, history: list) -> None:
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": config,
-                "history": history}, buffer)
-    records.atomic_write_bytes(run_dir / records.CHECKPOINT, buffer.getvalue())
-
-
 def _train_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, task: TaskData,
                  hp: dict, seed: int, epoch: int, device: torch.device, progress: bool, desc: str,
                  accel: Acceleration) -> dict[str, Any]:
@@ -183,8 +185,12 @@ def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if records.is_done(run_dir):
-        return records.read_json(run_dir / records.METRICS)
+    if (run_dir / records.DONE).exists():
+        problem = records.done_problem(run_dir)
+        if problem is None:
+            return records.read_metrics(run_dir)
+        log.warning("%s: the run is not done; running it again from its last checkpoint", problem)
+        (run_dir / records.DONE).unlink()
     (run_dir / records.ERROR).unlink(missing_ok=True)
     try:
         metrics = _run(config, run_dir)
@@ -192,6 +198,7 @@ def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         if not isinstance(err, KeyboardInterrupt):
             records.atomic_write_bytes(run_dir / records.ERROR, traceback.format_exc().encode())
         raise
+    checkpoint.discard_previous(run_dir)
     (run_dir / records.DONE).touch()
     return metrics
 
@@ -226,13 +233,15 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(method, model)
     scheduler = build_scheduler(optimizer, hp)
     start_epoch, history = 0, []
-    checkpoint_path = run_dir / records.CHECKPOINT
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    state = checkpoint.load(run_dir, map_location=device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["lr_scheduler"])
         start_epoch, history = state["epoch"], state["history"]
+    records.append_json_line(run_dir / records.ATTEMPTS, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                          "from_epoch": start_epoch})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -247,7 +256,9 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             entry["resumed"] = True
         history.append(entry)
         scheduler.step()
-        _save_checkpoint(run_dir, model, optimizer, scheduler, epoch + 1, config, history)
+        checkpoint.save(run_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "lr_scheduler": scheduler.state_dict(), "epoch": epoch + 1, "args": config,
+                                  "history": history})
 
     result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress, accel)
     train_seconds = sum(h["seconds"] for h in history)

@@ -16,7 +16,7 @@ def test_run_writes_the_records(tmp_path):
     metrics = run(config, tmp_path / "r")
     folder = tmp_path / "r"
     assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.json", "policy.npz", "predictions.npz",
-                                                 "checkpoint.pt", "done"}
+                                                 "checkpoint.pt", "attempts.log", "done"}
     stored = json.loads((folder / "config.json").read_text())
     assert stored["run_id"] == config["run_id"] == records.run_id(config)
     assert stored["hparams"]["temperature"] == 5.0 and stored["backbone"] == "resnet26"
@@ -62,9 +62,11 @@ def test_resume_after_interruption_gives_the_uninterrupted_numbers(tmp_path):
     folder = tmp_path / "resumed"
     assert (folder / "error.txt").exists() and not (folder / "done").exists()
     assert not (folder / "metrics.json").exists()
-    assert torch.load(folder / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"] == 1
     resumed = run(config, folder)
     assert not (folder / "error.txt").exists() and (folder / "done").exists()
+    attempts = [json.loads(line) for line in (folder / "attempts.log").read_text().splitlines()]
+    assert [a["from_epoch"] for a in attempts] == [0, 1]
     assert resumed["history"][1].get("resumed") is True
     assert resumed["test_accuracy"] == reference["test_accuracy"]
     for h_ref, h_res in zip(reference["history"], resumed["history"]):
