@@ -7,7 +7,9 @@ at a time without paying a Python and torch start-up per run. A worker uses
 CPU the numbers depend on the thread count; a SLURM job has one per allocated CPU). The
 parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``. Interrupting the parent (Ctrl-C) stops the workers; the next launch
-resumes the runs from their checkpoints.
+resumes the runs from their checkpoints. A worker claims each run before training it
+(:mod:`spottune.launch.claim`), so a worker left running after its parent was killed, or a
+second launcher on the same output, never trains a run twice at once.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def default_parallelism() -> int:
 
 def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int | None = None,
                  progress: bool = True, poll_s: float = 1.0) -> dict[str, str]:
-    """Run every pending config in ``max_parallel`` local workers; run_id -> ``done`` | ``failed``."""
+    """Run every pending config in ``max_parallel`` local workers; run_id -> ``done`` | ``failed`` |
+    ``claimed`` (another process was training it)."""
     output = Path(output)
     todo = pending_runs(output, configs)
     if not todo:

@@ -1,8 +1,10 @@
 """Where the runs of a grid stand: from their folders and, for SLURM runs, the queue.
 
-``done`` (the ``done`` marker), ``running`` / ``pending`` (its job is in the queue),
-``failed`` (``error.txt``, or its job left the queue without finishing) or ``todo`` (never
-submitted, or interrupted: it resumes when launched).
+``done`` (the ``done`` marker beside a valid ``metrics.json``), ``running`` (a live local claim,
+or its job runs), ``pending`` (its job is queued), ``failed`` (``error.txt``, or its job left the
+queue without finishing) or ``todo`` (never launched, interrupted, or ``done`` beside a torn
+``metrics.json``: it resumes when launched). A failed run is summed up by the exception line of
+its ``error.txt`` (:func:`error_line`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from spottune import records
 from spottune.grid import run_dir, run_status
+from spottune.launch.claim import live_holder
 
 SUBMITTED = "submitted.json"
 # squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
@@ -80,12 +83,37 @@ def run_state(output: Path, config: dict[str, Any], queue: dict[str, str]) -> Ru
     if job_id in queue:
         running = queue[job_id] in ("RUNNING", "COMPLETING")
         return RunState(config, "running" if running else "pending", job_id, log)
+    holder = live_holder(folder)
+    if holder is not None:
+        return RunState(config, "running", note=f"claimed by {holder}")
     if status == "failed":
         return RunState(config, "failed", job_id, log, _tail(folder / records.ERROR))
     if job_id:
         return RunState(config, "failed", job_id, log, _tail(log), note="its job left the queue without writing "
                         "done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
+    if status == "torn":
+        return RunState(config, "todo", note=f"{records.done_problem(folder)}: not done, evaluated again when launched")
     return RunState(config, "todo")
+
+
+def error_line(traceback_text: str) -> str:
+    """The exception line of a traceback (``Type: first line of its message``; of the last
+    exception when they are chained), else the text's last line."""
+    lines = traceback_text.rstrip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    after = lines[starts[-1] + 1:] if starts else []
+    exception = [line for line in after if line.strip() and not line.startswith(" ")]
+    return exception[0] if exception else (lines[-1] if lines else "")
+
+
+def failure_lines(output: Path, config: dict[str, Any]) -> list[str]:
+    """A failed run on the console: method, dataset, seed and folder, then its error line."""
+    folder = run_dir(output, config)
+    error = folder / records.ERROR
+    reason = error_line(error.read_text(errors="replace")) if error.exists() else \
+        "no error.txt: its process died (see the launcher's log)"
+    return [f"FAILED {config['method']} / {config['dataset']} / seed {config['seed']}  {folder}",
+            f"    {reason}"]
 
 
 def grid_states(output: Path, configs: list[dict[str, Any]]) -> list[RunState]:
@@ -107,7 +135,9 @@ def format_status(output: Path, states: list[RunState], error_lines: int = 5) ->
     lines = [f"{len(states)} runs in {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items())]
     for s in states:
         if s.status in ("running", "pending"):
-            lines.append(f"  {s.status:8s} {s.label}  (job {s.job_id})")
+            lines.append(f"  {s.status:8s} {s.label}  ({f'job {s.job_id}' if s.job_id else s.note})")
+        elif s.status == "todo" and s.note:
+            lines.append(f"  todo     {s.label}  ({s.note})")
     for s in states:
         if s.status == "failed":
             lines.append(f"  FAILED   {s.label}  (job {s.job_id or '-'})")
