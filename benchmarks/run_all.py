@@ -16,12 +16,20 @@ Runs land in <output>/runs/<run-id>/ (config.json, metrics.json, policy.npz, che
 done). Re-running the same command skips done runs and resumes interrupted ones from their
 checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/,
 figures to <output>/figures/; `python -m spottune.report <output>` regenerates both.
+
+Before anything runs, the grid is checked: every hyperparameter (types and ranges), then the
+data and pretrained files the runs will read; a bad grid or a wrong argument is one line per
+problem on stderr and exit status 2 (--debug shows the traceback). Failed runs are listed at
+the end with their error line (exit status 1); runs another launcher is training are skipped.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # runnable from a checkout without installing
@@ -32,22 +40,58 @@ from spottune.cost import GridCost  # noqa: E402
 from spottune.data import list_datasets, test_image_lookup  # noqa: E402
 from spottune.data.submission import write_grid_submissions  # noqa: E402
 from spottune.grid import list_presets, make_grid, parse_overrides, resolve_hparams, run_status  # noqa: E402
-from spottune.launch import (format_status, grid_states, launch_inline, launch_local, launch_slurm,  # noqa: E402
-                             slurm_resources, wait_for_slurm)
+from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,  # noqa: E402
+                             launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
 from spottune.methods import list_methods, load_plugins  # noqa: E402
+from spottune.preflight import hparam_problems, launch_problems  # noqa: E402
 from spottune.pretrain import describe_checkpoint_file, resolve_pretrained  # noqa: E402
+
+# what a wrong command line, preset, plugin, profile, data or output folder raises before anything
+# runs: one line on stderr and exit status 2 (--debug: the traceback)
+USER_ERRORS = (KeyError, ValueError, OSError, ImportError, RuntimeError)
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line (a KeyError's without quotes)."""
+    message = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+    return (message.strip().splitlines() or [type(err).__name__])[0]
+
+
+class CommandLine(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``--help`` gives the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (--help lists the options)\n")
+
+
+def writable_output(output: Path) -> None:
+    """Create ``output`` and check that a file can be written in it (an OSError naming it if not)."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=output, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"--output {output}: cannot write there ({err.strerror or err})") from err
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandLine(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="mini", help="grid to run: a preset name (%(default)s) or a YAML path")
     p.add_argument("--methods", type=_csv, help="comma-separated methods (default: the preset's)")
     p.add_argument("--datasets", type=_csv, help="comma-separated datasets (default: the preset's)")
-    p.add_argument("--seeds", type=lambda v: [int(s) for s in _csv(v)], help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--output", type=Path, help="output folder (default: results/<preset>)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override hyperparameters, e.g. --set epochs=1 batch_size=8 backbone.width=0.5")
@@ -68,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one per two "
                    "CPU cores; slurm: the array's parallelism)")
     p.add_argument("--status", action="store_true",
-                   help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit")
+                   help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit "
+                        "(status 1 when a run failed)")
     slurm = p.add_argument_group("SLURM (--cluster slurm)")
     slurm.add_argument("--profile",
                        help="cluster profile: slurm/NAME.yaml or a YAML path (default: slurm/default.yaml)")
@@ -83,31 +128,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the method every other is compared with in the tables (paired differences, "
                         "McNemar tests; default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        prepared = check_and_plan(args)
+        if isinstance(prepared, int):  # listed, printed or refused: nothing to run here
+            return prepared
+        preset, output, runtime, configs = prepared
+        failed = launch_on_slurm(args, preset, output, configs) if args.cluster == "slurm" else []
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    if failed is None:  # submitted to SLURM, not waiting
+        return 0
+    if args.cluster != "slurm":
+        failed = launch_here(args, output, configs)
+    try:
+        write_outputs(output, runtime, configs, args.baseline)
+    finally:  # the failures last, where the user looks, even if a table could not be written
+        report_failures(output, failed)
+    return 1 if failed else 0
+
+
+def report_failures(output: Path, failed: list[dict]) -> None:
+    """Each failed run on stderr: method, dataset, seed, folder and the line of its error."""
+    if failed:
+        print(f"{len(failed)} run(s) failed:", file=sys.stderr)
+        for config in failed:
+            print("\n".join(failure_lines(output, config)), file=sys.stderr)
+        print("(--status shows the end of each error.txt; fix the cause and re-run the same command)", file=sys.stderr)
+
+
+def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[dict]]:
+    """Everything before a launch: the grid and its checks (one ``error:`` line per problem),
+    ``--list``, ``--dry-run`` and ``--status``; an exit status, or ``(preset, output, runtime,
+    configs)``."""
     load_plugins(args.plugins)
     if args.list:
         print("presets: ", ", ".join(list_presets()))
         print("methods: ", ", ".join(list_methods()))
         print("datasets:", ", ".join(list_datasets()))
         return 0
-    try:
-        overrides = parse_overrides(args.overrides)
-        if args.pretrained:
-            overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
-        grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
-        if grid.methods and grid.datasets:  # the released checkpoint where documented, or the preset's fallback
-            wanted = resolve_hparams(grid.preset, grid.methods[0], grid.datasets[0], grid.overrides)["backbone"]
-            pretrained, notice = resolve_pretrained(wanted.get("pretrained", {}), args.data_root)
-            if pretrained is not wanted.get("pretrained"):
-                grid.overrides["backbone.pretrained"] = pretrained
-            if notice:
-                print(notice, file=sys.stderr)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+    overrides = parse_overrides(args.overrides)
+    if args.pretrained:
+        overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
+    grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
+    if grid.methods and grid.datasets:  # the released checkpoint where documented, or the preset's fallback
+        wanted = resolve_hparams(grid.preset, grid.methods[0], grid.datasets[0], grid.overrides)["backbone"]
+        pretrained, notice = resolve_pretrained(wanted.get("pretrained", {}), args.data_root)
+        if pretrained is not wanted.get("pretrained"):
+            grid.overrides["backbone.pretrained"] = pretrained
+        if notice:
+            print(notice, file=sys.stderr)
+    if refused(hparam_problems(grid)):
         return 2
     output = args.output or REPO / "results" / grid.preset["name"]
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
@@ -125,28 +204,39 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
         print(cost.summary(statuses))
         return 0
-    if args.status or args.cluster == "slurm":
-        try:
-            if args.status:
-                print(format_status(output, grid_states(output, configs)))
-                return 0
-            failed = launch_on_slurm(args, grid.preset, output, configs)
-        except (KeyError, ValueError, FileNotFoundError, RuntimeError) as err:  # bad profile, no queue
-            print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-            return 2
-        if failed is None:  # submitted, not waiting
-            return 0
+    if args.status:
+        states = grid_states(output, configs)
+        print(format_status(output, states))
+        return 1 if any(s.status == "failed" for s in states) else 0
+    if refused(launch_problems(pending_runs(output, configs), args.data_root, args.download)):
+        return 2
+    writable_output(output)
+    return grid.preset, output, runtime, configs
+
+
+def refused(problems: list[str]) -> bool:
+    """Print each problem of the grid as an ``error:`` line; whether there was any."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
+def launch_here(args: argparse.Namespace, output: Path, configs: list[dict]) -> list[dict]:
+    """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
+    the runs another launcher holds (and saying so); the configs of the runs that failed."""
+    todo, skipped = skip_claimed(output, pending_runs(output, configs))
+    if args.cluster == "inline":
+        outcomes = launch_inline(output, todo)
     else:
-        if args.cluster == "inline":
-            outcomes = launch_inline(output, configs)
-        else:
-            outcomes = launch_local(output, configs, args.max_parallel, progress=not args.no_progress)
-        failed = [r for r, o in outcomes.items() if o == "failed"]
-    write_outputs(output, runtime, configs, args.baseline)
-    if failed:
-        print(f"{len(failed)} run(s) failed: see {output}/runs/<run-id>/error.txt", file=sys.stderr)
-        return 1
-    return 0
+        outcomes = launch_local(output, todo, args.max_parallel, progress=not args.no_progress)
+    skipped += [f"skipped {c['method']} / {c['dataset']} / seed {c['seed']} ({c['run_id']}): claimed by another "
+                f"launcher meanwhile" for c in todo if outcomes.get(c["run_id"]) == "claimed"]
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} run(s) skipped: another launcher is training them; re-run this command once it "
+              f"is done for complete tables", file=sys.stderr)
+    return [c for c in todo if outcomes.get(c["run_id"]) == "failed"]
 
 
 def write_outputs(output: Path, runtime: dict, configs: list[dict], baseline: str) -> None:
@@ -161,16 +251,16 @@ def write_outputs(output: Path, runtime: dict, configs: list[dict], baseline: st
         print(f"Decathlon submission: {path}")
 
 
-def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, configs: list[dict]) -> list[str] | None:
+def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, configs: list[dict]) -> list[dict] | None:
     """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
-    and return the failed run ids, else None."""
+    and return the configs of the failed runs, else None."""
     overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
     submitted = launch_slurm(output, configs, slurm_resources(preset.get("resources"), args.profile, overrides))
     print(submitted or "nothing to submit: every run is done or in flight", flush=True)
     if not args.wait:
         return None
     states = wait_for_slurm(output, configs, progress=not args.no_progress)
-    return [s.config["run_id"] for s in states if s.status == "failed"]
+    return [s.config for s in states if s.status == "failed"]
 
 
 if __name__ == "__main__":

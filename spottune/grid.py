@@ -50,6 +50,19 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in ``path``; a syntax error is a one-line ``ValueError`` naming the
+    file, line and column (``what``: the kind of file, for the message)."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{what} {path}{where}: invalid YAML ({problem})") from err
+
+
 def load_preset(name_or_path: str) -> dict[str, Any]:
     """A preset by name (``mini``, ``decathlon``, ...) or by path to a YAML file."""
     path = Path(name_or_path)
@@ -58,8 +71,7 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"unknown preset {name_or_path!r}; known presets: {', '.join(list_presets())} "
                                 f"(or pass the path of a YAML file)")
-    with open(path) as f:
-        preset = yaml.safe_load(f)
+    preset = read_yaml(path, "preset")
     if not isinstance(preset, dict):
         raise ValueError(f"preset {path} is not a YAML mapping of the keys {', '.join(PRESET_KEYS)}")
     missing = {"name", "backbone", "datasets", "hparams"} - set(preset)
@@ -200,7 +212,8 @@ def run_dir(output: Path, config: dict[str, Any]) -> Path:
 
 
 def run_status(output: Path, config: dict[str, Any]) -> str:
-    """``done`` | ``failed`` (error.txt) | ``started`` (has a config or checkpoint) | ``pending``."""
+    """``done`` | ``torn`` (done marker, unreadable metrics) | ``failed`` (error.txt) | ``started``
+    (has a config or checkpoint) | ``pending``."""
     folder = run_dir(output, config)
     status = records.run_status(folder)
     if status == "started" and not ((folder / records.CHECKPOINT).exists() or (folder / records.CONFIG).exists()):

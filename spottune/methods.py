@@ -107,12 +107,20 @@ def _load_builtins() -> None:
 
 
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Import user modules that register their own methods (``--plugins``)."""
+    """Import user modules that register their own methods (``--plugins``).
+
+    Any failure is an ``ImportError`` with a one-line message naming the module: not found
+    (is it on PYTHONPATH?), or the exception its code raised on import (chained, for a traceback).
+    """
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as err:
+        except ModuleNotFoundError as err:
             raise ImportError(f"cannot import plugin module {module!r} ({err}); is it on PYTHONPATH?") from err
+        except Exception as err:  # noqa: BLE001 - the plugin's own code failed: say which plugin
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ImportError(f"plugin module {module!r} raised {type(err).__name__} on import"
+                              + (f": {detail}" if detail else "")) from err
 
 
 def list_methods(pattern: str = "*") -> list[str]:

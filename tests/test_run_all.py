@@ -10,7 +10,7 @@ from tests.helpers import load_script
 
 run_all = load_script("benchmarks/run_all.py")
 
-QUICK = ["epochs=1", "backbone.pretrained.epochs=1", "backbone.pretrained.max_images=512"]
+QUICK = ["epochs=1", "lr_milestones=[]", "backbone.pretrained.epochs=1", "backbone.pretrained.max_images=512"]
 
 
 def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):

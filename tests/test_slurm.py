@@ -26,7 +26,7 @@ import pytest
 from tests.helpers import load_script
 
 RUN_ALL = load_script("benchmarks/run_all.py")
-TINY = ["--set", "epochs=1", "backbone.pretrained.max_images=1000", "--no-progress"]
+TINY = ["--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.max_images=1000", "--no-progress"]
 GRID = ["--methods", "finetune,spottune", "--datasets", "digits,glyph_letters"]
 ON_SLURM = ["--cluster", "slurm", "--profile", "local"]
 

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-import yaml
 from tqdm import tqdm
 
 from spottune import records
 from spottune.engine import run
-from spottune.grid import run_dir
+from spottune.grid import read_yaml, run_dir
 from spottune.launch.inline import without_progress
 from spottune.launch.status import SUBMITTED, count_states, grid_states
 
@@ -47,8 +46,7 @@ def read_profile(name_or_path: str) -> dict[str, Any]:
         known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"unknown SLURM profile {name_or_path!r}; known: {', '.join(known) or 'none'} "
                                 f"(in {PROFILE_DIR}), or pass the path of a YAML file")
-    with open(path) as f:
-        profile = yaml.safe_load(f) or {}
+    profile = read_yaml(path, "SLURM profile") or {}
     _check_profile_keys(profile, str(path))
     return profile
 

@@ -1,0 +1,160 @@
+"""Check a grid before anything launches: hyperparameters, data and pretrained weights, once.
+
+A wrong grid must fail on the command line, not as a hundred failing runs (or, worse, as
+runs recorded done with a meaningless number). :func:`hparam_problems` checks every resolved
+hyperparameter of every run; :func:`launch_problems` then checks, once per grid, what the runs
+to launch will read: ``--data-root``, every distinct (dataset, data options) through the same
+:func:`spottune.data.load_task` the runs use, and the pretrained files of the backbones. Each
+returns one line per distinct problem; ``run_all.py`` prints them and exits 2 before writing
+anything.
+
+Hyperparameter rules (the engine's training protocol, whatever sets the value)::
+
+    epochs, batch_size, eval_batch_size   integer >= 1
+    num_workers                           integer >= 0
+    lr, lr_gamma, backbone.width          number > 0
+    weight_decay                          number >= 0
+    momentum                              number in [0, 1)
+    optimizer                             sgd | adam        (spottune.engine.OPTIMIZERS)
+    precision                             fp32 | bf16       (spottune.acceleration.PRECISIONS)
+    lr_milestones                         list of integers m with 1 <= m <= epochs
+
+(the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch would
+silently never apply). A value given with ``--set`` must also have the type of the value it
+replaces: a number for a number (``--set lr=abc`` is an error), a string for a string, a list
+for a list, true/false for a boolean; a value replacing ``null`` may be anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from spottune.acceleration import PRECISIONS
+from spottune.data import DatasetError, load_task
+from spottune.engine import OPTIMIZERS
+from spottune.grid import Grid, resolve_hparams
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+Rule = tuple[Callable[[Any], bool], str]
+RULES: dict[str, Rule] = {
+    "epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "num_workers": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "lr_gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "backbone.width": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+}
+
+
+def _lookup(hp: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """``(found, value)`` of a dotted key in nested dicts."""
+    node: Any = hp
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _kind(value: Any) -> str | None:
+    """The type family a ``--set`` value must keep (None: anything goes)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true or false"
+    if _number(value):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a mapping"}.get(type(value))
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    return _kind(old) is None or _kind(old) == _kind(new)
+
+
+def milestone_problem(hp: dict[str, Any]) -> str | None:
+    """What is wrong with ``lr_milestones`` given ``epochs``, or None."""
+    milestones, epochs = hp.get("lr_milestones", []), hp.get("epochs")
+    if not isinstance(milestones, list) or not all(_integer(m) for m in milestones):
+        return f"lr_milestones={milestones!r}: must be a list of integers (epochs), e.g. [2] or []"
+    if _integer(epochs) and epochs >= 1 and any(not 1 <= m <= epochs for m in milestones):
+        return (f"lr_milestones={milestones} with epochs={epochs}: every milestone must be within 1..{epochs} "
+                f"(the lr drops after that epoch); with fewer epochs set the milestones too, "
+                f"e.g. --set lr_milestones=[]")
+    return None
+
+
+def hparam_problems(grid: Grid) -> list[str]:
+    """One line per distinct problem of the grid's resolved hyperparameters (see module docstring)."""
+    problems: dict[str, None] = {}  # ordered set
+    for method in grid.methods:
+        for dataset in grid.datasets:
+            before = resolve_hparams(grid.preset, method, dataset)
+            hp = resolve_hparams(grid.preset, method, dataset, grid.overrides)
+            mistyped = set()
+            for key, value in grid.overrides.items():
+                found, old = _lookup(before, key)
+                if found and not _same_kind(old, value):
+                    mistyped.add(key)
+                    problems[f"--set {key}={value!r}: must be {_kind(old)} (like {old!r})"] = None
+            for key, (valid, what) in RULES.items():
+                found, value = _lookup(hp, key)
+                if found and key not in mistyped and not valid(value):
+                    problems[f"{key}={value!r}: must be {what}"] = None
+            milestones = None if "lr_milestones" in mistyped else milestone_problem(hp)
+            if milestones:
+                problems[milestones] = None
+    return list(problems)
+
+
+def _one_line(err: BaseException) -> str:
+    message = err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
+    lines = message.strip().splitlines() or [type(err).__name__]
+    return lines[0] + (" (docs/DATA.md gives the layouts)" if len(lines) > 1 else "")
+
+
+def _pretrained_problem(spec: dict[str, Any]) -> str | None:
+    pretrained = spec.get("pretrained") or {}
+    if pretrained.get("kind") in ("released", "state_dict"):
+        path = Path(str(pretrained.get("path"))).expanduser()
+        if not path.is_file():
+            return f"backbone.pretrained.path {path}: no such file (the {pretrained['kind']} weights)"
+    return None
+
+
+def launch_problems(configs: list[dict[str, Any]], data_root: str | Path | None,
+                    download: bool = False) -> list[str]:
+    """One line per distinct problem with the data and pretrained files ``configs`` will read,
+    each distinct dataset (with its data options) loaded once, as the runs load it."""
+    if data_root is not None and not Path(data_root).is_dir():
+        return [f"--data-root {data_root}: no such folder"]
+    problems: dict[str, None] = {}
+    seen: set[str] = set()
+    for config in configs:
+        hp = config["hparams"]
+        problem = _pretrained_problem(hp["backbone"])
+        if problem:
+            problems[problem] = None
+        options = hp.get("data", {})
+        key = json.dumps([config["dataset"], options], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_task(config["dataset"], data_root, **options, **({"download": True} if download else {}))
+        except (DatasetError, OSError, KeyError, ValueError, TypeError) as err:
+            problems[f"{config['dataset']}: {_one_line(err)}"] = None
+    return list(problems)

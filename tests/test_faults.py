@@ -1,0 +1,342 @@
+"""Bad input and faults (issue 16): checked before launching, one clear line, never trained twice,
+torn records recovered, hostile checkpoints refused; failed runs named on the console."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from spottune import checkpoint, records
+from spottune.engine import InjectedFailure, run
+from spottune.launch import Claim, RunClaimed, error_line, live_holder
+from spottune.report.records import load_records
+from tests.data_fixtures import write_devkit
+from tests.helpers import REPO, load_script, tiny_config
+
+run_all = load_script("benchmarks/run_all.py")
+
+TINY = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--cluster", "inline",
+        "--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.kind=none"]
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
+    """Run run_all.py expecting exit status 2 and no traceback; its stderr lines."""
+    assert run_all.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()
+
+
+# -- the grid is checked before anything launches ---------------------------------------------
+
+@pytest.mark.parametrize("settings, message", [
+    (["epochs=-1"], "epochs=-1: must be an integer >= 1"),
+    (["lr=abc"], "--set lr='abc': must be a number (like 0.05)"),
+    (["batch_size=0"], "batch_size=0: must be an integer >= 1"),
+    (["lr=0"], "lr=0: must be a number > 0"),
+    (["optimizer=rmsprop"], "optimizer='rmsprop': must be one of sgd, adam"),
+    (["epochs=2", "lr_milestones=[3]"], "lr_milestones=[3] with epochs=2: every milestone must be within 1..2"),
+    (["epochs=1"], "lr_milestones=[2] with epochs=1"),  # the preset's milestone, past a shortened run
+    (["lr_milestones=2"], "--set lr_milestones=2: must be a list"),
+])
+def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, settings, message):
+    output = tmp_path / "out"
+    lines = refused(["--methods", "finetune,spottune", "--datasets", "digits,glyph_fonts", "--output", str(output),
+                     "--set", *settings], capsys)
+    assert lines == [f"error: {lines[0][len('error: '):]}"] and message in lines[0]  # one line for 4 runs
+    assert not output.exists()
+
+
+def test_distinct_problems_one_line_each(tmp_path, capsys):
+    lines = refused(["--methods", "finetune", "--datasets", "digits", "--output", str(tmp_path / "o"),
+                     "--set", "batch_size=0", "eval_batch_size=-3", "momentum=1.5"], capsys)
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+
+
+def test_data_root_and_datasets_checked_once_per_grid(tmp_path, capsys):
+    output = tmp_path / "out"
+    decathlon = ["--preset", "decathlon", "--methods", "finetune,spottune", "--datasets",
+                 "decathlon/aircraft,decathlon/dtd", "--output", str(output), "--set", "backbone.pretrained.kind=none"]
+    lines = refused(decathlon + ["--data-root", str(tmp_path / "nonexistent")], capsys)
+    assert lines == [f"error: --data-root {tmp_path / 'nonexistent'}: no such folder"]
+    (tmp_path / "empty").mkdir()
+    lines = refused(decathlon + ["--data-root", str(tmp_path / "empty")], capsys)
+    assert len(lines) == 2  # one per dataset, not one per run (4)
+    assert lines[0].startswith("error: decathlon/aircraft: ") and lines[1].startswith("error: decathlon/dtd: ")
+    assert not output.exists()
+
+
+def test_a_corrupt_devkit_image_is_named_before_launching(tmp_path, capsys):
+    devkit = write_devkit(tmp_path / "data", "aircraft", {"train": 6, "val": 3, "test": 3}, num_classes=3)
+    broken = next((devkit / "data" / "aircraft" / "train").glob("*.jpg"))
+    broken.write_bytes(b"not a jpeg")
+    lines = refused(["--preset", "decathlon", "--methods", "finetune", "--datasets", "decathlon/aircraft",
+                     "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+                     "--set", "backbone.pretrained.kind=none", "epochs=1", "lr_milestones=[]"], capsys)
+    assert len(lines) == 1 and "decathlon/aircraft" in lines[0] and str(broken) in lines[0]
+
+
+# -- every user error: one line, exit 2, --debug shows the traceback ---------------------------
+
+def test_preset_yaml_syntax_error(tmp_path, capsys):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("name: bad\nhparams: {lr: 0.1\nepochs: 2\n")
+    lines = refused(["--preset", str(preset), "--dry-run"], capsys)
+    assert len(lines) == 1 and str(preset) in lines[0] and "line 3" in lines[0] and "invalid YAML" in lines[0]
+    with pytest.raises(ValueError, match="invalid YAML"):
+        run_all.main(["--preset", str(preset), "--dry-run", "--debug"])
+
+
+def test_plugins_that_are_missing_or_raise(tmp_path, capsys, monkeypatch):
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('this plugin is broken')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lines = refused(["--plugins", "raising_plugin", "--dry-run"], capsys)
+    assert lines == ["error: plugin module 'raising_plugin' raised RuntimeError on import: this plugin is broken"]
+    lines = refused(["--plugins", "no_such_plugin_module", "--dry-run"], capsys)
+    assert len(lines) == 1 and "cannot import plugin module 'no_such_plugin_module'" in lines[0]
+
+
+@pytest.mark.parametrize("output", ["/proc/spottune-output", "/sys/spottune-output"])
+def test_output_that_cannot_be_written(output, capsys):
+    lines = refused(TINY + ["--output", output], capsys)
+    assert lines == [lines[0]] and lines[0].startswith(f"error: --output {output}: cannot write there (")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_without_write_permission(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    lines = refused(TINY + ["--output", str(locked / "out")], capsys)
+    assert len(lines) == 1 and "cannot write there (Permission denied)" in lines[0]
+
+
+def test_seeds_that_are_not_integers(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_all.main(["--seeds", "x", "--dry-run"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: argument --seeds: expected comma-separated integers, got 'x' (--help lists the options)"]
+
+
+# -- files: the umask's mode, validated reads --------------------------------------------------
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o007, 0o660)])
+def test_files_get_the_umask_mode(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        records.atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == mode
+
+
+def test_torn_json_names_the_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text('{"run_id": "abc", "test_acc')
+    with pytest.raises(records.RecordError, match=f"^{path}: torn or not JSON"):
+        records.read_json(path)
+
+
+# -- torn records and checkpoints recover, hostile checkpoints are refused ---------------------
+
+def test_torn_metrics_of_a_done_run_is_evaluated_again(tmp_path, caplog):
+    folder = tmp_path / "runs" / "r"
+    first = run(tiny_config(), folder)
+    metrics = folder / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:100])  # cut in half
+    assert records.run_status(folder) == "torn" and not records.is_done(folder)
+    frame = load_records(tmp_path)  # the report does not fail, and counts no number
+    assert frame["status"].tolist() == ["torn"]
+    again = run(tiny_config(), folder)
+    assert f"{metrics}: torn or not JSON" in caplog.text
+    assert again["test_accuracy"] == first["test_accuracy"] and again["history"] == first["history"]  # not retrained
+    assert records.is_done(folder)
+
+
+def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
+    folder = tmp_path / "runs" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"method": "fine')
+    frame = load_records(tmp_path)
+    assert frame["method"].isna().all()
+    assert f"{folder / 'config.json'}: torn or not JSON" in caplog.text and "left out of the report" in caplog.text
+
+
+def test_torn_checkpoint_is_moved_aside_and_the_previous_one_resumes(tmp_path, caplog):
+    config = tiny_config(epochs=3, lr_milestones=[1])
+    reference = run(config, tmp_path / "straight")
+    folder = tmp_path / "resumed"
+    with pytest.raises(InjectedFailure):
+        run(dict(config, runtime={**config["runtime"], "fail_at_epoch": 3}), folder)
+    assert torch.load(folder / records.PREVIOUS_CHECKPOINT, weights_only=True)["epoch"] == 1
+    current = folder / records.CHECKPOINT
+    current.write_bytes(current.read_bytes()[:1000])  # torn: epoch 2 is lost
+    resumed = run(config, folder)
+    aside = list(folder.glob("checkpoint.pt.torn-*"))
+    assert len(aside) == 1 and f"{current} is unreadable" in caplog.text and "previous checkpoint" in caplog.text
+    assert resumed["history"][1].get("resumed") is True  # epochs 2 and 3 trained again
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference["history"]]
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    assert not (folder / records.PREVIOUS_CHECKPOINT).exists()  # a done run keeps one checkpoint
+
+
+def test_unreadable_checkpoints_restart_from_the_start(tmp_path):
+    (tmp_path / records.CHECKPOINT).write_bytes(b"")
+    (tmp_path / records.PREVIOUS_CHECKPOINT).write_bytes(b"\0" * 1000)
+    assert checkpoint.load(tmp_path) is None
+    assert len(list(tmp_path.glob("*.torn-*"))) == 2 and not (tmp_path / records.CHECKPOINT).exists()
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("as_torch_file", [True, False])
+def test_hostile_checkpoint_is_refused_with_its_path(tmp_path, as_torch_file):
+    marker, folder = tmp_path / "executed", tmp_path / "run"
+    folder.mkdir()
+    if as_torch_file:
+        torch.save({"model": {}, "epoch": 1, "payload": _Payload(str(marker))}, folder / records.CHECKPOINT)
+    else:
+        (folder / records.CHECKPOINT).write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(checkpoint.UnsafeCheckpoint, match=f"refusing to load {folder / records.CHECKPOINT}"):
+        run(tiny_config(), folder)
+    assert not marker.exists() and (folder / records.CHECKPOINT).exists()
+    assert "UnsafeCheckpoint: refusing to load" in error_line((folder / records.ERROR).read_text())
+
+
+def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path):
+    config = tiny_config("piggyback")  # Adam states
+    with pytest.raises(InjectedFailure):
+        run(dict(config, runtime={**config["runtime"], "fail_at_epoch": 2}), tmp_path)
+    state = torch.load(tmp_path / records.CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and state["args"]["run_id"] == config["run_id"] and len(state["history"]) == 1
+
+
+# -- claims: one launcher per run --------------------------------------------------------------
+
+def test_a_claim_is_exclusive_and_released(tmp_path):
+    with Claim(tmp_path) as claim:
+        holder = live_holder(tmp_path)
+        assert holder.pid == os.getpid() and holder.token == claim.token
+        with pytest.raises(RunClaimed, match=f"claimed by pid {os.getpid()} on {socket.gethostname()}"):
+            Claim(tmp_path)
+    assert live_holder(tmp_path) is None and not (tmp_path / records.CLAIM).exists()
+
+
+def _write_claim(folder, pid: int, host: str, age_s: float) -> None:
+    path = folder / records.CLAIM
+    path.write_text(json.dumps({"pid": pid, "host": host, "since": "earlier", "token": "t0", "process_start": None}))
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+
+
+def test_stale_claims_are_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_claim(tmp_path, dead.pid, socket.gethostname(), age_s=1)  # this host, process gone: stale at once
+    assert live_holder(tmp_path) is None
+    with Claim(tmp_path) as claim:
+        assert live_holder(tmp_path).token == claim.token
+    _write_claim(tmp_path, 1, "another-host", age_s=10)  # another host, fresh heartbeat: live
+    assert live_holder(tmp_path).host == "another-host"
+    with pytest.raises(RunClaimed):
+        Claim(tmp_path)
+    _write_claim(tmp_path, 1, "another-host", age_s=400)  # heartbeat older than the timeout: stale
+    with Claim(tmp_path):
+        pass
+    assert not list(tmp_path.glob("claim.json.stale-*"))
+
+
+def test_the_heartbeat_keeps_a_claim_fresh(tmp_path):
+    with Claim(tmp_path, heartbeat_s=0.05):
+        os.utime(tmp_path / records.CLAIM, (time.time() - 100, time.time() - 100))
+        time.sleep(0.3)
+        assert live_holder(tmp_path, stale_after_s=1.0) is not None
+
+
+def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
+    output = tmp_path / "out"
+    argv = [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--methods", "finetune", "--datasets", "digits",
+            "--seeds", "0,1,2,3", "--output", str(output), "--no-progress", "--cluster", "inline",
+            "--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launchers = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], results
+    runs = sorted((output / "runs").iterdir())
+    assert len(runs) == 4
+    for folder in runs:
+        assert records.is_done(folder) and not (folder / records.CLAIM).exists()
+        attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
+        assert [a["from_epoch"] for a in attempts] == [0]  # trained exactly once, from the start
+        assert len(records.read_metrics(folder)["history"]) == 1
+
+
+# -- failures on the console and in --status ---------------------------------------------------
+
+BROKEN_PLUGIN = '''
+from spottune.methods import Finetune, register_method
+
+
+@register_method("broken_for_test")
+class Broken(Finetune):
+    def build(self, backbone, num_classes):
+        raise RuntimeError("cannot build this model\\nsecond line of the message")
+'''
+
+
+def test_failed_runs_are_named_with_their_error_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "broken_plugin.py").write_text(BROKEN_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    output = tmp_path / "out"
+    argv = TINY + ["--plugins", "broken_plugin", "--methods", "finetune,broken_for_test", "--output", str(output)]
+    assert run_all.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "| finetune" in out and "No runs found" not in out  # the summary of the run that finished
+    folder = next(f for f in (output / "runs").iterdir() if "broken" in (f / "config.json").read_text())
+    lines = err.strip().splitlines()
+    at = lines.index("1 run(s) failed:")
+    assert lines[at + 1] == f"FAILED broken_for_test / digits / seed 0  {folder}"
+    assert lines[at + 2] == "    RuntimeError: cannot build this model"
+    assert "<run-id>" not in err
+    assert run_all.main(argv + ["--status"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert run_all.main(TINY + ["--output", str(output), "--status"]) == 0  # finetune alone: done
+
+
+def test_error_line_is_the_last_exception_of_a_traceback():
+    text = ("Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    f()\n"
+            "KeyError: 'x'\n\nThe above exception was the direct cause of the following exception:\n\n"
+            "Traceback (most recent call last):\n  File \"b.py\", line 2, in g\n    ^^^^\n"
+            "spottune.data.base.DatasetError: corrupt or unreadable image /d/1.jpg: bad\nexpected layout:\n  x/\n")
+    assert error_line(text) == "spottune.data.base.DatasetError: corrupt or unreadable image /d/1.jpg: bad"
+    assert error_line("killed\n") == "killed"
+
+
+def test_status_reports_a_live_claim_and_a_torn_run(tmp_path, capsys):
+    config = tiny_config()  # the grid below
+    status = ["--methods", "finetune", "--datasets", "digits", "--output", str(tmp_path), "--status",
+              "--set", "epochs=2", "batch_size=64", "lr_milestones=[1]", "backbone.pretrained.kind=none"]
+    folder = tmp_path / "runs" / config["run_id"]
+    with Claim(folder):
+        assert run_all.main(status) == 0
+        assert f"running  {config['run_id']}" in capsys.readouterr().out
+    assert np.isfinite(run(config, folder)["test_accuracy"])
+    (folder / "metrics.json").write_text("{")
+    assert run_all.main(status) == 0
+    out = capsys.readouterr().out
+    assert f"todo     {config['run_id']}" in out and f"{folder / 'metrics.json'}: torn or not JSON" in out
