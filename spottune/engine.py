@@ -271,7 +271,10 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "images": {"train": len(task.train), "test": len(task.test)},
         "params": {"backbone": backbone_size(backbone), "total": count_parameters(model),
                    "trainable": count_parameters(model, trainable_only=True),
-                   "task_specific": method.task_specific_parameters(model)},
+                   "task_specific": method.task_specific_parameters(model),
+                   # the new task's linear classifier (features x classes + bias), counted in
+                   # task_specific; the published Decathlon #par leaves it out
+                   "classifier": task.num_classes * (backbone.feature_dim + 1)},
         "timing": {"train_seconds": train_seconds, "eval_seconds": result["seconds"],
                    "train_images_per_second": train_images / max(train_seconds, 1e-9),
                    "eval_images_per_second": result["images_per_second"],

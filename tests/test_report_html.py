@@ -44,7 +44,7 @@ def test_report_holds_every_table_the_statistics_and_the_failed_runs(report):
     summaries = {f"summary_{preset}" for preset in ("decathlon", "mini", "standard")}
     assert written | summaries | {"runs", "unfinished"} == tables
     assert "Holm-corrected" in page and "percentile bootstrap" in page
-    assert "Protocol of the suite&#x27;s runs: backbone = resnet26; backbone.width = 0.25" in page
+    assert "Protocol of the suite&#x27;s runs: backbone = resnet26; weights = suite pretraining" in page
     failed = re.search(r"<tr><td>mini</td><td>spottune</td><td>glyph_letters</td><td>1</td>"
                        r"<td>failed</td><td>([^<]+)</td><td>([^<]+)</td></tr>", page)
     assert failed and Path(failed[1]).parent == SWEEP / "runs"

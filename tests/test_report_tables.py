@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,12 +87,50 @@ def test_missing_run_prints_as_missing_never_zero(records):
 def test_decathlon_columns_are_keyed_by_domain_name(records):
     table = build_table(records, DECATHLON)
     assert list(table.mean.columns) == ["ImNet", "Airc.", "C100", "DPed", "DTD", "GTSR", "Flwr",
-                                        "OGlt", "SVHN", "UCF", "mean", "score", "#par"]
+                                        "OGlt", "SVHN", "UCF", "mean", "score", "#par", "#par (pub.)"]
     suite = records[(records["preset"] == "decathlon") & (records["method"] == "finetune")]
     flowers = suite.loc[suite["dataset"] == "decathlon/vgg-flowers", "test_accuracy"].mean()
     assert table.mean.at["Finetune (suite)", "Flwr"] == pytest.approx(flowers)
     assert table.mean.at["Finetune (paper) [src]", "Flwr"] == 81.41
     assert table.mean.at["Finetune Δ", "Flwr"] == pytest.approx(flowers - 81.41)
+
+
+def test_published_parameter_convention_beside_ours(records):
+    """#par counts the new classifier; #par (pub.) does not, as the published tables: the
+    paper's numbers sit in that column, and the Δ compares like with like."""
+    table = build_table(records, DECATHLON)
+    targets = records[(records["preset"] == "decathlon") & (records["method"] == "feature_extractor")
+                      & (records["dataset"] != "decathlon/imagenet12")]
+    ours = 1 + 9 * targets["params.task_specific"].mean() / targets["params.backbone"].mean()
+    assert table.mean.at["Feature extractor (suite)", "#par"] == pytest.approx(ours)
+    assert table.mean.at["Feature extractor (suite)", "#par (pub.)"] == pytest.approx(1.0)  # classifier only
+    assert np.isnan(table.mean.at["Finetune (paper) [src]", "#par"])
+    assert table.mean.at["Finetune (paper) [src]", "#par (pub.)"] == 10
+    assert table.mean.at["Finetune Δ", "#par (pub.)"] == pytest.approx(
+        table.mean.at["Finetune (suite)", "#par (pub.)"] - 10)
+    assert any("#par (pub.): the same without it" in line for line in table.footnotes)
+
+
+def test_footnotes_name_the_weights_and_why_imnet_is_empty(records):
+    """Every table says where the backbone's weights come from; the Decathlon table without a
+    source-domain accuracy says why its ImNet column is empty."""
+    decathlon = build_table(records, DECATHLON)
+    assert any("weights = released file sha256:9e2d00000000" in line for line in decathlon.footnotes)
+    assert any("weights = suite pretraining on mini_source spec:5b1f3c2e9a7d" in line
+               for line in build_table(records, MINI).footnotes)
+    targets_only = records[records["dataset"] != "decathlon/imagenet12"]
+    table = build_table(targets_only, DECATHLON)
+    assert np.isnan(table.mean.at["Finetune (suite)", "ImNet"])
+    assert "ImNet empty: decathlon/imagenet12 not found (fixture), so not measured." in table.footnotes
+    mixed = records.copy()
+    spottune = mixed["method"] == "spottune"
+    mixed.loc[spottune, "pretraining.kind"] = "suite"
+    mixed.loc[spottune, "pretraining.dataset"] = "decathlon/imagenet12"
+    mixed.loc[spottune, "pretraining.id"] = "abcdef0123456789"
+    mixed.loc[spottune, "pretraining.series_adapters"] = True
+    note = next(line for line in build_table(mixed, DECATHLON).footnotes if "weights" in line)
+    assert ("weights: released file sha256:9e2d00000000 (feature_extractor, finetune), suite pretraining on "
+            "decathlon/imagenet12 spec:abcdef012345 with series adapters (spottune)") in note
 
 
 def test_mini_scores_against_its_own_finetune_runs(records):

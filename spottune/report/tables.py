@@ -22,14 +22,19 @@ headers. A scored layout adds:
   over those seeds (:func:`~spottune.report.statistics.bootstrap_interval`; the baseline's
   accuracies held fixed);
 - ``#par``: :func:`~spottune.report.decathlon.parameter_cost` from the runs' mean
-  ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded).
+  ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded): the suite's
+  convention, the new classifier counted as task-specific;
+- ``#par (pub.)`` (layouts with ``published_par``): the same without the new classifier
+  (``params.task_specific - params.classifier``), the convention of the published Decathlon
+  tables (Piggyback 1.28 there).
 
 A suite row missing a dataset gets ``mean`` and ``score`` over the datasets it has, marked
 ``†``; its Δ for those columns is left empty since it compares different sums. Methods with
 more than one row are set off by rules (LaTeX). Footnotes
 state the seeds, the runs not done, the protocol choices recorded in the runs' ``protocol``
-dicts and the backbone (see :func:`protocol_note`) and the provenance of the published
-numbers (whose own setting, e.g. the backbone, is named in their source).
+dicts, the backbone and where its weights come from (see :func:`protocol_note` and
+:func:`weights_description`), why a source-domain column is empty, and the provenance of
+the published numbers (whose own setting, e.g. the backbone, is named in their source).
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ from spottune.report.render import Table
 from spottune.report.statistics import bootstrap_interval, t_interval
 
 SCORE_COLUMNS = ["mean", "score", "#par"]
+PUBLISHED_PAR = "#par (pub.)"
 PUBLISHED_SCORES = {"mean_accuracy": "mean", "score": "score", "params": "#par"}
 """``metric`` of ``published.csv`` -> the score column printing it."""
 PARTIAL = "†"
@@ -66,7 +72,8 @@ class Layout:
     lose ``dataset_prefix`` first (``decathlon/aircraft`` -> ``aircraft``, the devkit name). ``baseline`` is either
     accuracies per dataset or the name of a method whose runs in the preset are the baseline;
     ``None`` gives a table without ``mean``, ``score`` and ``#par``. ``target_tasks`` is the
-    number of new tasks in ``#par`` (``None``: the number of dataset columns).
+    number of new tasks in ``#par`` (``None``: the number of dataset columns);
+    ``published_par`` adds :data:`PUBLISHED_PAR`, ``#par`` without the new classifiers.
     """
 
     name: str
@@ -79,6 +86,7 @@ class Layout:
     target_tasks: int | None = None
     source_domain: str | None = None
     dataset_prefix: str = ""
+    published_par: bool = False
 
 
 DECATHLON = Layout(
@@ -89,7 +97,8 @@ DECATHLON = Layout(
              "omniglot": "OGlt", "svhn": "SVHN", "ucf101": "UCF"},
     published="decathlon", baseline=FINETUNE_BASELINE,
     baseline_note="the Finetune accuracies of Rebuffi et al. 2017",
-    target_tasks=len(DOMAINS) - 1, source_domain=SOURCE_DOMAIN, dataset_prefix="decathlon/")
+    target_tasks=len(DOMAINS) - 1, source_domain=SOURCE_DOMAIN, dataset_prefix="decathlon/",
+    published_par=True)
 STANDARD = Layout(
     name="standard", title="Standard datasets, test top-1 accuracy (%)",
     preset="standard",
@@ -110,15 +119,45 @@ def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
     return f"{int((values == value).sum())} runs"
 
 
+def weights_description(runs: pd.DataFrame) -> pd.Series | None:
+    """Where each run's pretrained weights come from, from its ``pretraining`` record
+    (:mod:`spottune.pretrain`): ``released file sha256:<12 hex>``, ``suite pretraining on
+    <dataset> spec:<hash>`` (``with series adapters``), ``state_dict sha256:<12 hex>`` or
+    ``random init``; None when no run recorded it (records older than that field)."""
+    if "pretraining.kind" not in runs.columns or runs["pretraining.kind"].isna().all():
+        return None
+    names = {"released": "released file", "state_dict": "state_dict file", "suite": "suite pretraining"}
+
+    def describe(run: pd.Series) -> str | None:
+        kind = run.get("pretraining.kind")
+        if not isinstance(kind, str):
+            return None
+        if kind == "none":
+            return "random init"
+        ident = str(run.get("pretraining.id") or "?")
+        text = names.get(kind, kind)
+        if kind == "suite":
+            text += f" on {run.get('pretraining.dataset')} spec:{ident[:12]}"
+        else:
+            text += f" sha256:{ident[:12]}"
+        return text + (" with series adapters" if run.get("pretraining.series_adapters") is True else "")
+
+    return runs.apply(describe, axis=1)
+
+
 def protocol_note(runs: pd.DataFrame) -> str | None:
-    """``Protocol ...: key = value; key: value (who), ...`` over ``backbone`` and ``protocol.*``.
+    """``Protocol ...: key = value; key: value (who), ...`` over ``backbone``, its ``weights``
+    (:func:`weights_description`) and ``protocol.*``.
 
     A key with one value in every run prints ``key = value``; otherwise each value is
     followed by the methods that use it (when the key is constant per method), else the
     datasets, else a count of runs.
     """
     parts = []
-    keys = [c for c in ("backbone", "hparams.backbone.width") if c in runs.columns]
+    weights = weights_description(runs)
+    if weights is not None:
+        runs = runs.assign(weights=weights)
+    keys = [c for c in ("backbone", "weights", "hparams.backbone.width") if c in runs.columns]
     for column in keys + sorted(c for c in runs.columns if c.startswith("protocol.")):
         present = runs.dropna(subset=[column])
         values = present[column].map(str)
@@ -193,16 +232,21 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
         row.values["score"] = np.nan
     row.seeds.update(mean=len(complete), score=len(complete))
     targets = runs[runs["dataset"] != layout.source_domain]
+    tasks = layout.target_tasks or len(columns)
     if {"params.task_specific", "params.backbone"} <= set(targets.columns) and len(targets):
         row.values["#par"] = parameter_cost(targets["params.task_specific"].mean(),
-                                     targets["params.backbone"].mean(),
-                                     layout.target_tasks or len(columns))
+                                            targets["params.backbone"].mean(), tasks)
+        if layout.published_par and "params.classifier" in targets.columns:
+            without = (targets["params.task_specific"] - targets["params.classifier"]).mean()
+            row.values[PUBLISHED_PAR] = parameter_cost(without, targets["params.backbone"].mean(), tasks)
     return row, missing
 
 
-def _paper_row(published: pd.DataFrame, columns: dict[str, str]) -> tuple[dict, dict]:
-    """Numbers (keyed by header) and provenance tags of one method's published row."""
-    headers = {**columns, **PUBLISHED_SCORES}
+def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout) -> tuple[dict, dict]:
+    """Numbers (keyed by header) and provenance tags of one method's published row (its
+    parameter count under :data:`PUBLISHED_PAR` where the layout has that column: it is
+    counted that way)."""
+    headers = {**columns, **PUBLISHED_SCORES, **({"params": PUBLISHED_PAR} if layout.published_par else {})}
     values, tags = {}, {}
     for entry in published.itertuples():
         key = entry.dataset if entry.metric == "accuracy" else entry.metric
@@ -218,7 +262,7 @@ def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFram
     """The paper, suite and Δ rows of one method, and the datasets its suite row lacks;
     ``ties``: the (method, dataset) cells to mark :data:`NOT_SIGNIFICANT`."""
     rows, missing = [], []
-    paper, tags = _paper_row(published[published["method"] == method], columns)
+    paper, tags = _paper_row(published[published["method"] == method], columns, layout)
     if paper:
         kinds = sorted(set(tags.values()))
         if len(kinds) == 1:
@@ -253,7 +297,8 @@ def _with_pretraining_accuracy(runs: pd.DataFrame, layout: Layout) -> pd.DataFra
     known = runs[(runs["pretraining.dataset"] == layout.dataset_prefix + source)
                  & runs[column].notna() & (runs["status"] == "done") & (runs["dataset"] != source)]
     have = set(zip(*[runs.loc[runs["dataset"] == source, k] for k in ("method", "seed")]))
-    known = known[[key not in have for key in zip(known["method"], known["seed"])]]
+    known = known[pd.Series([key not in have for key in zip(known["method"], known["seed"])],
+                            index=known.index, dtype=bool)]  # (a plain empty list would select columns)
     added = known.drop_duplicates(["method", "seed"]).assign(dataset=source, test_accuracy=known[column])
     return pd.concat([runs, added], ignore_index=True) if len(added) else runs
 
@@ -279,7 +324,8 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
     published = (load_published(layout.published, reference_dir) if layout.published
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
-    headers = list(columns.values()) + (SCORE_COLUMNS if layout.baseline is not None else [])
+    headers = list(columns.values()) + (SCORE_COLUMNS if layout.baseline is not None else []) + (
+        [PUBLISHED_PAR] if layout.published_par else [])
     baseline = _baseline(layout, means)
     labels = dict(zip(published["method"], published["label"]))
 
@@ -304,16 +350,28 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
 
     deltas = {r.name for r in rows if r.kind == "delta"}
     markers = frame("markers")
-    best = {h: "min" if h == "#par" else "max" for h in headers}
+    best = {h: "min" if h in ("#par", PUBLISHED_PAR) else "max" for h in headers}
     printed = published[published["method"].isin({r.method for r in rows if r.kind == "paper"})]
     return Table(name=layout.name, title=layout.title, mean=frame("values").astype(float),
                  low=frame("low").astype(float), high=frame("high").astype(float),
-                 seeds=frame("seeds").astype(float), decimals={"score": 0, "#par": 2}, best=best,
+                 seeds=frame("seeds").astype(float), decimals={"score": 0, "#par": 2, PUBLISHED_PAR: 2}, best=best,
                  unranked_rows=deltas, signed_rows=deltas,
                  markers=markers.astype(object).where(markers.notna(), ""), rules_before=rules,
                  footnotes=_footnotes(layout, runs, printed, bool(deltas), partial, baseline,
                                       columns) + (significance_note(compared, layout.preset)
                                                   if len(compared) else []))
+
+
+def source_column_note(layout: Layout, runs: pd.DataFrame, columns: dict[str, str]) -> str | None:
+    """Why the source-domain column (ImNet) is empty: the ``pretraining.note`` the runs recorded
+    (e.g. the devkit lacks imagenet12) when none of them has a source-domain accuracy."""
+    source = layout.source_domain
+    if source is None or "pretraining.note" not in runs.columns:
+        return None
+    if (runs["dataset"] == source).any() and runs.loc[runs["dataset"] == source, "test_accuracy"].notna().any():
+        return None
+    notes = sorted(set(runs["pretraining.note"].dropna()))
+    return f"{columns.get(source, source)} empty: " + "; ".join(notes) + "." if notes else None
 
 
 def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: bool,
@@ -336,12 +394,17 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
             "(score: 95 % percentile bootstrap, the baseline held fixed)"
             + (f", not scored: {', '.join(unscored)} (no baseline)" if unscored else "")
             + f"; #par = 1 + {layout.target_tasks or len(columns)} × task-specific / backbone "
-            "parameters, means over the method's runs.")
+            "parameters, means over the method's runs, the new classifier counted as task-specific"
+            + (f"; {PUBLISHED_PAR}: the same without it, the published tables' convention."
+               if layout.published_par else "."))
     if partial:
         lines.append(f"{PARTIAL} over the datasets present only: " + "; ".join(partial) + ".")
     protocol = protocol_note(done)
     if protocol:
         lines.append(protocol)
+    source = source_column_note(layout, done, columns)
+    if source:
+        lines.append(source)
     pending = runs_not_done(runs)
     if pending:
         lines.append("Not done: " + ", ".join(pending) + ".")
