@@ -5,7 +5,7 @@ Examples:
   python benchmarks/run_all.py                              # the embedded default (preset mini), all methods
   python benchmarks/run_all.py --dry-run                    # list the runs, run nothing
   python benchmarks/run_all.py --methods spottune,finetune --datasets digits --seeds 0,1
-  python benchmarks/run_all.py --set epochs=1 batch_size=8  # override any preset / method hyperparameter
+  python benchmarks/run_all.py --set epochs=1 lr_milestones=[] batch_size=8  # override any preset / method hyperparameter
   python benchmarks/run_all.py --list                       # presets, methods and datasets known
   python benchmarks/run_all.py --preset decathlon --data-root /data --cluster slurm --wait
                                                             # the paper's grid on a SLURM cluster
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--output", type=Path, help="output folder (default: results/<preset>)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override hyperparameters, e.g. --set epochs=1 batch_size=8 backbone.width=0.5")
+                   help="override hyperparameters, e.g. --set epochs=2 batch_size=8 backbone.width=0.5")
     p.add_argument("--data-root", type=Path, help="where datasets live (default: $SPOTTUNE_DATA)")
     p.add_argument("--pretrained", type=Path, help="backbone checkpoint replacing the preset's: a state_dict "
                    "or the released ResNet-26 pickle (default: the preset's backbone.pretrained)")
