@@ -4,7 +4,7 @@ In order: the runs (done / not done per preset), the protocol of each preset
 (:func:`~spottune.report.tables.protocol_note`) and how its statistics are computed, each
 preset's summary with its paired comparison and McNemar tests, the paper tables, every PNG
 figure inlined as a ``data:`` URI, and the runs that failed or did not finish, each with the
-last line of its ``error.txt``. No script, no external file, no date: regenerating from the
+exception line of its ``error.txt``. No script, no external file, no date: regenerating from the
 same records gives the same bytes.
 """
 from __future__ import annotations
@@ -42,10 +42,13 @@ code { font-size: 0.95em; }
 
 
 def _error_line(run_dir: str) -> str:
-    """The last non-empty line of a run's ``error.txt`` ('' without one)."""
+    """The exception line of a run's ``error.txt``, as the console prints it
+    (:func:`spottune.launch.status.error_line`); '' without one."""
+    # imported here: spottune.launch imports the engine, whose data package imports this one
+    from spottune.launch.status import error_line
+
     path = Path(run_dir) / files.ERROR
-    lines = path.read_text(errors="replace").split("\n") if path.exists() else []
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return error_line(path.read_text(errors="replace")) if path.exists() else ""
 
 
 def runs_overview(records: pd.DataFrame) -> Table:
