@@ -18,6 +18,7 @@ import torch
 from spottune import checkpoint, records
 from spottune.engine import InjectedFailure, run
 from spottune.launch import Claim, RunClaimed, error_line, live_holder
+from spottune.launch.claim import process_alive, process_start
 from spottune.report.records import load_records
 from tests.data_fixtures import write_devkit
 from tests.helpers import REPO, load_script, tiny_config
@@ -243,6 +244,17 @@ def _write_claim(folder, pid: int, host: str, age_s: float) -> None:
     os.utime(path, (time.time() - age_s, time.time() - age_s))
 
 
+def test_process_liveness_sees_exited_zombie_and_reused_pids():
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    started = process_start(child.pid)
+    assert process_alive(child.pid, started) and not process_alive(child.pid, "0")  # "0": another process
+    child.stdin.close()  # it exits
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert not process_alive(child.pid, started)
+    child.wait()
+    assert not process_alive(child.pid, started)
+
+
 def test_stale_claims_are_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -284,6 +296,27 @@ def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
         attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
         assert [a["from_epoch"] for a in attempts] == [0]  # trained exactly once, from the start
         assert len(records.read_metrics(folder)["history"]) == 1
+
+
+def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, capsys):
+    output = tmp_path / "out"
+    argv = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--cluster", "inline", "--output",
+            str(output), "--set", "epochs=3", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "run_all.py"), *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(output.glob("runs/*/checkpoint.pt")) and time.time() < deadline:  # in training, claimed
+        time.sleep(0.05)
+    folder = next(output.glob("runs/*"))
+    assert live_holder(folder).pid == launcher.pid
+    launcher.kill()  # kill -9: no chance to release the claim
+    launcher.wait()
+    assert (folder / records.CLAIM).exists() and live_holder(folder) is None  # stale: its process is gone
+    assert run_all.main(argv) == 0
+    attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
+    assert len(attempts) == 2 and attempts[0]["pid"] == launcher.pid and attempts[1]["from_epoch"] >= 1
+    assert records.is_done(folder) and not (folder / records.CLAIM).exists()
 
 
 # -- failures on the console and in --status ---------------------------------------------------

@@ -39,25 +39,36 @@ HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
 
 
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``), or None if unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None where unknown."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat and len(stat) > 19 else None
+
+
 def process_alive(pid: int, started: str | None) -> bool:
-    """Whether process ``pid`` exists on this host and is the one that started at ``started``."""
+    """Whether process ``pid`` runs on this host (not a zombie) and is the one that started at
+    ``started`` (not a later process given the same pid)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         pass
-    now = process_start(pid)
-    return started is None or now is None or now == started
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc: the pid exists
+        return True
+    return stat[0] != "Z" and (started is None or process_start(pid) == started)
 
 
 @dataclass(frozen=True)
