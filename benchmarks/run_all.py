@@ -39,12 +39,12 @@ from spottune import report  # noqa: E402
 from spottune.cost import GridCost  # noqa: E402
 from spottune.data import list_datasets, test_image_lookup  # noqa: E402
 from spottune.data.submission import write_grid_submissions  # noqa: E402
-from spottune.grid import list_presets, make_grid, parse_overrides, resolve_hparams, run_status  # noqa: E402
+from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
 from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,  # noqa: E402
                              launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
 from spottune.methods import list_methods, load_plugins  # noqa: E402
 from spottune.preflight import hparam_problems, launch_problems  # noqa: E402
-from spottune.pretrain import describe_checkpoint_file, resolve_pretrained  # noqa: E402
+from spottune.pretrain import PretrainedResolver, describe_checkpoint_file  # noqa: E402
 
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
@@ -179,13 +179,8 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     if args.pretrained:
         overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
     grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
-    if grid.methods and grid.datasets:  # the released checkpoint where documented, or the preset's fallback
-        wanted = resolve_hparams(grid.preset, grid.methods[0], grid.datasets[0], grid.overrides)["backbone"]
-        pretrained, notice = resolve_pretrained(wanted.get("pretrained", {}), args.data_root)
-        if pretrained is not wanted.get("pretrained"):
-            grid.overrides["backbone.pretrained"] = pretrained
-        if notice:
-            print(notice, file=sys.stderr)
+    # each row's released checkpoint where the preset documents it, else its fallback (a notice)
+    grid.resolve_pretrained = resolver = PretrainedResolver(args.data_root)
     if refused(hparam_problems(grid)):
         return 2
     output = args.output or REPO / "results" / grid.preset["name"]
@@ -195,6 +190,8 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     if args.fail_at_epoch:
         runtime["fail_at_epoch"] = args.fail_at_epoch
     configs = grid.runs(runtime)
+    for notice in resolver.notices:
+        print(notice, file=sys.stderr)
     if args.dry_run:
         cost, statuses = GridCost(configs), {c["run_id"]: run_status(output, c) for c in configs}
         for c in configs:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from spottune.backbones import ReleasedCheckpointError, load_released_resnet26, read_released_checkpoint, resnet26
-from spottune.pretrain import describe_checkpoint_file, pretrained_backbone, resolve_pretrained
+from spottune.grid import make_grid
+from spottune.pretrain import PretrainedResolver, describe_checkpoint_file, pretrained_backbone, resolve_pretrained
 from tests.helpers import load_script
 from tests.released_files import released_network, save_released
 
@@ -227,9 +228,6 @@ def test_the_network_with_series_adapters_in_it(tmp_path, monkeypatch, trap):
 def test_each_row_resolves_its_own_released_file(tmp_path, monkeypatch):
     """The decathlon grid: the plain network for every method, the adapter-pretrained one for
     the series-adapter-source row; a file that is missing falls back with one notice."""
-    from spottune.grid import make_grid
-    from spottune.pretrain import PretrainedResolver
-
     monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
     devkit = tmp_path / "data" / "decathlon-1.0"
     devkit.mkdir(parents=True)
@@ -243,3 +241,48 @@ def test_each_row_resolves_its_own_released_file(tmp_path, monkeypatch):
     assert fallback["kind"] == "suite" and fallback["series_adapters"] is True
     assert len(grid.resolve_pretrained.notices) == 1
     assert "resnet26_series_adapters_pretrained.t7" in grid.resolve_pretrained.notices[0]
+
+
+def test_run_all_uses_the_released_file_or_says_it_falls_back(tmp_path, monkeypatch, capsys):
+    """The decathlon preset without the released file: one notice per missing file, the runs
+    on the fallback; with it in the devkit folder: no notice, the runs name its SHA-256."""
+    run_all = load_script("benchmarks/run_all.py")
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    (data / "decathlon-1.0").mkdir(parents=True)
+    argv = ["--preset", "decathlon", "--datasets", "decathlon/dtd", "--data-root", str(data),
+            "--methods", "finetune,lwf", "--output", str(tmp_path / "out"), "--dry-run"]
+    assert run_all.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("notice: the released checkpoint resnet26_pretrained.t7 is in none of") == 1
+    path = save_released(released_network(monkeypatch, width=1.0), data / "decathlon-1.0" / "resnet26_pretrained.t7")
+    assert run_all.main(argv) == 0
+    assert "notice" not in capsys.readouterr().err
+    grid = make_grid("decathlon", ["finetune"], ["decathlon/dtd"])
+    grid.resolve_pretrained = PretrainedResolver(data)
+    assert grid.runs()[0]["hparams"]["backbone"]["pretrained"]["sha256"] == describe_checkpoint_file(path)["sha256"]
+
+
+def test_imnet_accuracy_is_measured_once_per_file(tmp_path, monkeypatch):
+    """With decathlon/imagenet12 in the devkit, the released network is evaluated on its
+    validation split once; the result is cached under the file's SHA-256."""
+    from spottune import engine
+    from tests.data_fixtures import write_devkit
+
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    write_devkit(tmp_path / "data", "imagenet12", {"train": 4, "val": 6, "test": 2}, num_classes=3)
+    path = save_released(released_network(monkeypatch, num_classes=3), tmp_path / "resnet26_pretrained.t7")
+    spec = {"arch": "resnet26", "width": 0.25, "input_size": 64, "pretrained": describe_checkpoint_file(path)}
+    backbone = pretrained_backbone(spec, tmp_path / "data", progress=False)
+    info = backbone.pretraining
+    assert (info["dataset"], info["split"]) == ("decathlon/imagenet12", "val") and "note" not in info
+    assert 0 <= info["test_accuracy"] <= 100 and info["test_accuracy"] * 6 / 100 == pytest.approx(
+        round(info["test_accuracy"] * 6 / 100))  # k of the 6 validation images
+    cached = list((tmp_path / "cache" / "pretrained").glob("released-*.json"))
+    assert len(cached) == 1 and cached[0].name == f"released-{spec['pretrained']['sha256'][:16]}.json"
+
+    def no_second_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(engine, "evaluate", no_second_evaluation)
+    assert pretrained_backbone(spec, tmp_path / "data", progress=False).pretraining == info
