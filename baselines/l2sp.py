@@ -14,7 +14,9 @@ initialisation for ``w_S``; its gradient is ``alpha * (w - w^0)`` on ``w_S`` and
 resumed run rebuilds them from the same pretrained backbone).
 
 Hyperparameters: ``alpha`` 0.1, ``beta`` 0.01 (official). Official protocol: ResNet-101, SGD
-momentum 0.9, lr 0.01, batch 64, 9000 iterations, lr x0.1 at iteration 5000.
+momentum 0.9, lr 0.01, batch 64, 9000 iterations, lr x0.1 at iteration 5000: the presets'
+``l2sp_official`` row (on their own backbone), its iterations turned into epochs per dataset
+by :mod:`spottune.iteration_budget`; the ``l2sp`` row runs the preset's recipe.
 Task-specific parameters: all of the network (a full copy per task).
 """
 from __future__ import annotations
@@ -61,6 +63,8 @@ class L2SP(Method):
     """Fine-tuning with ``alpha/2 ||w_S - w_S^0||^2 + beta/2 ||w_new||^2`` instead of weight decay."""
 
     defaults: ClassVar[dict[str, Any]] = {"alpha": 0.1, "beta": 0.01}
+    # its own protocol (the presets' l2sp_official row) is stated in optimiser steps
+    protocol_keys: ClassVar[tuple[str, ...]] = ("iterations", "lr_milestone_iterations")
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return L2SPNetwork(backbone, num_classes, self.hp["alpha"], self.hp["beta"])
