@@ -6,7 +6,10 @@ hyperparameter of every run; :func:`launch_problems` then checks, once per grid,
 to launch will read: ``--data-root``, every distinct (dataset, data options) through the same
 :func:`spottune.data.load_task` the runs use, and the pretrained files of the backbones. Each
 returns one line per distinct problem; ``run_all.py`` prints them and exits 2 before writing
-anything.
+anything. The data check reads what locates and labels the images (folders, annotation files,
+splits) with any image ``cache`` option set to ``none``: the launcher (on a cluster, a login
+node) never builds a packed cache or decodes every image; a corrupt image stops its run, whose
+error names the file (and ``run_all.py`` prints that line).
 
 Hyperparameter rules (the engine's training protocol, whatever sets the value)::
 
@@ -148,7 +151,7 @@ def launch_problems(configs: list[dict[str, Any]], data_root: str | Path | None,
         problem = _pretrained_problem(hp["backbone"])
         if problem:
             problems[problem] = None
-        options = hp.get("data", {})
+        options = {**hp.get("data", {}), **({"cache": "none"} if "cache" in hp.get("data", {}) else {})}
         key = json.dumps([config["dataset"], options], sort_keys=True, default=str)
         if key in seen:
             continue

@@ -17,8 +17,11 @@ import torch
 
 from spottune import checkpoint, records
 from spottune.engine import InjectedFailure, run
-from spottune.launch import Claim, RunClaimed, error_line, live_holder
+from spottune.data import DatasetError
+from spottune.grid import make_grid
+from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
 from spottune.launch.claim import process_alive, process_start
+from spottune.preflight import launch_problems
 from spottune.report.records import load_records
 from tests.data_fixtures import write_devkit
 from tests.helpers import REPO, load_script, tiny_config
@@ -76,14 +79,21 @@ def test_data_root_and_datasets_checked_once_per_grid(tmp_path, capsys):
     assert not output.exists()
 
 
-def test_a_corrupt_devkit_image_is_named_before_launching(tmp_path, capsys):
+def test_a_corrupt_devkit_image_is_named_on_the_console(tmp_path):
     devkit = write_devkit(tmp_path / "data", "aircraft", {"train": 6, "val": 3, "test": 3}, num_classes=3)
     broken = next((devkit / "data" / "aircraft" / "train").glob("*.jpg"))
     broken.write_bytes(b"not a jpeg")
-    lines = refused(["--preset", "decathlon", "--methods", "finetune", "--datasets", "decathlon/aircraft",
-                     "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-                     "--set", "backbone.pretrained.kind=none", "epochs=1", "lr_milestones=[]"], capsys)
-    assert len(lines) == 1 and "decathlon/aircraft" in lines[0] and str(broken) in lines[0]
+    grid = make_grid("decathlon", ["finetune"], ["decathlon/aircraft"], [0],
+                     {"backbone.pretrained.kind": "none", "epochs": 1, "lr_milestones": [], "batch_size": 4,
+                      "num_workers": 0, "backbone.width": 0.25})
+    configs = grid.runs({"progress": False, "data_root": str(tmp_path / "data")})
+    assert launch_problems(configs, tmp_path / "data") == []  # the devkit's layout is right: the run starts
+    with pytest.raises(DatasetError):
+        run(configs[0], tmp_path / "out" / "runs" / configs[0]["run_id"])
+    lines = failure_lines(tmp_path / "out", configs[0])
+    folder = tmp_path / "out" / "runs" / configs[0]["run_id"]
+    assert lines[0] == f"FAILED finetune / decathlon/aircraft / seed 0  {folder}"
+    assert "DatasetError: corrupt or unreadable image" in lines[1] and str(broken) in lines[1]
 
 
 # -- every user error: one line, exit 2, --debug shows the traceback ---------------------------
@@ -300,8 +310,9 @@ def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
 
 def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, capsys):
     output = tmp_path / "out"
-    argv = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--cluster", "inline", "--output",
-            str(output), "--set", "epochs=3", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+    argv = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--cluster", "inline",
+            "--output", str(output), "--set", "epochs=3", "lr_milestones=[]", "backbone.pretrained.kind=none",
+            "backbone.width=0.125"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "run_all.py"), *argv], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
