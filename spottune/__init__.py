@@ -1,6 +1,21 @@
-from spottune.spottune import SpotTune, SpotTuneGlobal
-from spottune.methods import Method, create_method, get_method, list_methods, register_method
+"""SpotTune benchmark suite.
+
+The names below are imported on first use (PEP 562), so that the stdlib-only and numpy-only
+modules (``spottune.records``, ``spottune.visual_decathlon``, ...) import without torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["SpotTune", "SpotTuneGlobal", "Method", "create_method", "get_method", "list_methods",
-           "register_method"]
+_LAZY = {"SpotTune": "spottune.spottune", "SpotTuneGlobal": "spottune.spottune",
+         "Method": "spottune.methods", "create_method": "spottune.methods", "get_method": "spottune.methods",
+         "list_methods": "spottune.methods", "register_method": "spottune.methods"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'spottune' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -12,7 +12,7 @@ from torchvision import transforms as T
 from spottune.data import DatasetError, list_datasets, load_task
 from spottune.data.decathlon import MEAN_STD, augmentations, first_category
 from spottune.data.images import decode_rgb
-from spottune.report.decathlon import DOMAINS
+from spottune.visual_decathlon import DOMAINS
 from tests.data_fixtures import write_devkit
 
 COUNTS = {"train": 9, "val": 6, "test": 5}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from spottune.report.decathlon import (DOMAINS, FINETUNE_BASELINE, decathlon_score,
+from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, decathlon_score,
                                        parameter_cost)
 from spottune.report.reference import load_published
 

@@ -75,7 +75,7 @@ from torch.utils.data import Subset
 from spottune.data.base import DatasetError, TaskData, register_dataset
 from spottune.data.images import ImageFiles, check_labels, require, stratified_holdout
 from spottune.data.packed import AugmentedImages, TensorAugment, fingerprint, pack
-from spottune.report.decathlon import DOMAINS
+from spottune.visual_decathlon import DOMAINS
 
 DEVKIT = "decathlon-1.0"
 SHORTER_SIDE = 72

@@ -38,7 +38,7 @@ from typing import Callable, Iterator, Sequence
 from spottune.data.base import DatasetError, load_task
 from spottune.data.decathlon import DEVKIT
 from spottune.data.standard import FOLDER_DATASETS
-from spottune.report.decathlon import DOMAINS
+from spottune.visual_decathlon import DOMAINS
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 TORCHVISION_FOLDERS = {"fgvc_aircraft": ("fgvc-aircraft-2013b", "data", "fgvc-aircraft-2013b"),

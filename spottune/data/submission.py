@@ -11,7 +11,7 @@ With the public test labels (``<domain>_test.json`` files or ``labels_test.zip``
 :func:`spottune.data.decathlon.read_test_labels`) a results file is scored offline: top-1
 accuracy per domain over all the domain's labelled test images (an image without a
 prediction counts as wrong), and the Decathlon score of the domains scored
-(:func:`spottune.report.decathlon.decathlon_score`)::
+(:func:`spottune.visual_decathlon.decathlon_score`)::
 
     python -m spottune.data.submission results.json --data-root <data-root> [--labels labels_test.zip]
 """
@@ -27,7 +27,7 @@ from spottune import records
 from spottune.data.base import DATA_ENV, DatasetError
 from spottune.data.decathlon import (CATEGORY_BASE, find_devkit, first_category, read_split,
                                      read_test_labels)
-from spottune.report.decathlon import DOMAINS, decathlon_score
+from spottune.visual_decathlon import DOMAINS, decathlon_score
 
 
 def category_id(domain: str, class_index: int) -> int:

@@ -16,12 +16,12 @@ headers. A scored layout adds:
 
 - ``mean``: the mean of the row's dataset columns, with the t-interval of the per-seed mean
   over the seeds done on every dataset of the row;
-- ``score``: :func:`~spottune.report.decathlon.decathlon_score` of the row's mean
+- ``score``: :func:`~spottune.visual_decathlon.decathlon_score` of the row's mean
   accuracies against the layout's baseline (the published Finetune row on the Decathlon,
   the preset's own ``finetune`` runs on ``mini``), with a percentile bootstrap interval
   over those seeds (:func:`~spottune.report.statistics.bootstrap_interval`; the baseline's
   accuracies held fixed);
-- ``#par``: :func:`~spottune.report.decathlon.parameter_cost` from the runs' mean
+- ``#par``: :func:`~spottune.visual_decathlon.parameter_cost` from the runs' mean
   ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded): the suite's
   convention, the new classifier counted as task-specific;
 - ``#par (pub.)`` (layouts with ``published_par``): the same without the new classifier
@@ -48,7 +48,7 @@ import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
 from spottune.report.comparison import NOT_SIGNIFICANT, not_significant, significance_note
-from spottune.report.decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
+from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
 from spottune.report.render import Table

@@ -1,6 +1,8 @@
-"""The Visual Decathlon score (Rebuffi, Bilen, Vedaldi 2017), as the evaluation server computes it.
+"""The Visual Decathlon (Rebuffi, Bilen, Vedaldi 2017): its domains, the Finetune baseline and the score
+the evaluation server computes. Constants and numpy only, so that the data loaders, the submission
+writer and the report share them without loading each other.
 
-For each domain d, with test top-1 accuracy ``acc_d`` and the baseline's ``base_d`` (both as
+The score: for each domain d, with test top-1 accuracy ``acc_d`` and the baseline's ``base_d`` (both as
 fractions here; the functions take percent):
 
     E_d    = 1 - acc_d                   (test error)
