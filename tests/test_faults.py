@@ -330,6 +330,39 @@ def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, ca
     assert records.is_done(folder) and not (folder / records.CLAIM).exists()
 
 
+def test_a_worker_left_training_by_a_killed_launcher_is_not_doubled(tmp_path, capsys):
+    """kill -9 of run_all.py alone leaves its local worker training: a re-run skips that run."""
+    output = tmp_path / "out"
+    settings = ["--set", "epochs=8", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+    grid = ["--methods", "finetune", "--datasets", "digits", "--output", str(output), "--no-progress"]
+    assert run_all.main(grid + ["--seeds", "1", "--cluster", "inline"] + settings) == 0  # a done run to tabulate
+    capsys.readouterr()
+    launcher = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "run_all.py"), *grid, "--seeds", "0,1",
+                                 "--max-parallel", "1", *settings], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = None
+    try:
+        deadline, folder = time.time() + 120, None
+        while folder is None and time.time() < deadline:  # wait for a claimed run with a first checkpoint
+            time.sleep(0.05)
+            folder = next((f for f in output.glob("runs/*")
+                           if (f / records.CLAIM).exists() and (f / records.CHECKPOINT).exists()), None)
+        holder = live_holder(folder)
+        assert holder is not None and holder.pid != launcher.pid  # the worker's claim
+        launcher.kill()
+        launcher.wait()
+        assert run_all.main(grid + ["--seeds", "0,1", "--cluster", "inline"] + settings) == 0
+        err = capsys.readouterr().err
+        assert f"skipped finetune / digits / seed 0 ({folder.name}): claimed by pid {holder.pid}" in err
+        while time.time() < deadline and not records.is_done(folder):  # the worker finishes the run
+            time.sleep(0.2)
+        assert records.is_done(folder) and len((folder / records.ATTEMPTS).read_text().splitlines()) == 1
+    finally:
+        launcher.kill()
+        if holder is not None and process_alive(holder.pid, holder.process_start):
+            os.kill(holder.pid, 9)
+
+
 # -- failures on the console and in --status ---------------------------------------------------
 
 BROKEN_PLUGIN = '''
