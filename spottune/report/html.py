@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from spottune import records as files
+from spottune.launch.status import error_line
 from spottune.report.render import Table, to_html
 from spottune.report.statistics import ALPHA, BOOTSTRAP_RESAMPLES, LEVEL
 from spottune.report.tables import protocol_note
@@ -44,9 +45,6 @@ code { font-size: 0.95em; }
 def _error_line(run_dir: str) -> str:
     """The exception line of a run's ``error.txt``, as the console prints it
     (:func:`spottune.launch.status.error_line`); '' without one."""
-    # imported here: spottune.launch imports the engine, whose data package imports this one
-    from spottune.launch.status import error_line
-
     path = Path(run_dir) / files.ERROR
     return error_line(path.read_text(errors="replace")) if path.exists() else ""
 
