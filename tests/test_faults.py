@@ -280,6 +280,11 @@ def test_stale_claims_are_taken_over(tmp_path):
     with Claim(tmp_path):
         pass
     assert not list(tmp_path.glob("claim.json.stale-*"))
+    (tmp_path / records.CLAIM).write_text('{"pid": ')  # damaged: live while fresh, then stale
+    assert live_holder(tmp_path) is not None
+    os.utime(tmp_path / records.CLAIM, (time.time() - 400, time.time() - 400))
+    with Claim(tmp_path):
+        pass
 
 
 def test_the_heartbeat_keeps_a_claim_fresh(tmp_path):

@@ -105,12 +105,12 @@ def read_holder(run_dir: Path) -> Holder | None:
     try:
         age = time.time() - path.stat().st_mtime
         data = records.read_json(path)
+        return Holder(int(data["pid"]), str(data["host"]), str(data["since"]), str(data["token"]),
+                      data.get("process_start"), age)
     except FileNotFoundError:
         return None
-    except records.RecordError:  # not written by a claim (claims are created complete): stale
-        return Holder(-1, "?", "?", "", None, float("inf"))
-    return Holder(int(data["pid"]), str(data["host"]), str(data["since"]), str(data["token"]),
-                  data.get("process_start"), age)
+    except (KeyError, TypeError, ValueError):  # damaged: an unknown holder, stale once its mtime is old
+        return Holder(-1, "?", "?", "", None, age)
 
 
 def live_holder(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> Holder | None:
