@@ -23,9 +23,11 @@ Hyperparameter rules (the engine's training protocol, whatever sets the value)::
     lr_milestones                         list of integers m with 1 <= m <= epochs
 
 (the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch would
-silently never apply). A value given with ``--set`` must also have the type of the value it
-replaces: a number for a number (``--set lr=abc`` is an error), a string for a string, a list
-for a list, true/false for a boolean; a value replacing ``null`` may be anything.
+silently never apply). Every value must be plain data (numbers, strings, booleans, null,
+lists, mappings: what a run id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as
+a date). A value given with ``--set`` must also have the type of the value it replaces: a
+number for a number (``--set lr=abc`` is an error), a string for a string, a list for a list,
+true/false for a boolean; a value replacing ``null`` may be anything.
 """
 from __future__ import annotations
 
@@ -88,6 +90,15 @@ def _same_kind(old: Any, new: Any) -> bool:
     return _kind(old) is None or _kind(old) == _kind(new)
 
 
+def _not_plain(value: Any, key: str = "") -> list[str]:
+    """The dotted keys under ``key`` whose values are not plain data (what checkpoints may hold)."""
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _not_plain(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [bad for v in value for bad in _not_plain(v, key)]
+    return [] if value is None or isinstance(value, (str, int, float, bool)) else [key]
+
+
 def milestone_problem(hp: dict[str, Any]) -> str | None:
     """What is wrong with ``lr_milestones`` given ``epochs``, or None."""
     milestones, epochs = hp.get("lr_milestones", []), hp.get("epochs")
@@ -107,6 +118,9 @@ def hparam_problems(grid: Grid) -> list[str]:
         for dataset in grid.datasets:
             before = resolve_hparams(grid.preset, method, dataset)
             hp = resolve_hparams(grid.preset, method, dataset, grid.overrides)
+            for key in _not_plain(hp):
+                problems[f"{key}={_lookup(hp, key)[1]!r}: must be plain data (a number, string, true/false, null, "
+                         f"list or mapping)"] = None
             mistyped = set()
             for key, value in grid.overrides.items():
                 found, old = _lookup(before, key)

@@ -60,6 +60,13 @@ def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, ca
     assert not output.exists()
 
 
+def test_values_must_be_plain_data(tmp_path, capsys):
+    lines = refused(["--methods", "spottune_global", "--datasets", "digits", "--dry-run", "--set", "k=2024-01-01"],
+                    capsys)
+    assert lines == ["error: k=datetime.date(2024, 1, 1): must be plain data (a number, string, true/false, null, "
+                     "list or mapping)"]
+
+
 def test_distinct_problems_one_line_each(tmp_path, capsys):
     lines = refused(["--methods", "finetune", "--datasets", "digits", "--output", str(tmp_path / "o"),
                      "--set", "batch_size=0", "eval_batch_size=-3", "momentum=1.5"], capsys)
