@@ -9,7 +9,7 @@ al. 2017 and SpotTune (Guo et al. 2019; Decathlon #par 1). For every BatchNorm l
 ``gamma_l``, ``beta_l`` and the running statistics ``mu_l``, ``sigma_l^2`` become
 task-specific (trained / re-estimated on the target task); every convolution weight keeps its
 pretrained value; the classifier is new. Task-specific parameters: all BN affine parameters
-plus the classifier (REFERENCE 3.6).
+plus the classifier (Guo et al. 2019, Sec. 4).
 
 Hyperparameters: none of its own. Protocol as the preset's fine-tuning (Rebuffi et al. 2017
 trained BN-adapt like the adapters: SGD 0.9, lr 0.1, 120 epochs, x0.1 at 80 and 100).

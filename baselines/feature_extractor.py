@@ -6,7 +6,7 @@ The baseline of Razavian et al. 2014 / Donahue et al. 2014 (DeCAF) as used by Sp
     logits = W phi(x) + b,     phi = pretrained stem, blocks and pre-pool layers, all frozen
 
 Everything up to the pooled features is frozen, BatchNorm included: it runs in eval mode
-with the pretrained running statistics (REFERENCE 3.6). Only the classifier ``(W, b)``
+with the pretrained running statistics (Guo et al. 2019, Sec. 4). Only the classifier ``(W, b)``
 trains, with the preset's lr and weight decay. Task-specific parameters: the classifier.
 
 Hyperparameters: none of its own (protocol values from the preset).

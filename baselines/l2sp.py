@@ -1,7 +1,7 @@
 """L2-SP: fine-tuning with an L2 penalty towards the starting point (Li, Grandvalet, Davoine,
 ICML 2018, "Explicit inductive bias for transfer learning with convolutional networks").
 
-Every weight trains; the loss adds (REFERENCE 3.4)::
+Every weight trains; the loss adds (the official code's loss)::
 
     loss = CE + alpha / 2 * ||w_S - w_S^0||^2 + beta / 2 * ||w_new||^2
 

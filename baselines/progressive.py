@@ -1,5 +1,5 @@
 """Progressive neural networks (Rusu et al. 2016, "Progressive neural networks", arXiv
-1606.04671), built for the suite's residual backbones (REFERENCE 3.5).
+1606.04671), built for the suite's residual backbones.
 
 Two columns: the pretrained network, frozen (BatchNorm in eval mode), and a new column of
 the same architecture with a new classifier. Layer ``i`` of the new column receives the

@@ -1,5 +1,5 @@
 """Random policy: one fixed random choice of fine-tuned blocks for all images, an ablation of
-SpotTune (Guo et al. 2019, Table 1, row "Random Policy"; REFERENCE 3.6).
+SpotTune (Guo et al. 2019, Table 1, row "Random Policy").
 
 SpotTune's two-path network (:class:`spottune.spottune.TwoPathNetwork`) with a policy drawn
 once, at build time, from the global torch generator (seeded with the run's seed by the

@@ -3,7 +3,7 @@ domains with residual adapters") and parallel (Rebuffi, Bilen, Vedaldi, CVPR 201
 parametrization of multi-domain deep neural networks"); official code srebuffi/residual_adapters.
 
 Each adapted convolution ``W`` (3x3, frozen: shared by all tasks) followed by its BatchNorm
-becomes (``A``: a task-specific 1x1 convolution, REFERENCE 3.2)::
+becomes (``A``: a task-specific 1x1 convolution, as in the official ``models.py``)::
 
     series:    y = W * x;   y = y + A * BN_a(y);   out = BN(y)
     parallel:  out = BN(W * x + A_s * x)        (A_s has W's stride)

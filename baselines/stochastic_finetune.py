@@ -1,5 +1,5 @@
 """Stochastic fine-tuning: SpotTune's two-path network routed at random, an ablation of SpotTune
-(Guo et al. 2019, Sec. 4, REFERENCE 3.6).
+(Guo et al. 2019, Sec. 4).
 
 The network of :class:`spottune.spottune.TwoPathNetwork` (a frozen and a fine-tuned copy of
 every residual block, shared stem and head, new classifier); instead of the policy network,

@@ -4,7 +4,7 @@ Used to estimate what a grid costs before running it (:mod:`spottune.cost`). Key
 registered dataset name; a dataset missing here has an unknown size, and so an unknown cost.
 Sources:
 
-* Visual Decathlon: the devkit's split sizes (REFERENCE 2; Rebuffi et al. 2017).
+* Visual Decathlon: the devkit's split sizes (Rebuffi et al. 2017).
 * Embedded mini tasks: the sizes :mod:`spottune.data.mini` builds (README, "The embedded default").
 * Standard datasets: the counts :mod:`spottune.data.standard` documents (Stanford Dogs,
   Indoor-67, FGVC-Aircraft, DTD, CIFAR-100, Caltech-256 with its default options) and, for the

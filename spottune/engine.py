@@ -41,14 +41,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from spottune import checkpoint, records
+from spottune import __version__, checkpoint, records
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
 from spottune.data import TaskData, load_task, make_loader
 from spottune.methods import Method, create_method, load_plugins
 from spottune.pretrain import pretrained_backbone
 
-SUITE_VERSION = "0.1.0"
 OPTIMIZERS = ("sgd", "adam")
 
 log = logging.getLogger(__name__)
@@ -221,7 +220,7 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
                             "test_transform")}}
     accel = Acceleration.from_config(hp, runtime)
     stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
-              "protocol": protocol, "suite_version": SUITE_VERSION, "data": task.info,
+              "protocol": protocol, "suite_version": __version__, "data": task.info,
               "acceleration": accel.describe()}
     records.atomic_write_json(run_dir / records.CONFIG, stored)
 

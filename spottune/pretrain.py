@@ -55,7 +55,7 @@ CACHE_ENV = "SPOTTUNE_CACHE"
 # or what is stored with them, so that older cached files are not reused
 PRETRAINING_VERSION = 2
 RELEASED_FILENAME = "resnet26_pretrained.t7"
-# where the released network's ImageNet accuracy is measured (REFERENCE 2: the Decathlon's ImNet)
+# where the released network's ImageNet accuracy is measured (the Decathlon tables' ImNet column)
 RELEASED_SOURCE = {"dataset": "decathlon/imagenet12",
                    "data_options": {"split": "train", "eval_split": "val", "transforms": "released"}}
 

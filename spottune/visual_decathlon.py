@@ -12,7 +12,7 @@ fractions here; the functions take percent):
 
 A perfect domain scores 1000, matching the baseline scores 250, an error at or beyond twice
 the baseline's scores 0; ten domains give at most 10 000. The built-in baseline is the
-"Finetune" row of Rebuffi et al. 2017 (REFERENCE 2): that row scores exactly 2500. Another
+"Finetune" row of Rebuffi et al. 2017: that row scores exactly 2500. Another
 baseline (e.g. a preset's own fine-tuning runs) may be passed; its keys are then the domains
 scored. A perfect baseline (``Emax_d = 0``) is the limit of the formula: 1000 for a perfect
 result, else 0.

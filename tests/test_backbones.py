@@ -21,7 +21,7 @@ def test_resnet26_shapes_and_structure():
     assert net.forward_features(x).shape == (2, 256, 8, 8)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 25 and all(c.kernel_size == (3, 3) and c.bias is None for c in convs)
-    # ~5.81M conv weights (REFERENCE 3.1); shortcuts have no parameters
+    # ~5.81M conv weights (Rebuffi et al.'s ResNet-26); shortcuts have no parameters
     assert sum(c.weight.numel() for c in convs) == pytest.approx(5.81e6, rel=0.01)
     assert isinstance(net.stem[-1], nn.BatchNorm2d) and len(net.stem) == 2  # no ReLU in the stem
     strides = [b.conv1.stride[0] for b in net.blocks]

@@ -171,7 +171,7 @@ def test_checkpoint_round_trip(name, backbones):
 
 # ----------------------------------------------------------------------------- #par
 
-# The paper's Decathlon "#par" column (ResNet-26; REFERENCE 2). Tolerance 10 % relative: the
+# The paper's Decathlon "#par" column (ResNet-26). Tolerance 10 % relative: the
 # column is rounded (integers except 1.28), it ignores the classifiers (9 x 25.7 k parameters
 # for 100 classes: +0.04 here), and for SpotTune it says 11 while the released policy network
 # alone is 0.20 backbones (suite: 11.86 with the policy, 10.05 without it).

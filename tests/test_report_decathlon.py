@@ -1,4 +1,4 @@
-"""The Decathlon score and #par against the published rows (REFERENCE 2)."""
+"""The Decathlon score and #par against the published rows (Rebuffi et al. 2017; Guo et al. 2019)."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""ResNet-26 of Rebuffi et al. (2017), the Visual Decathlon backbone (REFERENCE 3.1).
+"""ResNet-26 of Rebuffi et al. (2017), the Visual Decathlon backbone (srebuffi/residual_adapters, ``models.py``).
 
 Stem: conv3x3 3->32 (stride 1) + BN, no ReLU. Three stages of four basic blocks with widths
 64/128/256; the first block of every stage has stride 2 and a parameter-free shortcut

@@ -100,7 +100,7 @@ MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "ucf101": ((0.4995, 0.4988, 0.4998), (0.1090, 0.1081, 0.1068)),
     "vgg-flowers": ((0.4341, 0.3831, 0.2971), (0.2851, 0.2384, 0.2640)),
 }
-"""Per-domain RGB mean and std of the reference code (REFERENCE 2)."""
+"""Per-domain RGB mean and std of the reference code (residual_adapters' ``decathlon_mean_std.pickle``)."""
 
 CENTRE_ONLY = ("gtsrb", "omniglot", "svhn")
 """Domains both code bases never crop at random nor flip (orientation carries the class)."""

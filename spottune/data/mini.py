@@ -251,6 +251,3 @@ def glyph_fonts(data_root: Path | None, **_: object) -> TaskData:
     images, labels = _render("glyph_fonts")
     return _task("glyph_fonts", *_random_split(images, labels, 0.6, seed=0, stratified=False),
                  {"source": "font family of letters and digits rendered with matplotlib fonts"})
-
-
-MINI_TASKS = ("fmnist_heldout", "digits", "glyph_letters", "glyph_fonts")

@@ -34,7 +34,7 @@ torchvision layouts (what ``torchvision.datasets`` writes when it downloads)::
                     ``test_per_class`` (20) of the others for test, numpy ``split_seed`` 0;
                     257 classes with ``257.clutter`` (``include_clutter``) as in L2-SP [unverified]
 
-Transforms (REFERENCE 1, the author's ResNet-50 runs), ImageNet mean / std: training
+Transforms (the SpotTune author's ResNet-50 runs), ImageNet mean / std: training
 ``Resize(256) + RandomResizedCrop(224) + RandomHorizontalFlip``, test ``Resize(256) +
 CenterCrop(224)``; CIFAR-100's 32-px images are upsampled by the same ``Resize(256)``.
 
