@@ -56,3 +56,13 @@ def test_cli_prints_accuracies_and_score(devkit: Path, tmp_path: Path, capsys: p
     main([str(path), "--data-root", str(devkit.parent)])
     out = capsys.readouterr().out
     assert "aircraft" in out and "100.00" in out and "score of these 1 domains: 1000" in out
+
+
+def test_cli_scores_with_the_labels_file_alone(devkit: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's command: results.json and labels_test.zip, no data root."""
+    monkeypatch.delenv("SPOTTUNE_DATA", raising=False)
+    task = load_task("decathlon/aircraft", devkit.parent)
+    path = write_results(tmp_path / "results.json", {"aircraft": (task.test_ids, task.test.labels)})
+    main([str(path), "--labels", str(devkit / "annotations")])
+    assert "score of these 1 domains: 1000" in capsys.readouterr().out

@@ -225,15 +225,17 @@ def _read_labels_file(path: Path, domain: str) -> tuple[Any, str] | None:
     return _load_json(path), str(path)
 
 
-def read_test_labels(devkit: Path, domain: str, location: str | Path | None = None
+def read_test_labels(devkit: Path | None, domain: str, location: str | Path | None = None
                      ) -> tuple[dict[int, int], str] | None:
     """``({image_id: class}, source)`` of the public test labels of ``domain``, or ``None``.
 
     The labels file ``<domain>_test.json`` is COCO style like the train / val files (its
     ``annotations`` are read) or a plain list of ``{"image_id", "category_id"}``. It is read
-    from ``location`` (a folder or a zip such as ``labels_test.zip``) when given, else from the
-    first of :func:`test_label_candidates` that has it.
+    from ``location`` (a folder or a zip such as ``labels_test.zip``) when given (then no
+    ``devkit`` is needed), else from the first of :func:`test_label_candidates` that has it.
     """
+    if location is None and devkit is None:
+        raise DatasetError("test labels: give their location (labels_test.zip) or the devkit's data root")
     for candidate in [Path(location)] if location is not None else test_label_candidates(devkit, domain):
         found = _read_labels_file(candidate, domain)
         if found:

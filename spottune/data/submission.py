@@ -13,7 +13,8 @@ accuracy per domain over all the domain's labelled test images (an image without
 prediction counts as wrong), and the Decathlon score of the domains scored
 (:func:`spottune.visual_decathlon.decathlon_score`)::
 
-    python -m spottune.data.submission results.json --data-root <data-root> [--labels labels_test.zip]
+    python -m spottune.data.submission results.json --labels labels_test.zip
+    python -m spottune.data.submission results.json --data-root <data-root>   # labels in the devkit
 """
 from __future__ import annotations
 
@@ -120,8 +121,9 @@ def read_results(path: str | Path) -> dict[str, dict[int, int]]:
     return by_domain
 
 
-def score_results(path: str | Path, devkit: Path, labels: str | Path | None = None) -> dict[str, float]:
-    """Top-1 test accuracy (percent) of every domain of ``path`` whose test labels are found."""
+def score_results(path: str | Path, devkit: Path | None, labels: str | Path | None = None) -> dict[str, float]:
+    """Top-1 test accuracy (percent) of every domain of ``path`` whose test labels are found
+    (in ``labels`` when given, else in the devkit)."""
     accuracies = {}
     for domain, predicted in read_results(path).items():
         found = read_test_labels(devkit, domain, labels)
@@ -138,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--data-root", type=Path, default=os.environ.get(DATA_ENV),
                         help=f"folder holding decathlon-1.0/ (default ${DATA_ENV})")
-    parser.add_argument("--labels", type=Path, help="labels_test.zip or a folder of <domain>_test.json")
+    parser.add_argument("--labels", type=Path, help="labels_test.zip or a folder of <domain>_test.json "
+                        "(default: looked for in the devkit)")
     args = parser.parse_args(argv)
-    devkit = find_devkit(Path(args.data_root) if args.data_root else None)
+    devkit = find_devkit(Path(args.data_root)) if args.data_root or not args.labels else None
     accuracies = score_results(args.results, devkit, args.labels)
     if not accuracies:
         raise SystemExit("no test labels found for the domains of this file; pass --labels")
