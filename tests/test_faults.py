@@ -407,6 +407,14 @@ def test_failed_runs_are_named_with_their_error_line(tmp_path, capsys, monkeypat
     assert run_all.main(TINY + ["--output", str(output), "--status"]) == 0  # finetune alone: done
 
 
+def test_a_grid_whose_runs_all_failed_still_prints_its_summary(tmp_path, capsys):
+    assert run_all.main(TINY + ["--output", str(tmp_path), "--fail-at-epoch", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert "Not done: finetune/digits/seed 0 (failed)." in out and "Traceback" not in err
+    assert err.strip().splitlines()[-2] == \
+        "    spottune.engine.InjectedFailure: injected failure at epoch 1 (runtime.fail_at_epoch)"
+
+
 def test_error_line_is_the_last_exception_of_a_traceback():
     text = ("Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    f()\n"
             "KeyError: 'x'\n\nThe above exception was the direct cause of the following exception:\n\n"

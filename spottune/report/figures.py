@@ -180,7 +180,7 @@ def score_vs_params(table: Table) -> Figure:
     rows = table.mean.drop(index=list(table.unranked_rows)).dropna(subset=["score", "#par"])
     partial = table.markers.loc[rows.index, "score"].str.contains(PARTIAL, regex=False)
     rows = rows[~partial]
-    is_paper = rows.index.str.contains(PAPER, regex=False)
+    is_paper = rows.index.astype(str).str.contains(PAPER, regex=False)  # (an empty index is not of strings)
     tags = sorted(set(re.findall(r"\[\w+\]", " ".join(
         [*rows.index[is_paper], *table.markers.loc[rows.index[is_paper]].to_numpy().ravel()]))))
     figure = Figure(figsize=(WIDTH / 2, 2.6), layout="constrained")
