@@ -39,7 +39,7 @@ from matplotlib.ticker import MaxNLocator
 
 from spottune import records as files
 from spottune.report.render import Table
-from spottune.report.tables import PAPER, PARTIAL
+from spottune.report.tables import PAPER, PARTIAL, PUBLISHED_PAR
 
 ImageLookup = Callable[[str, np.ndarray], np.ndarray]
 """``image_lookup(dataset, indices)`` -> test images at those indices, (k, H, W[, C])."""
@@ -175,9 +175,12 @@ def routing_over_epochs(routing: dict[str, Routing], title: str) -> Figure:
 def score_vs_params(table: Table) -> Figure:
     """Decathlon score against #par for each paper and suite row of a scored table.
 
-    The legend names the provenance tags of the published points (see the table's footnotes).
+    Where the table has the published convention's column (``#par (pub.)``, without the new
+    classifiers) the points use it, so that published and suite points count alike. The legend
+    names the provenance tags of the published points (see the table's footnotes).
     """
-    rows = table.mean.drop(index=list(table.unranked_rows)).dropna(subset=["score", "#par"])
+    par = PUBLISHED_PAR if PUBLISHED_PAR in table.mean.columns else "#par"
+    rows = table.mean.drop(index=list(table.unranked_rows)).dropna(subset=["score", par])
     partial = table.markers.loc[rows.index, "score"].str.contains(PARTIAL, regex=False)
     rows = rows[~partial]
     is_paper = rows.index.astype(str).str.contains(PAPER, regex=False)  # (an empty index is not of strings)
@@ -192,11 +195,11 @@ def score_vs_params(table: Table) -> Figure:
             (rows[~is_paper], "this suite", {"color": "tab:red"}, (3, -7))):
         if points.empty:
             continue
-        axes.scatter(points["#par"], points["score"], s=18, label=name, **style)
-        labels.extend((label.split(" (")[0], point["#par"], point["score"], offset)
+        axes.scatter(points[par], points["score"], s=18, label=name, **style)
+        labels.extend((label.split(" (")[0], point[par], point["score"], offset)
                       for label, point in points.iterrows())
     _annotate_without_overlap(axes, labels)
-    axes.set(xlabel="#par (backbones)", ylabel="Decathlon score", title=table.title.split(",")[0])
+    axes.set(xlabel=f"{par} (backbones)", ylabel="Decathlon score", title=table.title.split(",")[0])
     if labels:
         axes.legend(loc="best")
     return figure
