@@ -84,7 +84,7 @@ def test_extreme_images_asks_for_fewest_and_most_routed_images(routing):
 def test_score_vs_params_plots_complete_rows_only(records):
     figure = figures.score_vs_params(build_table(records, DECATHLON))
     axes = figure.axes[0]
-    assert (axes.get_xlabel(), axes.get_ylabel()) == ("#par (backbones)", "Decathlon score")
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("#par (pub.) (backbones)", "Decathlon score")
     paper, suite = (len(c.get_offsets()) for c in axes.collections)
     assert (paper, suite) == (10, 2)  # the feature extractor's partial row is left out
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
