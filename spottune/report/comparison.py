@@ -97,6 +97,7 @@ def _compare(load: Callable[[str], Predictions | None], method: pd.DataFrame,
 
 
 def _outcome(row: pd.Series) -> str:
+    """``win``, ``loss``, ``tie`` or ``untested`` for one row (see the module docstring)."""
     if pd.isna(row["p_holm"]):
         return "untested"
     if row["p_holm"] >= ALPHA or row["only_method"] == row["only_baseline"]:
@@ -107,8 +108,9 @@ def _outcome(row: pd.Series) -> str:
 def paired_comparison(records: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
     """One row per (preset, method, dataset) with done runs of both it and ``baseline``;
     columns :data:`COLUMNS` (see the module docstring). Empty without ``baseline`` runs."""
-    done = records[(records["status"] == "done") & records["test_accuracy"].notna()] \
-        if "test_accuracy" in records else records.iloc[0:0]
+    if "test_accuracy" not in records:  # no run finished
+        records = records.assign(test_accuracy=np.nan)
+    done = records[(records["status"] == "done") & records["test_accuracy"].notna()]
     rows, load = [], functools.cache(_predictions)  # each baseline run is read once
     for (preset, dataset), runs in done.groupby(["preset", "dataset"], sort=True):
         reference = runs[runs["method"] == baseline]
@@ -119,11 +121,9 @@ def paired_comparison(records: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -
                          "baseline": baseline, **_compare(load, group, reference)})
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("p_holm", "outcome")])
     frame = frame.sort_values(["preset", "method", "dataset"], ignore_index=True)
-    frame["p_holm"] = np.concatenate(
-        [holm(group["p_value"]) for _, group in frame.groupby(["preset", "method"], sort=True)]
-    ) if len(frame) else []
-    frame["outcome"] = frame.apply(_outcome, axis=1) if len(frame) else []
-    return frame[COLUMNS]
+    frame["p_holm"] = frame.groupby(["preset", "method"])["p_value"].transform(holm)
+    frame["outcome"] = [_outcome(row) for _, row in frame.iterrows()]
+    return frame
 
 
 def outcome_counts(comparison: pd.DataFrame) -> pd.DataFrame:
