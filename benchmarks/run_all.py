@@ -31,12 +31,15 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from spottune import report  # noqa: E402
 from spottune.cost import GridCost  # noqa: E402
+from spottune.cpus import allotted_cpus, threads_from_env  # noqa: E402
 from spottune.data import list_datasets, test_image_lookup  # noqa: E402
 from spottune.data.submission import write_grid_submissions  # noqa: E402
 from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
@@ -109,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where runs execute: local = this machine, in --max-parallel submitit workers "
                         "(default); inline = in this process, one after the other, with per-epoch progress "
                         "bars (debuggers welcome); slurm = as SLURM job arrays (see slurm/README.md)")
-    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one per two "
-                   "CPU cores; slurm: the array's parallelism)")
+    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one single-thread "
+                   "worker per allotted CPU, $OMP_NUM_THREADS sets threads per worker; slurm: the array's "
+                   "parallelism)")
     p.add_argument("--status", action="store_true",
                    help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit "
                         "(status 1 when a run failed)")
@@ -223,6 +227,7 @@ def launch_here(args: argparse.Namespace, output: Path, configs: list[dict]) -> 
     the runs another launcher holds (and saying so); the configs of the runs that failed."""
     todo, skipped = skip_claimed(output, pending_runs(output, configs))
     if args.cluster == "inline":
+        torch.set_num_threads(threads_from_env() or allotted_cpus())  # never more than this process may use
         outcomes = launch_inline(output, todo)
     else:
         outcomes = launch_local(output, todo, args.max_parallel, progress=not args.no_progress)

@@ -221,7 +221,9 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     accel = Acceleration.from_config(hp, runtime)
     stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
               "protocol": protocol, "suite_version": __version__, "data": task.info,
-              "acceleration": accel.describe()}
+              "acceleration": accel.describe(),
+              # how it computed: the numbers of a CPU run depend on its thread count (spottune.cpus)
+              "compute": {"device": str(device), "torch_threads": torch.get_num_threads()}}
     records.atomic_write_json(run_dir / records.CONFIG, stored)
 
     torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed

@@ -1,10 +1,11 @@
 """Run a grid on this machine through submitit's local executor (``--cluster local``).
 
-The pending runs are dealt round-robin into ``max_parallel`` workers (default: one per two
-CPU cores), each a submitit local job that runs its share one after the other: several runs
-at a time without paying a Python and torch start-up per run. A worker uses
-``$OMP_NUM_THREADS`` torch threads, or ``cpu_count // max_parallel`` when it is unset (on a
-CPU the numbers depend on the thread count; a SLURM job has one per allocated CPU). The
+The pending runs are dealt round-robin into workers, each a submitit local job that runs its
+share one after the other: several runs at a time without paying a Python and torch start-up
+per run. Workers and torch threads per worker follow :func:`spottune.cpus.local_plan` (by
+default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
+``$OMP_NUM_THREADS`` fixes the threads); on a CPU the numbers depend on the thread count,
+which every run records in its ``config.json``. The
 parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
@@ -13,7 +14,6 @@ second launcher on the same output, never trains a run twice at once.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import submitit
 from tqdm import tqdm
 
+from spottune.cpus import local_plan
 from spottune.grid import run_status
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
 
@@ -43,10 +44,6 @@ class LocalWorker:
         return launch_inline(self.output, self.configs)
 
 
-def default_parallelism() -> int:
-    return max(1, (os.cpu_count() or 1) // 2)
-
-
 def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int | None = None,
                  progress: bool = True, poll_s: float = 1.0) -> dict[str, str]:
     """Run every pending config in ``max_parallel`` local workers; run_id -> ``done`` | ``failed`` |
@@ -55,8 +52,7 @@ def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int 
     todo = pending_runs(output, configs)
     if not todo:
         return {}
-    workers = max(1, min(max_parallel or default_parallelism(), len(todo)))
-    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // workers))
+    workers, threads = local_plan(len(todo), max_parallel)
     executor = submitit.LocalExecutor(folder=output / "local")
     executor.update_parameters(timeout_min=60 * 24 * 30)
     jobs = [executor.submit(LocalWorker(output, todo[i::workers], threads)) for i in range(workers)]
