@@ -29,7 +29,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400p
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 1em 0 0.3em; font-variant-numeric: tabular-nums; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; white-space: nowrap; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #e4e4e4; white-space: nowrap; }
 thead th { border-bottom: 2px solid #888; } td { text-align: right; }
 tbody th { text-align: left; font-weight: normal; }
