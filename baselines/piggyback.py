@@ -69,6 +69,8 @@ class MaskedConv2d(nn.Module):
 class Piggyback(Method):
     """Binary masks on every convolution, frozen weights and BN, new classifier, Adam."""
 
+    families = ("cnn",)  # masks on convolutions
+
     defaults: ClassVar[dict[str, Any]] = {
         "mask_init": 1e-2, "threshold": 5e-3, "train_bn": False, "classifier_lr_mult": 1.0,
         "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,

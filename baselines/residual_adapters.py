@@ -120,6 +120,7 @@ def remove_series_adapters(network: nn.Module) -> list[dict[str, torch.Tensor]]:
 
 
 class _ResidualAdapters(Method):
+    families = ("cnn",)  # adapters on 3x3 convolutions
     defaults: ClassVar[dict[str, Any]] = {"adapt": "3x3", "adapter_init": "released",
                                           "adapter_weight_decay": 1e-4, "weight_decay_protocol": "as_run"}
     protocol_keys: ClassVar[tuple[str, ...]] = ("adapter_init", "weight_decay_protocol")

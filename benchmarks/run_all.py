@@ -45,7 +45,7 @@ from spottune.data.submission import write_grid_submissions  # noqa: E402
 from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
 from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,  # noqa: E402
                              launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
-from spottune.methods import list_methods, load_plugins  # noqa: E402
+from spottune.methods import load_plugins, methods_by_families  # noqa: E402
 from spottune.preflight import hparam_problems, launch_problems  # noqa: E402
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file  # noqa: E402
 
@@ -176,7 +176,8 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     load_plugins(args.plugins)
     if args.list:
         print("presets: ", ", ".join(list_presets()))
-        print("methods: ", ", ".join(list_methods()))
+        for families, names in methods_by_families().items():
+            print(f"methods ({' and '.join(families)}{'' if len(families) > 1 else ' only'}):", ", ".join(names))
         print("datasets:", ", ".join(list_datasets()))
         return 0
     overrides = parse_overrides(args.overrides)

@@ -37,9 +37,10 @@ from typing import Any
 import yaml
 
 from spottune import records
+from spottune.backbones.vit import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
-from spottune.methods import get_method, list_methods
+from spottune.methods import family_problem, get_method, list_methods
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
@@ -195,9 +196,15 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     preset = load_preset(preset_name)
     preset_methods = preset.get("methods", "all")
     variants = list(preset.get("variants") or {})
-    default_methods = list_methods() + variants if preset_methods in (None, "all") else list(preset_methods)
+    family = arch_family(preset["backbone"]["arch"])
+    applicable = [m for m in list_methods() if family in get_method(m).families]
+    default_methods = applicable + variants if preset_methods in (None, "all") else list(preset_methods)
     methods = methods or default_methods
     _check_names("method", methods, list_methods() + variants)
+    wrong_family = [family_problem(get_method(m), family, preset["backbone"]["arch"]) for m in methods
+                    if m not in variants and m not in applicable]
+    if wrong_family:
+        raise ValueError("; ".join(wrong_family))
     datasets = datasets or list(preset["datasets"])
     _check_names("dataset", datasets, list_datasets())
     seeds = seeds if seeds is not None else list(preset.get("seeds", [0]))

@@ -7,7 +7,9 @@ with which optimiser settings (:meth:`Method.param_groups`), may add a term to t
 (:meth:`Method.regularizer`), and says how many parameters a new task costs
 (:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting), and names the
 hyperparameters that are protocol choices to state in table footnotes (``protocol_keys``,
-e.g. SpotTune's test-time routing). A model that
+e.g. SpotTune's test-time routing), and the backbone families it applies to (``families``:
+``cnn``, ``vit`` or both; building on another family is a ``ValueError`` naming both, and a
+preset's ``methods: all`` keeps only the methods of its backbone's family). A model that
 routes images records its last decisions in ``model.last_routing`` (batch, num_blocks).
 The engine knows nothing else about methods.
 
@@ -23,6 +25,7 @@ loaded with ``run_all.py --plugins my_package.my_method``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 from collections.abc import Iterable
 from typing import Any, Callable, ClassVar
@@ -30,7 +33,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from spottune.backbones.base import Backbone, count_parameters
+from spottune.backbones.base import FAMILIES, Backbone, count_parameters
 from spottune.spottune import SpotTune, SpotTuneGlobal
 
 ParamGroup = dict[str, Any]
@@ -54,9 +57,24 @@ class Method:
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     protocol_keys: ClassVar[tuple[str, ...]] = ()  # hparams stated in table footnotes
+    families: ClassVar[tuple[str, ...]] = FAMILIES  # backbone families it applies to
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hp = {**self.defaults, **hparams}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every ``build`` a subclass defines first checks the backbone's family."""
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None:
+            @functools.wraps(build)
+            def checked_build(self: Method, backbone: Backbone, num_classes: int) -> nn.Module:
+                problem = family_problem(type(self), backbone.family, backbone.arch)
+                if problem:
+                    raise ValueError(problem)
+                return build(self, backbone, num_classes)
+
+            cls.build = checked_build
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         """The model for a task with ``num_classes`` classes; ``backbone`` must not be modified."""
@@ -129,6 +147,14 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
+def methods_by_families() -> dict[tuple[str, ...], list[str]]:
+    """Registered method names grouped by the backbone families they apply to (``--list``)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in list_methods():
+        groups.setdefault(get_method(name).families, []).append(name)
+    return dict(sorted(groups.items(), key=lambda item: (-len(item[0]), item[0])))
+
+
 def get_method(name: str) -> type[Method]:
     _load_builtins()
     if name not in _REGISTRY:
@@ -138,6 +164,14 @@ def get_method(name: str) -> type[Method]:
 
 def create_method(name: str, hparams: dict[str, Any]) -> Method:
     return get_method(name)(hparams)
+
+
+def family_problem(method: type[Method], family: str, arch: str) -> str | None:
+    """Why ``method`` cannot run on a backbone ``arch`` of ``family``, or None."""
+    if family in method.families:
+        return None
+    return (f"method {method.name or method.__name__} applies to {' and '.join(method.families)} backbones only; "
+            f"{arch} is a {family}")
 
 
 @register_method("finetune")

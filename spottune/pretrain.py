@@ -25,7 +25,8 @@
     under the file's SHA-256).
 ``state_dict``
     A ``state_dict`` file of the suite's ResNet-26, or of the torchvision architecture
-    (e.g. ImageNet weights the user downloaded once).
+    (e.g. ImageNet weights the user downloaded once); for a ViT, a timm or torchvision state
+    dict, ``.safetensors`` included (:mod:`spottune.backbones.vit`).
 ``none``
     Random initialisation (the "Scratch" row).
 
@@ -46,8 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, load_released_resnet26,
-                                read_released_checkpoint, resnet26, torchvision_resnet)
+from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, is_vit, load_released_resnet26,
+                                load_vit, read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
 from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
 
 CACHE_ENV = "SPOTTUNE_CACHE"
@@ -67,6 +68,8 @@ def cache_dir() -> Path:
 def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
     """A randomly initialised backbone of ``spec['arch']`` (width / input size from the spec)."""
     arch = spec["arch"]
+    if is_vit(arch):
+        return vit(arch, num_classes)
     if arch == "resnet26":
         return resnet26(num_classes, width=float(spec.get("width", 1.0)),
                         input_size=int(spec.get("input_size", 64)))
@@ -151,6 +154,10 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
         return model
     if kind == "state_dict":
         path = _existing(pre["path"])
+        if is_vit(spec["arch"]):
+            model = load_vit(spec["arch"], read_weights(path))
+            model.pretraining = {"kind": "state_dict", "id": file_sha256(path)}
+            return model
         state = torch.load(path, map_location="cpu", weights_only=True)
         if spec["arch"] != "resnet26":
             model = torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], state_dict=state)
@@ -184,7 +191,8 @@ def describe_checkpoint_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"--pretrained {path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_weights(path) if path.suffix == ".safetensors" else torch.load(
+            path, map_location="cpu", weights_only=True)
         if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
             raise ValueError(f"--pretrained {path}: loads, but is not a state_dict (a mapping of names to tensors)")
         kind = "state_dict"

@@ -14,6 +14,13 @@ policy logits with the straight-through Gumbel-Softmax (Eq. 4-5): hard one-hot f
 Freezing (``freeze``): ``"conv"`` (default, as released) freezes only the convolution weights
 of the original blocks; their BatchNorm layers, the stem and the classifier train. ``"block"``
 (the paper's wording) freezes the original blocks whole, BatchNorm statistics included.
+On a ViT a block is a transformer block (tokens in, tokens out, both residual branches
+inside); ``"conv"`` freezes its weight layers, the linear maps (qkv, attention projection,
+MLP), as the convolutions of a ResNet, and its LayerNorms train as the BatchNorms do.
+
+The policy network's input is the image itself (normalised as the backbone's input), for a
+ResNet and a ViT alike: a small ResNet (:class:`PolicyNetwork`) on it, downsampled to 64 px
+for backbones at 224 px; it sees neither the tokens nor the stem's output.
 
 Test-time routing (``test_routing``): ``"argmax"`` (default; one path per block, as the
 paper's figure shows) or ``"sampled"`` (Gumbel noise at test time too, as the released code).
@@ -179,7 +186,7 @@ class TwoPathNetwork(nn.Module):
         self.tuned_blocks = copy.deepcopy(backbone.blocks)
         self.head = backbone.head
         for module in self.frozen_blocks.modules():
-            if freeze == "block" or isinstance(module, nn.Conv2d):
+            if freeze == "block" or isinstance(module, (nn.Conv2d, nn.Linear)):
                 for param in module.parameters(recurse=False):
                     param.requires_grad_(False)
         self.last_routing: torch.Tensor | None = None
@@ -218,7 +225,7 @@ class TwoPathNetwork(nn.Module):
     def mix_blocks(self, h: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
         """Eq. 2 for every block: both copies on the whole batch, mixed by the decisions."""
         for t, (frozen, tuned) in enumerate(zip(self.frozen_blocks, self.tuned_blocks)):
-            a = decisions[:, t].view(-1, 1, 1, 1)
+            a = decisions[:, t].view(-1, *[1] * (h.dim() - 1))
             # a ResNet-26 block's shortcut has no parameters: one output serves both copies
             shared = {"shortcut": frozen.shortcut(h)} if isinstance(frozen, BasicBlock26) else {}
             h = (1 - a) * frozen(h, **shared) + a * tuned(h, **shared)

@@ -2,8 +2,8 @@
 stays bit-identical, what trains changes, parameter accounting; then the facts each baseline
 must reproduce (L2-SP regulariser, Piggyback / adapters at initialisation, routing ablations).
 
-Tiny settings: ResNet-26 width 0.25 and a 4-stage torchvision bottleneck ResNet with one
-block per stage, 32 px images. The #par check builds full-width ResNet-26 without a forward.
+Tiny settings: ResNet-26 width 0.25, a 4-stage torchvision bottleneck ResNet with one
+block per stage and ``vit_mini``, 32 px images; each method on the families it applies to. The #par check builds full-width ResNet-26 without a forward.
 """
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ from baselines._common import Frozen, is_batch_norm  # noqa: E402
 from baselines.piggyback import MaskedConv2d  # noqa: E402
 from baselines.residual_adapters import ParallelAdapter, SeriesAdapter  # noqa: E402
 from spottune.backbones import (Backbone, backbone_size, count_parameters, from_torchvision,  # noqa: E402
-                                resnet26)
+                                resnet26, vit)
 from spottune.engine import build_optimizer, train_step  # noqa: E402
 from spottune.methods import create_method, get_method, list_methods  # noqa: E402
 from spottune.spottune import TwoPathNetwork  # noqa: E402
 from tests.helpers import BUILTIN  # noqa: E402
 
 METHODS = list_methods()
-ARCHS = ["resnet26", "bottleneck"]
+CNN_METHODS = [m for m in METHODS if "cnn" in get_method(m).families]
+CNN_ARCHS = ["resnet26", "bottleneck"]
+ARCHS = [*CNN_ARCHS, "vit"]
 SOURCE_CLASSES, TARGET_CLASSES, SIZE, BATCH = 6, 5, 32, 16
 # The step test runs without weight decay, so that a parameter that changed was moved by the loss.
 PROTOCOL = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "optimizer": "sgd"}
@@ -67,7 +69,8 @@ def tiny_bottleneck(num_classes: int) -> Backbone:
 def backbones() -> dict[str, Backbone]:
     torch.manual_seed(0)
     return {"resnet26": fake_pretrained(resnet26(SOURCE_CLASSES, width=0.25, input_size=SIZE)),
-            "bottleneck": fake_pretrained(tiny_bottleneck(SOURCE_CLASSES))}
+            "bottleneck": fake_pretrained(tiny_bottleneck(SOURCE_CLASSES)),
+            "vit": vit("vit_mini", SOURCE_CLASSES).eval()}
 
 
 def batch(n: int = BATCH, seed: int = 1, classes: int = TARGET_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +109,8 @@ def test_method_declares_docs_and_serialisable_defaults(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_one_training_step(name, arch, backbones):
     backbone = backbones[arch]
+    if backbone.family not in get_method(name).families:
+        pytest.skip(f"{name} does not apply to a {backbone.family} (tests/test_vit.py checks the refusal)")
     backbone_before = clone_state(backbone)
     method = make_method(name)
     torch.manual_seed(0)
@@ -153,12 +158,13 @@ def test_checkpoint_round_trip(name, backbones):
     """A model rebuilt with the same seed (as the engine does on resume) loads a trained
     model's state strictly and computes the same function."""
     method = make_method(name)
+    backbone = backbones["resnet26" if name in CNN_METHODS else "vit"]
     torch.manual_seed(0)
-    model = method.build(backbones["resnet26"], TARGET_CLASSES).train()
+    model = method.build(backbone, TARGET_CLASSES).train()
     optimizer = build_optimizer(method, model)
     train_step(model, method, optimizer, *batch(8))
     torch.manual_seed(0)
-    rebuilt = method.build(backbones["resnet26"], TARGET_CLASSES)
+    rebuilt = method.build(backbone, TARGET_CLASSES)
     rebuilt.load_state_dict(model.state_dict())
     images, _ = batch(4, seed=3)
     outputs = []
@@ -187,7 +193,7 @@ def decathlon_par() -> dict[str, float]:
     backbone = resnet26(1000)
     size = backbone_size(backbone)
     factors = {}
-    for name in METHODS:
+    for name in CNN_METHODS:
         method = make_method(name)
         model = method.build(backbone, 100)
         factors[name] = 1 + 9 * method.task_specific_parameters(model) / size
@@ -237,7 +243,7 @@ def test_l2sp_regulariser_zero_at_start_and_gradient(backbones):
 
 # ----------------------------------------------------------------------------- Piggyback
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", CNN_ARCHS)
 def test_piggyback_reproduces_pretrained_network_at_init(arch, backbones):
     backbone = backbones[arch]
     method = make_method("piggyback")
@@ -283,7 +289,7 @@ def test_piggyback_binary_mask_and_straight_through_gradient():
 
 # ----------------------------------------------------------------------------- residual adapters
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", CNN_ARCHS)
 @pytest.mark.parametrize("kind", ["series", "parallel"])
 def test_residual_adapters_identity_at_zero_init(kind, arch, backbones):
     """Zero-initialised adapters (``adapter_init: zero``) of both kinds reproduce the backbone

@@ -1,9 +1,11 @@
 """The backbone contract: ``stem`` -> ordered residual ``blocks`` -> ``head``.
 
 Every method in the suite sees a network through this shape. A block maps a feature map
-to the next one and includes its shortcut and its final activation, so that SpotTune can
-route an image through one of two copies of a block, progressive networks can tap block
-outputs, and "fine-tune the last k blocks" is a slice of a list.
+(a ResNet's (batch, C, H, W), a ViT's tokens (batch, N, D)) to the next one and includes its
+shortcut and its final activation, so that SpotTune can route an image through one of two
+copies of a block, progressive networks can tap block outputs, and "fine-tune the last k
+blocks" is a slice of a list. ``Backbone.family`` (:data:`FAMILIES`: ``cnn`` or ``vit``)
+says which kind of network it is, for methods that only apply to one.
 """
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ import torch
 from torch import nn
 
 
-class Head(nn.Module):
-    """``fc(flatten(avgpool(pre(x))))``: optional pre-pool layers, global average pool, classifier."""
+FAMILIES = ("cnn", "vit")
 
-    def __init__(self, pre: nn.Module, fc: nn.Linear) -> None:
+
+class Head(nn.Module):
+    """``fc(flatten(pool(pre(x))))``: optional pre-pool layers, pooling (global average by
+    default; a ViT takes its class token), classifier."""
+
+    def __init__(self, pre: nn.Module, fc: nn.Linear, pool: nn.Module | None = None) -> None:
         super().__init__()
         self.pre = pre
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool is None else pool
         self.fc = fc
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,12 +40,16 @@ class Backbone(nn.Module):
     """A residual network split as ``stem``, ``blocks`` (``nn.ModuleList``) and ``head``.
 
     ``arch`` names the architecture (``resnet26``, ``resnet50``, ...) and ``input_size`` the
-    image side the network was built for; both are recorded in run configs.
+    image side the network was built for; both are recorded in run configs. ``family`` is
+    ``cnn`` or ``vit`` (:data:`FAMILIES`).
     """
 
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: Head, arch: str,
-                 input_size: int) -> None:
+                 input_size: int, family: str = "cnn") -> None:
         super().__init__()
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        self.family = family
         self.stem = stem
         self.blocks = nn.ModuleList(blocks)
         self.head = head
