@@ -1,17 +1,25 @@
-"""The baselines SpotTune is compared with, one module each; importing registers them.
+"""The baselines SpotTune is compared with, one module each; importing registers them: the
+2019 ones on ResNets and the parameter-efficient (PEFT) ones on ViTs (BitFit, VPT, adapters,
+AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``).
 
 ``finetune``, ``spottune`` and ``spottune_global`` live in :mod:`spottune.methods`; shared
 network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`.
 """
 from baselines import (  # noqa: F401  (imported for their registrations)
+    adaptformer,
+    bitfit,
     bn_adapt,
     feature_extractor,
     finetune_last_k,
+    houlsby_adapter,
     l2sp,
+    lora,
     lwf,
     piggyback,
     progressive,
     random_policy,
     residual_adapters,
+    ssf,
     stochastic_finetune,
+    vpt,
 )

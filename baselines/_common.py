@@ -8,6 +8,8 @@
   from it (Piggyback's masked convolutions, both kinds of residual adapters, frozen BN).
 * :func:`init_like_resnet_`: the initialisation shared by torchvision ResNets and the
   Decathlon ResNet-26 (convolutions as :func:`spottune.backbones.resnet26.init_conv_`, BN 1 / 0).
+* :func:`frozen_for_task`: the starting point of the parameter-efficient methods (BitFit,
+  VPT, adapters, AdaptFormer, SSF, LoRA): every pretrained weight frozen, a new classifier.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spottune.backbones.base import Backbone
 from spottune.backbones.resnet26 import init_conv_
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -112,3 +115,10 @@ def init_like_resnet_(module: nn.Module) -> nn.Module:
 def module_device(module: nn.Module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def frozen_for_task(backbone: Backbone, num_classes: int) -> Backbone:
+    """``backbone.for_task(num_classes)`` with every parameter frozen but the new classifier."""
+    model = freeze_(backbone.for_task(num_classes))
+    model.head.fc.requires_grad_(True)
+    return model
