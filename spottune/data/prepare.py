@@ -24,6 +24,10 @@ What each ``<dataset>`` takes:
 ``dtd``            dtd-r1.0.1.tar.gz
 ``caltech256``     256_ObjectCategories.tar
 ``cifar100``       cifar-100-python.tar.gz
+``vtab1k``         NOAH's vtab-1k archive or folder (one folder per task with train800.txt,
+                   val200.txt, train800val200.txt, test.txt and its images); every task found
+``fgvc``           the FGVC dataset folders holding VPT's {train,val,test}.json beside their
+                   images (CUB_200_2011, nabirds, OxfordFlower, Stanford-dogs, Stanford-cars)
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from typing import Callable, Iterator, Sequence
 
 from spottune.data.base import DatasetError, load_task
 from spottune.data.decathlon import DEVKIT
+from spottune.data.peft_benchmarks import FGVC_DATASETS, FGVC_FOLDER, VTAB_FOLDER, VTAB_TASKS
 from spottune.data.standard import FOLDER_DATASETS
 from spottune.visual_decathlon import DOMAINS
 
@@ -212,7 +217,24 @@ def prepare_torchvision(name: str, roots: list[tuple[Path, bool]], data_root: Pa
     return ["caltech256_30", "caltech256_60"] if name == "caltech256" else [name]
 
 
-DATASETS = ["decathlon", *FOLDER_DATASETS, *TORCHVISION_FOLDERS]
+def prepare_split_folders(dataset: str, roots: list[tuple[Path, bool]], data_root: Path) -> list[str]:
+    """VTAB-1k's task folders (with ``test.txt``) or FGVC's dataset folders (with ``test.json``),
+    each into ``<data-root>/vtab-1k/<task>`` or ``<data-root>/FGVC/<folder>``."""
+    if dataset == "vtab1k":
+        folders, split_file, parent = {task: f"vtab1k/{task}" for task in VTAB_TASKS}, "test.txt", VTAB_FOLDER
+    else:
+        folders = {folder: f"fgvc/{name}" for name, (folder, _, _) in FGVC_DATASETS.items()}
+        split_file, parent = "test.json", FGVC_FOLDER
+    found = find_dirs(roots, lambda p: p.name in folders and (p / split_file).is_file())
+    if not found:
+        raise DatasetError(f"none of the sources holds a folder named one of {', '.join(folders)} with "
+                           f"{split_file}: {', '.join(str(r) for r, _ in roots)}")
+    for folder, owned in found:
+        install(folder, data_root / parent / folder.name, owned)
+    return [folders[folder.name] for folder, _ in found]
+
+
+DATASETS = ["decathlon", *FOLDER_DATASETS, *TORCHVISION_FOLDERS, "vtab1k", "fgvc"]
 
 
 def prepare(dataset: str, sources: Sequence[Path], data_root: Path, pack: bool = False) -> list[str]:
@@ -233,6 +255,8 @@ def prepare(dataset: str, sources: Sequence[Path], data_root: Path, pack: bool =
             names = prepare_from_lists(dataset, roots, files, data_root)
         elif dataset in FOLDER_DATASETS:
             names = prepare_piggyback(dataset, roots, data_root)
+        elif dataset in ("vtab1k", "fgvc"):
+            names = prepare_split_folders(dataset, roots, data_root)
         else:
             names = prepare_torchvision(dataset, roots, data_root)
     finally:
