@@ -4,7 +4,8 @@
 
 ``suite``
     The suite pretrains the backbone itself on a registered dataset (the mini preset:
-    Fashion-MNIST classes 0-5) with SGD, Nesterov momentum 0.9 and a one-cycle schedule
+    Fashion-MNIST classes 0-5) with SGD, Nesterov momentum 0.9 (or AdamW with
+    ``optimizer: adamw``, for a ViT from scratch) and a one-cycle schedule
     (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
     spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
     (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. The hash
@@ -100,8 +101,11 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     model = build_backbone(spec, task.num_classes).to(device)
     if pre.get("series_adapters"):
         add_series_adapters(model)
-    opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
-                          weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
+    if pre.get("optimizer", "sgd") == "adamw":  # a ViT from scratch (the mini-vit preset)
+        opt = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=pre.get("weight_decay", 0.05))
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
+                              weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
     epochs = int(pre.get("epochs", 2))
     steps = epochs * -(-len(train) // int(pre.get("batch_size", 128)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=pre.get("lr", 0.1), total_steps=steps)

@@ -247,7 +247,9 @@ def test_gpu_check_smoke(tmp_path, memory_format):
     table = ThroughputTable.load(tmp_path / "gpu_throughput.yaml")
     assert table.kind == "measured"
     assert set(table.settings["resnet50@32"]["methods"]["spottune-split"]) == {"fp32", "bf16"}
-    assert done.stdout.count("| finetune |") == 4
+    vit_rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| vit")]
+    assert len(vit_rows) == 2 * 2 and all(line.endswith("| ok |") for line in vit_rows)  # vit_mini
+    assert done.stdout.count("| finetune |") == 6
 
 
 def test_dataset_sizes():

@@ -13,6 +13,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 from spottune import SpotTune
 from spottune.backbones import backbone_size, vit
 from spottune.backbones.vit import VIT_ARCHS, timm_vit
+from spottune.grid import make_grid
 from spottune.methods import create_method, get_method, list_methods
 from spottune.pretrain import describe_checkpoint_file, pretrained_backbone
 from spottune.spottune import SpotTuneGlobal
@@ -107,3 +108,12 @@ def test_spottune_on_vit_blocks_hard_routing_equals_the_two_path_computation(mod
             a = decisions[:, t].view(-1, 1, 1)
             h = (1 - a) * frozen(h) + a * tuned(h)
         assert (routed - model.head(h)).abs().max() < 1e-5
+
+
+def test_mini_vit_preset_runs_the_methods_of_the_vit_family_only():
+    grid = make_grid("mini-vit")
+    assert grid.methods == [m for m in list_methods() if "vit" in get_method(m).families]
+    assert {"vpt_deep", "lora", "spottune", "finetune"} <= set(grid.methods) and "bn_adapt" not in grid.methods
+    assert "vpt_deep" not in make_grid("mini").methods
+    with pytest.raises(ValueError, match="method piggyback applies to cnn backbones only; vit_mini is a vit"):
+        make_grid("mini-vit", ["finetune", "piggyback"])
