@@ -14,6 +14,11 @@ Sources:
   recalled, not checked against its folders: these are listed in :data:`UNVERIFIED` and every
   estimate built on them says so.
 
+* VTAB-1k (``vtab1k/<task>``): 800 + 200 training images per task (the lists' sizes) and the
+  VTAB test splits (Zhai et al. 2019); FGVC (``fgvc/<dataset>``): VPT's train / val / test
+  sizes (Jia et al. 2022, its FGVC table). Both test-split tables are recalled, not checked
+  against the distributed files: every estimate built on them says so (:data:`UNVERIFIED`).
+
 A Decathlon run's training and scored images follow its data options as
 :mod:`spottune.data.decathlon` reads them: ``split`` (``"train+val"``, default, as released;
 or ``"train"``), ``eval_split`` (``"test"``, default; ``"val"``; or ``"holdout"``). With
@@ -56,7 +61,19 @@ TRAIN_TEST: dict[str, tuple[int, int]] = {  # train, test
     "caltech256_30": (257 * 30, 257 * 20),
     "caltech256_60": (257 * 60, 257 * 20),
 }
-UNVERIFIED = frozenset({"flowers", "wikiart", "sketches"})
+VTAB1K_TEST: dict[str, int] = {
+    "cifar": 10000, "caltech101": 6084, "dtd": 1880, "oxford_flowers102": 6149, "oxford_iiit_pet": 3669,
+    "svhn": 26032, "sun397": 21750, "patch_camelyon": 32768, "eurosat": 5400, "resisc45": 6300,
+    "diabetic_retinopathy": 42670, "clevr_count": 15000, "clevr_dist": 15000, "dmlab": 22735, "kitti": 711,
+    "dsprites_loc": 73728, "dsprites_ori": 73728, "smallnorb_azi": 12150, "smallnorb_ele": 12150,
+}
+VTAB1K_SPLITS = {"train800val200": 1000, "train800": 800, "val200": 200}
+FGVC_SPLITS: dict[str, tuple[int, int, int]] = {  # train, val, test (VPT's split files)
+    "cub": (5394, 600, 5794), "nabirds": (21536, 2393, 24633), "flowers": (1020, 1020, 6149),
+    "dogs": (10800, 1200, 8580), "cars": (7329, 815, 8041),
+}
+UNVERIFIED = frozenset({"flowers", "wikiart", "sketches", *(f"vtab1k/{t}" for t in VTAB1K_TEST),
+                        *(f"fgvc/{d}" for d in FGVC_SPLITS)})
 
 
 def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple[int, int] | None:
@@ -68,6 +85,14 @@ def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple
         sizes = dict(zip(("train", "val", "test"), DECATHLON_SPLITS[domain]))
         train = sum(sizes[p] for p in str(options.get("split", "train+val")).split("+"))
         scored = sizes.get(str(options.get("eval_split", "test")), 0)
+    elif dataset.startswith("vtab1k/") and dataset.removeprefix("vtab1k/") in VTAB1K_TEST:
+        train = VTAB1K_SPLITS[str(options.get("split", "train800val200"))]
+        eval_split = str(options.get("eval_split", "test"))
+        scored = VTAB1K_TEST[dataset.removeprefix("vtab1k/")] if eval_split == "test" else VTAB1K_SPLITS[eval_split]
+    elif dataset.startswith("fgvc/") and dataset.removeprefix("fgvc/") in FGVC_SPLITS:
+        sizes = dict(zip(("train", "val", "test"), FGVC_SPLITS[dataset.removeprefix("fgvc/")]))
+        train = sizes["train"] + (sizes["val"] if options.get("split", "trainval") == "trainval" else 0)
+        scored = sizes[str(options.get("eval_split", "test"))]
     elif dataset in TRAIN_TEST:
         train, scored = TRAIN_TEST[dataset]
     else:

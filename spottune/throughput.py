@@ -17,7 +17,8 @@ so). Layout::
           finetune: {fp32: {train: 1234.0, eval: 5678.0}, bf16: {...}}
 
 A run whose backbone is not in the table at its size (or width) borrows the rate of the same
-architecture (a torchvision ResNet: of a measured one, scaled by :data:`RESNET_GMACS`) scaled
+architecture (a torchvision ResNet or a ViT: of a measured one of its kind, scaled by
+:data:`RESNET_GMACS` or :data:`VIT_GMACS`) scaled
 by compute (image area, and width squared for ResNet-26), but never faster
 than the measured setting: a smaller network does not keep a GPU busy, so the estimate stays
 an upper bound on its time. A method that was not measured borrows standard fine-tuning's
@@ -37,6 +38,8 @@ KINDS = ("measured", "estimate")
 REFERENCE_METHOD = "finetune"
 # multiply-accumulates per 224-px image, in billions (torch.utils.flop_counter, batch 1)
 RESNET_GMACS = {"resnet18": 1.814, "resnet34": 3.664, "resnet50": 4.089, "resnet101": 7.801, "resnet152": 11.514}
+# the same for the ViTs at 224 px (patch 16, 197 tokens; torch.utils.flop_counter, batch 1)
+VIT_GMACS = {"vit_tiny_patch16_224": 1.075, "vit_small_patch16_224": 4.241, "vit_base_patch16_224": 16.849}
 
 
 def setting_key(arch: str, image_size: int) -> str:
@@ -96,10 +99,11 @@ class ThroughputTable:
         key = setting_key(arch, image_size)
         arch_compute = 1.0
         same_arch = [k for k in self.settings if k.split("@")[0] == arch]
-        if not same_arch and arch in RESNET_GMACS:
-            same_arch = [k for k in self.settings if k.split("@")[0] in RESNET_GMACS]
+        gmacs = next((table for table in (RESNET_GMACS, VIT_GMACS) if arch in table), None)
+        if not same_arch and gmacs is not None:
+            same_arch = [k for k in self.settings if k.split("@")[0] in gmacs]
             if same_arch:
-                arch_compute = RESNET_GMACS[arch] / RESNET_GMACS[same_arch[0].split("@")[0]]
+                arch_compute = gmacs[arch] / gmacs[same_arch[0].split("@")[0]]
         if not same_arch:
             return None
         if key not in self.settings:

@@ -3,6 +3,7 @@ splits, labels, transforms, ``prepare``, and the named errors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ import torch
 from spottune.data import DatasetError, list_datasets, load_task
 from spottune.data.peft_benchmarks import FGVC_DATASETS, VTAB_GROUPS, VTAB_TASKS
 from spottune.data.prepare import prepare
+from spottune.methods import get_method, list_methods
 from tests.data_fixtures import write_image
+from tests.helpers import load_script
 
 
 def write_vtab_task(root: Path, task: str, counts: dict[str, int], num_classes: int) -> Path:
@@ -109,3 +112,19 @@ def test_prepare_moves_the_distributed_folders_into_place(tmp_path, dataset):
     empty.mkdir()
     with pytest.raises(DatasetError, match="none of the sources holds"):
         prepare(dataset, [empty], tmp_path / "data2")
+
+
+@pytest.mark.parametrize("preset, datasets", [("vtab1k", [f"vtab1k/{t}" for t in VTAB_TASKS]),
+                                              ("fgvc", [f"fgvc/{d}" for d in FGVC_DATASETS])])
+def test_presets_dry_run_on_fixture_data_with_their_gpu_hours(tmp_path, capsys, preset, datasets):
+    for task in VTAB_TASKS:
+        write_vtab_task(tmp_path, task, {"train800val200": 2, "test": 1}, 2)
+    for dataset in FGVC_DATASETS:
+        write_fgvc_dataset(tmp_path, dataset, [0, 1], per_split=2)
+    run_all = load_script("benchmarks/run_all.py")
+    assert run_all.main(["--preset", preset, "--data-root", str(tmp_path), "--output", str(tmp_path / "out"),
+                         "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    methods = [m for m in list_methods() if "vit" in get_method(m).families]
+    assert f"{len(methods) * len(datasets)} runs ({preset})" in out
+    assert "runs of unknown cost" not in out and re.search(r"estimated GPU time: ~[\d.e+]+ GPU-h", out)

@@ -172,7 +172,7 @@ def load_fgvc(dataset: str, data_root: Path | None, *, split: str = "trainval", 
     parts = {"train": {"trainval": ["train", "val"], "train": ["train"]}[_choice(split, "split", FGVC_SPLITS["split"])],
              "test": [_choice(eval_split, "eval_split", FGVC_SPLITS["eval_split"])]}
     read = {stem: read_split_json(require(folder / f"{stem}.json", layout), image_root)
-            for stem in {s for stems in parts.values() for s in stems}}
+            for stem in ("train", "val", "test") if any(stem in stems for stems in parts.values())}
     class_ids = sorted(set(read["train"].values()))
     index = {class_id: i for i, class_id in enumerate(class_ids)}
     splits = {}
