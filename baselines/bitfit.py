@@ -11,8 +11,8 @@ and the patch embedding's bias; the classifier is new and trains whole. Task-spe
 parameters: the biases and the classifier (0.10 M on ViT-B/16 plus the classifier).
 
 Hyperparameters: none of its own; the official code (benzakenelad/BitFit) trains with AdamW
-and a per-task learning rate searched in {1e-4, 4e-4, 7e-4, 1e-3}; the presets give the
-protocol (the vtab1k preset: VPT's SGD schedule with its searched lr).
+and a per-task learning rate searched in {1e-4, 4e-4, 7e-4, 1e-3} [unverified]; the presets
+give the protocol (vtab1k and fgvc: VPT's SGD protocol).
 """
 from __future__ import annotations
 

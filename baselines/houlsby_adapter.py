@@ -12,7 +12,7 @@ too) and the new classifier train. Initialisation near the identity (normal, std
 truncated at 2 std); bottleneck sizes in the paper {8, 64, 256}; GELU here (the ViT's own
 non-linearity). Task-specific parameters: adapters, LayerNorms, classifier.
 
-Hyperparameters: ``bottleneck`` 8 (the VTAB-1k setting of NOAH's and V-PETL's Adapter rows).
+Hyperparameters: ``bottleneck`` 8 (the suite's default, the smallest size of the paper's search).
 """
 from __future__ import annotations
 

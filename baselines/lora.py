@@ -9,8 +9,8 @@ and ``W_v`` together) gets a trained low-rank update::
 
 so the network is exactly the pretrained one at step 0; dropout ``lora_dropout`` on ``x``
 before ``A``. ``W_0`` is frozen; ``A``, ``B`` and the new classifier train. The paper adapts
-``W_q`` and ``W_v`` with r = 8 (its Table 5 budget); on ViT-B/16 for VTAB-1k, NOAH's and
-V-PETL's LoRA rows use r = 8 on the attention projections. Task-specific parameters:
+``W_q`` and ``W_v`` and studies ranks from 1 to 64; the suite's default is r = 8 on the fused
+qkv projection [unverified: the rank of the published ViT rows]. Task-specific parameters:
 ``r (d + 3d)`` per block plus the classifier.
 
 Hyperparameters: ``rank`` 8, ``alpha`` 8, ``lora_dropout`` 0.1, ``target_modules`` ["qkv"].

@@ -15,7 +15,8 @@ original architecture. Task-specific parameters: every ``gamma`` and ``beta`` (0
 ViT-B/16 as placed here; the paper reports 0.24 M) plus the classifier.
 
 Hyperparameters: none of its own (the official VTAB-1k scripts: AdamW, cosine schedule,
-100 epochs with 10 warm-up epochs, a per-task learning rate; the presets give the protocol).
+100 epochs with 10 warm-up epochs, a per-task learning rate [unverified]; the presets give
+the protocol).
 """
 from __future__ import annotations
 
