@@ -15,8 +15,8 @@ As the official code: prompts initialised uniformly in ``[-v, v]`` with
 ``v = sqrt(6 / (3 * patch^2 + dim))`` (Xavier uniform over the patch projection's fan-in and
 the width), dropout on the prompts (``prompt_dropout``, 0.1 in its VTAB configs), prompt
 length searched per task in {1, 5, 10, 50, 100, 200} (``num_prompts``, default 10), SGD with
-a cosine schedule and 10 warm-up epochs over 100 epochs, batch 64 (VTAB-1k) [unverified:
-the schedule and batch, recalled from its configs].
+momentum 0.9, a cosine schedule with 10 warm-up epochs over 100 epochs, batch 128, weight
+decay 1e-4 (``configs/base-prompt.yaml``; CUB: lr 0.1, weight decay 0.01).
 Task-specific parameters: the prompts (``p x dim``, times the depth for deep) and the classifier.
 
 Hyperparameters: ``num_prompts`` 10, ``prompt_dropout`` 0.1.

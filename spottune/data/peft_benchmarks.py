@@ -28,8 +28,8 @@ training set into train / val, and the official test set)::
 ``Images/`` for Dogs, the dataset folder itself for Flowers and Cars, as VPT). Class ids become
 0..C-1 in sorted order of those in the training JSON. ``split``: ``trainval`` (default: train +
 val, the final runs) or ``train``; ``eval_split``: ``test`` or ``val``. VPT's FGVC transforms:
-training ``Resize((256, 256)) + RandomCrop(224) + RandomHorizontalFlip``, test
-``Resize((256, 256)) + CenterCrop(224)``, ImageNet mean / std.
+training ``Resize(256) + RandomCrop(224) + RandomHorizontalFlip``, test
+``Resize(256) + CenterCrop(224)``, ImageNet mean / std.
 
 ``python -m spottune.data.prepare vtab1k|fgvc <archives or folders> <data-root>`` puts either
 into place. A missing file names itself and the layout; a label outside the task's classes
@@ -179,13 +179,13 @@ def load_fgvc(dataset: str, data_root: Path | None, *, split: str = "trainval", 
     for part, stems in parts.items():
         entries = [(file, index.get(class_id, -1)) for stem in stems for file, class_id in read[stem].items()]
         splits[part] = ([f for f, _ in entries], [c for _, c in entries], " + ".join(f"{folder / s}.json" for s in stems))
-    train = ([T.Resize((256, 256)), T.RandomCrop(224), T.RandomHorizontalFlip()])
-    test = [T.Resize((256, 256)), T.CenterCrop(224)]
+    train = ([T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()])
+    test = [T.Resize(256), T.CenterCrop(224)]
     return _task(f"fgvc/{dataset}", splits, num_classes, (train, test), 224,
                  {"layout": "VPT FGVC split JSON", "root": str(folder), "split": split, "eval_split": eval_split,
-                  "train_transform": "Resize((256, 256)) + RandomCrop(224) + RandomHorizontalFlip + ToTensor + "
+                  "train_transform": "Resize(256) + RandomCrop(224) + RandomHorizontalFlip + ToTensor + "
                                      "Normalize",
-                  "test_transform": "Resize((256, 256)) + CenterCrop(224) + ToTensor + Normalize"})
+                  "test_transform": "Resize(256) + CenterCrop(224) + ToTensor + Normalize"})
 
 
 for _task_name in VTAB_TASKS:
