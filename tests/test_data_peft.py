@@ -128,3 +128,11 @@ def test_presets_dry_run_on_fixture_data_with_their_gpu_hours(tmp_path, capsys, 
     methods = [m for m in list_methods() if "vit" in get_method(m).families]
     assert f"{len(methods) * len(datasets)} runs ({preset})" in out
     assert "runs of unknown cost" not in out and re.search(r"estimated GPU time: ~[\d.e+]+ GPU-h", out)
+
+
+def test_table_layouts_cover_every_task_in_group_order():
+    from spottune.report.tables import FGVC, VTAB1K
+
+    assert list(VTAB1K.headers) == [t for group in VTAB_GROUPS.values() for t in group]
+    assert list(FGVC.headers) == list(FGVC_DATASETS)
+    assert (VTAB1K.dataset_prefix, FGVC.dataset_prefix) == ("vtab1k/", "fgvc/")

@@ -108,7 +108,20 @@ STANDARD = Layout(
 MINI = Layout(
     name="mini", title="Embedded mini preset, test top-1 accuracy (%)", preset="mini",
     baseline="finetune", baseline_note="this preset's own finetune runs")
-LAYOUTS = (DECATHLON, STANDARD, MINI)
+MINI_VIT = Layout(
+    name="mini-vit", title="Embedded mini-vit preset (vit_mini), test top-1 accuracy (%)", preset="mini-vit",
+    baseline="finetune", baseline_note="this preset's own finetune runs")
+VTAB1K = Layout(
+    name="vtab1k", title="VTAB-1k, test top-1 accuracy (%)", preset="vtab1k", dataset_prefix="vtab1k/",
+    headers={"cifar": "CIFAR", "caltech101": "Caltech", "dtd": "DTD", "oxford_flowers102": "Flwr",
+             "oxford_iiit_pet": "Pets", "svhn": "SVHN", "sun397": "SUN", "patch_camelyon": "Cmlyn",
+             "eurosat": "EuroS", "resisc45": "Resisc", "diabetic_retinopathy": "Retino", "clevr_count": "Cl-Cnt",
+             "clevr_dist": "Cl-Dst", "dmlab": "DMLab", "kitti": "KITTI", "dsprites_loc": "dS-Loc",
+             "dsprites_ori": "dS-Ori", "smallnorb_azi": "sN-Azi", "smallnorb_ele": "sN-Ele"})
+FGVC = Layout(
+    name="fgvc", title="FGVC, test top-1 accuracy (%)", preset="fgvc", dataset_prefix="fgvc/",
+    headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"})
+LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_VIT, VTAB1K, FGVC)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
