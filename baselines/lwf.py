@@ -35,7 +35,7 @@ from torch import nn
 
 from baselines._common import Frozen
 from spottune.backbones.base import Backbone, count_parameters
-from spottune.methods import Method, register_method
+from spottune.methods import ForwardOutputs, Method, register_method
 
 
 class LwFNetwork(nn.Module):
@@ -48,23 +48,21 @@ class LwFNetwork(nn.Module):
         self.original = Frozen(copy.deepcopy(backbone))
         self.lambda_old = float(lambda_old)
         self.temperature = float(temperature)
-        self._old_logits: torch.Tensor | None = None
-        self._recorded: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.net.head.features(self.net.forward_features(x))
-        if self.training:
-            self._old_logits = self.old_fc(features)
-            with torch.no_grad():
-                self._recorded = self.original(x)
-        return self.net.head.fc(features)
+        return self.net(x)
 
-    def regularizer(self) -> torch.Tensor:
-        """``lambda_old * L_old`` for the last training forward pass."""
-        if self._old_logits is None or self._recorded is None:
-            raise RuntimeError("LwF regularizer needs a forward pass in training mode first")
-        target = F.softmax(self._recorded / self.temperature, dim=1)
-        log_prediction = F.log_softmax(self._old_logits / self.temperature, dim=1)
+    def forward_with_source(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(new-task logits, source-task logits)`` of the network being trained."""
+        features = self.net.head.features(self.net.forward_features(x))
+        return self.net.head.fc(features), self.old_fc(features)
+
+    def distillation(self, images: torch.Tensor, source_logits: torch.Tensor) -> torch.Tensor:
+        """``lambda_old * L_old``: the source-task logits against the original network's on ``images``."""
+        with torch.no_grad():
+            recorded = self.original(images)
+        target = F.softmax(recorded / self.temperature, dim=1)
+        log_prediction = F.log_softmax(source_logits / self.temperature, dim=1)
         return self.lambda_old * -(target * log_prediction).sum(1).mean()
 
 
@@ -81,6 +79,18 @@ class LwF(Method):
                              f"{outputs} output (pretrained kind {(backbone.pretraining or {}).get('kind')!r}): "
                              f"use a backbone pretrained with its classifier (suite, released or state_dict)")
         return LwFNetwork(backbone, num_classes, self.hp["lambda_old"], self.hp["temperature"])
+
+    def forward(self, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:
+        """In training, the source-task logits and the images come along for the regulariser."""
+        if not model.training:
+            return ForwardOutputs(model(images))
+        logits, source_logits = model.forward_with_source(images)
+        return ForwardOutputs(logits, extras={"source_logits": source_logits, "images": images})
+
+    def regularizer(self, model: nn.Module, outputs: ForwardOutputs) -> torch.Tensor:
+        if not outputs.extras:
+            raise RuntimeError("LwF's regularizer needs the outputs of a forward pass in training mode")
+        return model.distillation(outputs.extras["images"], outputs.extras["source_logits"])
 
     def task_specific_parameters(self, model: nn.Module) -> float:
         return float(count_parameters(model.net, trainable_only=True))

@@ -25,7 +25,7 @@ from torch import nn
 
 from baselines._common import freeze_, module_device
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.methods import RoutedMethod, register_method
 from spottune.spottune import TwoPathNetwork
 
 
@@ -70,7 +70,7 @@ class FixedRandomRouting(TwoPathNetwork):
 
 
 @register_method("random_policy")
-class RandomPolicy(Method):
+class RandomPolicy(RoutedMethod):
     """SpotTune's two-path network with one fixed random global block choice."""
 
     defaults: ClassVar[dict[str, Any]] = {"p": 0.5, "freeze": "conv"}

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.methods import RoutedMethod, register_method
 from spottune.spottune import TwoPathNetwork
 
 
@@ -46,7 +46,7 @@ class StochasticRouting(TwoPathNetwork):
 
 
 @register_method("stochastic_finetune")
-class StochasticFinetune(Method):
+class StochasticFinetune(RoutedMethod):
     """SpotTune's two-path network with random per-image, per-block routing (p = 0.5)."""
 
     defaults: ClassVar[dict[str, Any]] = {"p": 0.5, "freeze": "conv"}

@@ -124,7 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
                        help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
     slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
-    p.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # tests: runs raise at this epoch
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (per run: epochs, images, estimated GPU-hours) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -192,8 +191,6 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
                "channels_last": args.channels_last, "compile": args.compile,
                "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
-    if args.fail_at_epoch:
-        runtime["fail_at_epoch"] = args.fail_at_epoch
     configs = grid.runs(runtime)
     for notice in resolver.notices:
         print(notice, file=sys.stderr)

@@ -41,5 +41,7 @@ class LayerwiseLR(Method):
         groups.append({"name": "head", "params": list(model.head.parameters()), "lr": lr, "weight_decay": wd})
         return groups
 
-    # regularizer() (an extra loss term) and task_specific_parameters() (the Decathlon "#par"
-    # accounting; default: every trainable parameter) keep their defaults here.
+    # forward() (the model on a batch: ForwardOutputs with the logits, and the routing to record
+    # for a method that routes images), regularizer(model, outputs) (an extra loss term from that
+    # forward) and task_specific_parameters() (the Decathlon "#par" accounting; default: every
+    # trainable parameter) keep their defaults here.

@@ -9,9 +9,12 @@ with which optimiser settings (:meth:`Method.param_groups`), may add a term to t
 hyperparameters that are protocol choices to state in table footnotes (``protocol_keys``,
 e.g. SpotTune's test-time routing), and the backbone families it applies to (``families``:
 ``cnn``, ``vit`` or both; building on another family is a ``ValueError`` naming both, and a
-preset's ``methods: all`` keeps only the methods of its backbone's family). A model that
-routes images records its last decisions in ``model.last_routing`` (batch, num_blocks).
-The engine knows nothing else about methods.
+preset's ``methods: all`` keeps only the methods of its backbone's family). A method runs
+its model on a batch (:meth:`Method.forward`, returning :class:`ForwardOutputs`: the logits
+and, for a method that routes images, the per-image routing to record); its regulariser gets
+that forward's outputs. Nothing passes through attributes a forward leaves on the model. The
+engine knows nothing else about methods. The contract before :class:`ForwardOutputs`,
+``regularizer(self, model)``, still works: such an override is called without the outputs.
 
 Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
 ``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``)
@@ -27,7 +30,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import importlib
+import inspect
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -37,6 +42,26 @@ from spottune.backbones.base import FAMILIES, Backbone, count_parameters
 from spottune.spottune import SpotTune, SpotTuneGlobal
 
 ParamGroup = dict[str, Any]
+
+
+@dataclass
+class ForwardOutputs:
+    """What one forward pass of a method's model gives the loss and the records.
+
+    ``logits`` (batch, classes); ``routing`` (batch, num_blocks), 1 = fine-tuned copy of the
+    block, for a method whose images are routed (differentiable in training; recorded per
+    image in ``policy.npz`` and per epoch as ``finetune_fraction``), else ``None``; ``extras``:
+    further tensors the method's regulariser needs (LwF's source-task logits).
+    """
+
+    logits: torch.Tensor
+    routing: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] | None = None
+
+    def detached(self) -> "ForwardOutputs":
+        """Logits detached and the routing as recorded (detached, uint8); no extras."""
+        routing = None if self.routing is None else self.routing.detach().to(torch.uint8)
+        return ForwardOutputs(self.logits.detach(), routing)
 
 
 def param_group(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> ParamGroup:
@@ -63,7 +88,8 @@ class Method:
         self.hp = {**self.defaults, **hparams}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every ``build`` a subclass defines first checks the backbone's family."""
+        """Every ``build`` a subclass defines first checks the backbone's family; a
+        ``regularizer(self, model)`` of the old contract is called without the outputs."""
         super().__init_subclass__(**kwargs)
         build = cls.__dict__.get("build")
         if build is not None:
@@ -75,6 +101,10 @@ class Method:
                 return build(self, backbone, num_classes)
 
             cls.build = checked_build
+        regularizer = cls.__dict__.get("regularizer")
+        if regularizer is not None and len(inspect.signature(regularizer).parameters) == 2:
+            # ``regularizer(self, model)``, the contract before ForwardOutputs: called without them
+            cls.regularizer = lambda self, model, outputs: regularizer(self, model)
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         """The model for a task with ``num_classes`` classes; ``backbone`` must not be modified."""
@@ -84,9 +114,13 @@ class Method:
         """Optimiser parameter groups (default: every trainable parameter, the preset's lr / wd)."""
         return [param_group("all", model.parameters(), self.hp["lr"], self.hp["weight_decay"])]
 
-    def regularizer(self, model: nn.Module) -> torch.Tensor | None:
-        """A term added to the cross-entropy of the last forward pass (default: the model's own
-        ``regularizer()`` if it has one)."""
+    def forward(self, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:
+        """The model on a batch (default: its logits, no routing)."""
+        return ForwardOutputs(model(images))
+
+    def regularizer(self, model: nn.Module, outputs: ForwardOutputs) -> torch.Tensor | None:
+        """A term added to the cross-entropy of the forward pass that gave ``outputs`` (default:
+        the model's own ``regularizer()`` if it has one, a function of its parameters)."""
         reg = getattr(model, "regularizer", None)
         return reg() if callable(reg) else None
 
@@ -182,8 +216,17 @@ class Finetune(Method):
         return backbone.for_task(num_classes)
 
 
+class RoutedMethod(Method):
+    """A method whose model is a :class:`spottune.spottune.TwoPathNetwork`: its forward's
+    per-image routing is recorded."""
+
+    def forward(self, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:
+        logits, decisions = model.forward_routed(images)
+        return ForwardOutputs(logits, routing=decisions)
+
+
 @register_method("spottune")
-class SpotTuneMethod(Method):
+class SpotTuneMethod(RoutedMethod):
     """SpotTune (Guo et al. 2019), see :mod:`spottune.spottune`.
 
     Optimisation as released: SGD, network lr and weight decay from the preset; the policy
@@ -220,6 +263,10 @@ class SpotTuneGlobalMethod(SpotTuneMethod):
         **SpotTuneMethod.defaults, "k": None, "lambda_k": 0.1, "lambda_entropy": 0.1,
     }
     model_class: ClassVar[type[SpotTune]] = SpotTuneGlobal
+
+    def regularizer(self, model: nn.Module, outputs: ForwardOutputs) -> torch.Tensor:
+        """The k-block and entropy terms on the forward's decisions (:meth:`SpotTuneGlobal.regularizer`)."""
+        return model.regularizer(outputs.routing)
 
     def model_kwargs(self) -> dict[str, Any]:
         return {**super().model_kwargs(), "k": self.hp["k"], "lambda_k": self.hp["lambda_k"],

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from spottune.acceleration import PRECISIONS
 from spottune.data import DatasetError, load_task
-from spottune.engine import OPTIMIZERS
+from spottune.training import OPTIMIZERS
 from spottune.grid import Grid, resolve_hparams
 
 

@@ -46,15 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, is_vit, load_released_resnet26,
                                 load_vit, read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
 from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
+from spottune.seeding import PRETRAINING
+from spottune.training import evaluate, train_epoch
 
 CACHE_ENV = "SPOTTUNE_CACHE"
 # the suite's pretraining procedure (_pretrain): bump whenever a change to it changes the weights
-# or what is stored with them, so that older cached files are not reused
+# or what is stored with them, so that older cached files are not reused (its epochs are seeded
+# by spottune.seeding's PRETRAINING stream, the values version 2 has always used)
 PRETRAINING_VERSION = 2
 RELEASED_FILENAME = "resnet26_pretrained.t7"
 # where the released network's ImageNet accuracy is measured (the Decathlon tables' ImNet column)
@@ -87,9 +89,7 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     adapters of a target task start from, as the official script copies them).
     """
     from baselines.residual_adapters import add_series_adapters, remove_series_adapters
-    from spottune.data import load_task, make_loader
-    from spottune.engine import evaluate
-    from tqdm import tqdm
+    from spottune.data import load_task
 
     pre = spec["pretrained"]
     task = load_task(pre["dataset"], data_root, **pre.get("data_options", {}),
@@ -97,7 +97,8 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     train = task.train
     if pre.get("max_images"):  # a quick, smaller pretraining (tests, smoke runs)
         train = torch.utils.data.Subset(train, range(min(int(pre["max_images"]), len(train))))
-    torch.manual_seed(int(pre.get("seed", 0)))
+    seed, batch_size = int(pre.get("seed", 0)), int(pre.get("batch_size", 128))
+    torch.manual_seed(seed)
     model = build_backbone(spec, task.num_classes).to(device)
     if pre.get("series_adapters"):
         add_series_adapters(model)
@@ -107,25 +108,13 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
         opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
                               weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
     epochs = int(pre.get("epochs", 2))
-    steps = epochs * -(-len(train) // int(pre.get("batch_size", 128)))
+    steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=pre.get("lr", 0.1), total_steps=steps)
-    loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
-        model.train()
-        torch.manual_seed(int(pre.get("seed", 0)) * 1000 + epoch)
-        loader = make_loader(train, int(pre.get("batch_size", 128)), shuffle=True,
-                             seed=int(pre.get("seed", 0)), epoch=epoch)
-        bar = tqdm(loader, desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    result = evaluate(model, task, int(pre.get("batch_size", 128)), device, progress)
+        train_epoch(model, None, opt, train, batch_size=batch_size, seed=seed, epoch=epoch, device=device,
+                    stream=PRETRAINING, after_step=sched.step, progress=progress,
+                    desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}")
+    result = evaluate(model, task, batch_size, device, progress)
     source = {"dataset": pre["dataset"], "split": task.info.get("eval_split", "test"),
               "test_accuracy": result["accuracy"]}
     if pre.get("series_adapters"):
@@ -263,7 +252,6 @@ def _released_source_accuracy(model: Backbone, path: Path, data_root: Path | Non
     """``{dataset, split, test_accuracy, note}`` of a released network on ImageNet's validation
     split, measured once per file (cached under its SHA-256), or a note saying why not."""
     from spottune.data import DatasetError, load_task
-    from spottune.engine import evaluate
 
     sha = file_sha256(path)
     cached = cache_dir() / "pretrained" / f"released-{sha[:16]}.json"
@@ -292,20 +280,40 @@ def _existing(path: str) -> Path:
     return p
 
 
+def _suite_cache(spec: dict[str, Any]) -> tuple[str, Path]:
+    """``(spec hash, cache file)`` of a suite pretraining."""
+    key = hashlib.sha256(canonical_json({"spec": spec, "version": PRETRAINING_VERSION}).encode()).hexdigest()[:12]
+    return key, cache_dir() / "pretrained" / f"{spec['arch']}-{spec['pretrained']['dataset']}-{key}.pt"
+
+
+def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, device: torch.device | str = "cpu",
+                      progress: bool = True, download: bool = False) -> bool:
+    """Pretrain and cache a ``kind: suite`` backbone unless its file is cached; whether it trained.
+
+    A launcher calls this once per grid before its workers start, with every CPU it has, so
+    that no worker waits on another's pretraining (the file lock) with its own CPUs idle.
+    Other kinds need no pretraining: False.
+    """
+    if spec.get("pretrained", {}).get("kind") != "suite":
+        return False
+    key, path = _suite_cache(spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return False
+        model, source = _pretrain(spec, data_root, torch.device(device), progress, download)
+        buffer = io.BytesIO()
+        torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
+                    "series_adapter_bns": model.series_adapter_bns}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return True
+
+
 def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, device: torch.device,
                               progress: bool, download: bool) -> Backbone:
-    key = hashlib.sha256(canonical_json({"spec": spec, "version": PRETRAINING_VERSION}).encode()).hexdigest()[:12]
-    folder = cache_dir() / "pretrained"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{spec['arch']}-{spec['pretrained']['dataset']}-{key}.pt"
-    with open(folder / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.exists():
-            model, source = _pretrain(spec, data_root, device, progress, download)
-            buffer = io.BytesIO()
-            torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
-                        "series_adapter_bns": model.series_adapter_bns}, buffer)
-            atomic_write_bytes(path, buffer.getvalue())
+    ensure_pretrained(spec, data_root, device, progress, download)
+    key, path = _suite_cache(spec)
     blob = torch.load(path, map_location="cpu", weights_only=True)
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)

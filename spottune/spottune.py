@@ -171,7 +171,7 @@ class TwoPathNetwork(nn.Module):
     """Stem, a frozen and a fine-tuned copy of every block, and the head; routed per image.
 
     Subclasses implement :meth:`route` (decisions of shape (batch, num_blocks), 1 = fine-tuned
-    copy). ``last_routing`` holds the decisions of the last forward pass (detached, uint8).
+    copy); :meth:`forward_routed` returns them with the logits.
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, freeze: str = "conv") -> None:
@@ -189,7 +189,6 @@ class TwoPathNetwork(nn.Module):
             if freeze == "block" or isinstance(module, (nn.Conv2d, nn.Linear)):
                 for param in module.parameters(recurse=False):
                     param.requires_grad_(False)
-        self.last_routing: torch.Tensor | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -205,7 +204,13 @@ class TwoPathNetwork(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, policy: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits; ``policy`` (batch, num_blocks), 1 = fine-tuned block, overrides :meth:`route`.
+        """Logits; ``policy`` (batch, num_blocks), 1 = fine-tuned block, overrides :meth:`route`."""
+        return self.forward_routed(x, policy)[0]
+
+    def forward_routed(self, x: torch.Tensor, policy: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, decisions)``: the decisions (batch, num_blocks) are ``policy`` if given, else
+        :meth:`route`'s (differentiable in training).
 
         Evaluation mode with hard decisions that need no gradient runs each copy of a block only
         on the images routed through it (:class:`RoutingPlan`); otherwise both copies run on the
@@ -214,13 +219,11 @@ class TwoPathNetwork(nn.Module):
         decisions = self.route(x) if policy is None else policy.to(x.dtype)
         if decisions.shape != (x.shape[0], self.num_blocks):
             raise ValueError(f"policy must have shape (batch, {self.num_blocks}), got {tuple(decisions.shape)}")
-        self.last_routing = decisions.detach().to(torch.uint8)
-        self._last_decisions = decisions
         h = self.stem(x)
         plan = None if self.training or decisions.requires_grad else RoutingPlan.from_decisions(decisions)
         if plan is not None:
-            return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h))
-        return self.head(self.mix_blocks(h, decisions))
+            return self.head(plan.run(self.frozen_blocks, self.tuned_blocks, h)), decisions
+        return self.head(self.mix_blocks(h, decisions)), decisions
 
     def mix_blocks(self, h: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
         """Eq. 2 for every block: both copies on the whole batch, mixed by the decisions."""
@@ -289,9 +292,9 @@ class SpotTuneGlobal(SpotTune):
             return decisions
         return (self.finetune_fraction > 0.5).to(x.dtype).expand(x.shape[0], -1)
 
-    def regularizer(self) -> torch.Tensor:
-        """The k-block and entropy terms on the decisions of the last forward pass."""
-        v = self._last_decisions.mean(0)
+    def regularizer(self, decisions: torch.Tensor) -> torch.Tensor:
+        """The k-block and entropy terms on a forward pass's ``decisions`` (batch, num_blocks)."""
+        v = decisions.mean(0)
         k_term = (v.sum() - self.k) ** 2
         entropy = -(v * torch.log(v.clamp_min(1e-8))).sum()
         return self.lambda_k * k_term + self.lambda_entropy * entropy

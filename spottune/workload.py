@@ -2,9 +2,9 @@
 
 A :class:`Workload` holds a method's model for a randomly initialised backbone (throughput
 does not depend on the weights), its optimiser, and one batch of random images and labels on
-a device. :meth:`Workload.train_step` is :func:`spottune.engine.train_step` (forward, loss,
+a device. :meth:`Workload.train_step` is :func:`spottune.training.train_step` (forward, loss,
 backward, optimiser step, the loss read back); :meth:`Workload.eval_step` is what
-:func:`spottune.engine.evaluate` does per batch (forward without gradients, predictions
+:func:`spottune.training.evaluate` does per batch (forward without gradients, predictions
 copied back). Both end with the device synchronised, so wall-clock timings are honest.
 
 Used by the pytest-benchmark suites (``benchmarks/test_bench_throughput.py``) and by the GPU
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from spottune.acceleration import Acceleration
-from spottune.engine import build_optimizer, train_step
 from spottune.methods import Method, create_method, get_method
 from spottune.pretrain import build_backbone
 from spottune.spottune import SpotTune, SpotTuneGlobal
+from spottune.training import build_optimizer, forward, train_step
 
 # the training-protocol keys every method receives from a preset (their defaults win)
 PROTOCOL_HPARAMS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
@@ -72,8 +72,8 @@ class Workload:
         """One evaluation batch of the engine: logits without gradients, predictions to the host."""
         self.model.eval()
         with self.accel.autocast(self.device.type):
-            logits = self.model(self.images)
-        logits.argmax(1).cpu()
+            outputs = forward(self.method, self.model, self.images)
+        outputs.logits.argmax(1).cpu()
         _synchronize(self.device)
 
 

@@ -25,8 +25,8 @@ from baselines.piggyback import MaskedConv2d  # noqa: E402
 from baselines.residual_adapters import ParallelAdapter, SeriesAdapter  # noqa: E402
 from spottune.backbones import (Backbone, backbone_size, count_parameters, from_torchvision,  # noqa: E402
                                 resnet26, vit)
-from spottune.engine import build_optimizer, train_step  # noqa: E402
-from spottune.methods import create_method, get_method, list_methods  # noqa: E402
+from spottune.training import build_optimizer, train_step  # noqa: E402
+from spottune.methods import Finetune, create_method, get_method, list_methods  # noqa: E402
 from spottune.spottune import TwoPathNetwork  # noqa: E402
 from tests.helpers import BUILTIN  # noqa: E402
 
@@ -220,17 +220,17 @@ def test_l2sp_regulariser_zero_at_start_and_gradient(backbones):
     alpha, beta = 0.1, 0.01
     method = make_method("l2sp", alpha=alpha, beta=0.0)
     model = method.build(backbones["resnet26"], TARGET_CLASSES)
-    assert method.regularizer(model).item() == 0.0
+    assert method.regularizer(model, None).item() == 0.0
     assert all(g["weight_decay"] == 0.0 for g in method.param_groups(model))
 
     method = make_method("l2sp", alpha=alpha, beta=beta)
     model = method.build(backbones["resnet26"], TARGET_CLASSES)
     fc = model.net.head.fc
-    assert method.regularizer(model).item() == pytest.approx(0.5 * beta * fc.weight.pow(2).sum().item())
+    assert method.regularizer(model, None).item() == pytest.approx(0.5 * beta * fc.weight.pow(2).sum().item())
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    method.regularizer(model).backward()
+    method.regularizer(model, None).backward()
     start = dict(backbones["resnet26"].named_parameters())
     for name, p in model.net.named_parameters():
         if name == "head.fc.weight":
@@ -417,28 +417,44 @@ def test_lwf_distillation_term(backbones):
     method = make_method("lwf")
     model = method.build(backbone, TARGET_CLASSES).train()
     images, _ = batch(4)
-    model(images)
+    outputs = method.forward(model, images)
     with torch.no_grad():
         recorded = backbone.eval()(images)
-    torch.testing.assert_close(model._recorded, recorded)
     target = F.softmax(recorded / 2, 1)
-    expected = -(target * F.log_softmax(model._old_logits / 2, 1)).sum(1).mean()
-    torch.testing.assert_close(method.regularizer(model), expected)
+    expected = -(target * F.log_softmax(outputs.extras["source_logits"] / 2, 1)).sum(1).mean()
+    torch.testing.assert_close(method.regularizer(model, outputs), expected)
+    torch.testing.assert_close(outputs.logits, model(images))  # the new task's logits, as the plain forward
+    with pytest.raises(RuntimeError, match="forward pass in training mode"):
+        method.regularizer(model, method.forward(model.eval(), images))
     # the task-specific count excludes the source classifier and the frozen original network
     assert method.task_specific_parameters(model) == count_parameters(model.net)
+
+
+def test_a_regularizer_of_the_contract_before_forward_outputs_still_runs(backbones):
+    class OldContract(Finetune):  # not registered: a plugin written against regularizer(self, model)
+        def regularizer(self, model):
+            return 0.5 * model.head.fc.weight.pow(2).sum()
+
+    method = OldContract(PROTOCOL)
+    model = method.build(backbones["resnet26"], TARGET_CLASSES)
+    images, labels = batch(4)
+    expected = 0.5 * model.head.fc.weight.pow(2).sum()
+    torch.testing.assert_close(method.regularizer(model, method.forward(model, images)), expected)
+    loss, outputs = train_step(model, method, build_optimizer(method, model), images, labels)
+    assert outputs.routing is None and loss > float(F.cross_entropy(outputs.logits, labels))
 
 
 # ----------------------------------------------------------------------------- routing ablations
 
 def test_stochastic_finetune_routes_at_random_per_image(backbones):
-    model = make_method("stochastic_finetune").build(backbones["resnet26"], TARGET_CLASSES)
+    method = make_method("stochastic_finetune")
+    model = method.build(backbones["resnet26"], TARGET_CLASSES)
     images, _ = batch(64)
     torch.manual_seed(0)
     for mode in (True, False):
         model.train(mode)
         with torch.no_grad():
-            model(images)
-        routing = model.last_routing
+            routing = method.forward(model, images).detached().routing
         assert routing.dtype == torch.uint8 and set(routing.unique().tolist()) <= {0, 1}
         assert routing.shape == (64, backbones["resnet26"].num_blocks)
         assert routing.float().mean().item() == pytest.approx(0.5, abs=0.08)
@@ -448,14 +464,14 @@ def test_stochastic_finetune_routes_at_random_per_image(backbones):
 def test_random_policy_is_fixed_across_images_and_batches(backbones):
     backbone = backbones["resnet26"]
     torch.manual_seed(0)
-    model = make_method("random_policy").build(backbone, TARGET_CLASSES)
+    method = make_method("random_policy")
+    model = method.build(backbone, TARGET_CLASSES)
     routings = []
     for seed, mode in ((1, True), (2, True), (3, False)):
         model.train(mode)
         images, _ = batch(8, seed=seed)
         with torch.no_grad():
-            model(images)
-        routings.append(model.last_routing)
+            routings.append(method.forward(model, images).detached().routing)
     policy = model.fixed_policy.to(torch.uint8)
     for routing in routings:
         assert torch.equal(routing, policy.expand(8, -1))

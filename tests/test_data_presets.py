@@ -39,6 +39,7 @@ def test_standard_preset() -> None:
     assert hp["backbone"]["arch"] == "resnet50" and (hp["lr"], hp["lr_milestones"]) == (0.01, [15, 30])
 
 
+@pytest.mark.slow
 def test_decathlon_preset_runs_on_a_fixture_devkit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_devkit(tmp_path / "data", "aircraft", {"train": 6, "val": 3, "test": 3}, num_classes=3)
     torch.save(resnet26(10, width=0.25).state_dict(), tmp_path / "state.pt")
@@ -59,6 +60,7 @@ def test_decathlon_preset_runs_on_a_fixture_devkit(tmp_path: Path, capsys: pytes
     assert scored["aircraft"] == pytest.approx(metrics["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_unlabelled_test_split_gives_no_accuracy_but_a_submission(tmp_path: Path) -> None:
     write_devkit(tmp_path / "data", "dtd", {"train": 6, "val": 3, "test": 4}, num_classes=2, test_labels=None)
     argv = ["--preset", "decathlon", "--datasets", "decathlon/dtd", "--data-root", str(tmp_path / "data"),

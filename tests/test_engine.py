@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from spottune import records
-from spottune.engine import InjectedFailure, run
+from spottune.engine import run
+from tests.fail_at_epoch import ENV, InjectedFailure
 from tests.helpers import tiny_config
 
 
+@pytest.mark.slow
 def test_run_writes_the_records(tmp_path):
     config = tiny_config("spottune")
     metrics = run(config, tmp_path / "r")
@@ -44,6 +46,7 @@ def test_done_run_is_not_rerun(tmp_path):
     assert run(config, tmp_path) == first
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     a = run(tiny_config(epochs=1), tmp_path / "a")
     b = run(tiny_config(epochs=1), tmp_path / "b")
@@ -53,12 +56,14 @@ def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
-def test_resume_after_interruption_gives_the_uninterrupted_numbers(tmp_path):
+@pytest.mark.slow
+def test_resume_after_interruption_gives_the_uninterrupted_numbers(tmp_path, monkeypatch):
     config = tiny_config("spottune")
     reference = run(config, tmp_path / "straight")
-    interrupted = dict(config, runtime={**config["runtime"], "fail_at_epoch": 2})
+    monkeypatch.setenv(ENV, "2")
     with pytest.raises(InjectedFailure):
-        run(interrupted, tmp_path / "resumed")
+        run(config, tmp_path / "resumed")
+    monkeypatch.delenv(ENV)
     folder = tmp_path / "resumed"
     assert (folder / "error.txt").exists() and not (folder / "done").exists()
     assert not (folder / "metrics.json").exists()

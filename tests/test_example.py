@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from spottune.report import write_all
 from tests.helpers import load_script
 
@@ -12,6 +14,7 @@ EXAMPLE = REPO / "results" / "example"
 sync_readme = load_script("scripts/sync_readme.py")
 
 
+@pytest.mark.slow
 def test_committed_tables_and_figures_are_what_the_code_produces(tmp_path):
     write_all(EXAMPLE, report_dir=tmp_path)
     committed = sorted(p.name for p in (EXAMPLE / "tables").iterdir())

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from spottune import checkpoint, records
-from spottune.engine import InjectedFailure, run
+from spottune.engine import run
 from spottune.data import DatasetError
 from spottune.grid import make_grid
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
@@ -24,6 +24,8 @@ from spottune.launch.claim import process_alive, process_start
 from spottune.preflight import launch_problems
 from spottune.report.records import load_records
 from tests.data_fixtures import write_devkit
+from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
+from tests.fail_at_epoch import InjectedFailure
 from tests.helpers import REPO, load_script, tiny_config
 
 run_all = load_script("benchmarks/run_all.py")
@@ -189,12 +191,14 @@ def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
     assert f"{folder / 'config.json'}: torn or not JSON" in caplog.text and "left out of the report" in caplog.text
 
 
-def test_torn_checkpoint_is_moved_aside_and_the_previous_one_resumes(tmp_path, caplog):
+def test_torn_checkpoint_is_moved_aside_and_the_previous_one_resumes(tmp_path, caplog, monkeypatch):
     config = tiny_config(epochs=3, lr_milestones=[1], **{"backbone.width": 0.125})
     reference = run(config, tmp_path / "straight")
     folder = tmp_path / "resumed"
+    monkeypatch.setenv(FAIL_AT_EPOCH, "3")
     with pytest.raises(InjectedFailure):
-        run(dict(config, runtime={**config["runtime"], "fail_at_epoch": 3}), folder)
+        run(config, folder)
+    monkeypatch.delenv(FAIL_AT_EPOCH)
     assert torch.load(folder / records.PREVIOUS_CHECKPOINT, weights_only=True)["epoch"] == 1
     current = folder / records.CHECKPOINT
     current.write_bytes(current.read_bytes()[:1000])  # torn: epoch 2 is lost
@@ -236,10 +240,11 @@ def test_hostile_checkpoint_is_refused_with_its_path(tmp_path, as_torch_file):
     assert "UnsafeCheckpoint: refusing to load" in error_line((folder / records.ERROR).read_text())
 
 
-def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path):
+def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, monkeypatch):
     config = tiny_config("piggyback")  # Adam states
+    monkeypatch.setenv(FAIL_AT_EPOCH, "2")
     with pytest.raises(InjectedFailure):
-        run(dict(config, runtime={**config["runtime"], "fail_at_epoch": 2}), tmp_path)
+        run(config, tmp_path)
     state = torch.load(tmp_path / records.CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["args"]["run_id"] == config["run_id"] and len(state["history"]) == 1
 
@@ -407,12 +412,13 @@ def test_failed_runs_are_named_with_their_error_line(tmp_path, capsys, monkeypat
     assert run_all.main(TINY + ["--output", str(output), "--status"]) == 0  # finetune alone: done
 
 
-def test_a_grid_whose_runs_all_failed_still_prints_its_summary(tmp_path, capsys):
-    assert run_all.main(TINY + ["--output", str(tmp_path), "--fail-at-epoch", "1"]) == 1
+def test_a_grid_whose_runs_all_failed_still_prints_its_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(FAIL_AT_EPOCH, "1")
+    assert run_all.main(TINY + ["--output", str(tmp_path), "--plugins", "tests.fail_at_epoch"]) == 1
     out, err = capsys.readouterr()
     assert "Not done: finetune/digits/seed 0 (failed)." in out and "Traceback" not in err
     assert err.strip().splitlines()[-2] == \
-        "    spottune.engine.InjectedFailure: injected failure at epoch 1 (runtime.fail_at_epoch)"
+        "    tests.fail_at_epoch.InjectedFailure: injected failure at epoch 1 ($SPOTTUNE_TEST_FAIL_AT_EPOCH)"
 
 
 def test_error_line_is_the_last_exception_of_a_traceback():

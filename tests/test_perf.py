@@ -18,7 +18,8 @@ from spottune.acceleration import Acceleration
 from spottune.backbones import resnet26, torchvision_resnet
 from spottune.cost import GridCost, run_cost
 from spottune.dataset_sizes import run_sizes
-from spottune.engine import build_optimizer, run, train_step
+from spottune.engine import run
+from spottune.training import build_optimizer, train_step
 from spottune.methods import create_method
 from spottune.spottune import gumbel_softmax_decisions
 from spottune.throughput import ThroughputTable
@@ -75,8 +76,8 @@ def test_hard_routing_gives_the_two_path_logits(spottune_model, batch):
 def test_hard_routing_with_the_policy_and_channels_last(spottune_model):
     x = torch.randn(9, 3, 32, 32)
     with torch.no_grad():
-        logits = spottune_model(x)
-        reference = two_path_logits(spottune_model, x, spottune_model.last_routing.float())
+        logits, decisions = spottune_model.forward_routed(x)
+        reference = two_path_logits(spottune_model, x, decisions)
         assert (logits - reference).abs().max() < 1e-5
         nhwc = trained_like(tiny_spottune())
         decisions = patterns(9, 12)["alternating"]
@@ -215,13 +216,11 @@ def test_bf16_and_eager_compile_steps_keep_the_state_dict():
 def test_split_routing_splits_every_block():
     workload = build_workload("spottune", "resnet26", 32, 6, width=0.125)
     assert split_routing(workload.model)
-    workload.eval_step()
-    fractions = workload.model.last_routing.float().mean(0)
+    fractions = workload.model.forward_routed(workload.images)[1].mean(0)
     assert torch.equal(fractions, torch.full((12,), 0.5))
     assert not split_routing(build_workload("finetune", "resnet26", 32, 2, width=0.125).model)
     by_name = build_workload(SPLIT, "resnet26", 32, 6, width=0.125)  # the benchmarks' "spottune-split"
-    by_name.eval_step()
-    assert torch.equal(by_name.model.last_routing.float().mean(0), torch.full((12,), 0.5))
+    assert torch.equal(by_name.model.forward_routed(by_name.images)[1].mean(0), torch.full((12,), 0.5))
 
 
 def test_engine_records_the_speed_options(tmp_path):

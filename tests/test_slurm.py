@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
 from tests.helpers import load_script
 
 RUN_ALL = load_script("benchmarks/run_all.py")
@@ -147,13 +148,15 @@ def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
         assert [h[key] for h in resumed["history"]] == [h[key] for h in uninterrupted["history"]], key
 
 
-def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid):
+def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid, monkeypatch):
     output, _ = slurm_grid
     # finetune/digits is done (slurm_grid); spottune_global/digits is new and crashes
     grid = ["--methods", "finetune,spottune_global", "--datasets", "digits", *TINY, "--output", output]
     done_job = json.loads((run_folders(output)["finetune", "digits"] / "submitted.json").read_text())["job_id"]
 
-    crashed = run_all(*grid, *ON_SLURM, "--wait", "--fail-at-epoch", "1", expect=1)
+    monkeypatch.setenv(FAIL_AT_EPOCH, "1")  # the jobs inherit it; the plugin raises at epoch 1
+    crashed = run_all(*grid, *ON_SLURM, "--wait", "--plugins", "tests.fail_at_epoch", expect=1)
+    monkeypatch.delenv(FAIL_AT_EPOCH)
     assert "1 run(s)" in crashed
     folder = run_folders(output)["spottune_global", "digits"]
     assert (folder / "error.txt").exists()

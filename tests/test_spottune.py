@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from spottune import SpotTune, SpotTuneGlobal
 from spottune.backbones import resnet26, torchvision_resnet
-from spottune.engine import build_optimizer, train_step
-from spottune.methods import create_method
+from spottune.methods import ForwardOutputs, create_method
 from spottune.spottune import gumbel_softmax_decisions
+from spottune.training import build_optimizer, train_step
 from tests.helpers import HP, tiny_spottune
 
 
@@ -28,11 +28,11 @@ def test_all_frozen_and_all_tuned_routing_agree_at_initialisation():
 
 def test_decisions_are_exactly_binary_and_recorded():
     model = tiny_spottune().train()
-    model(torch.randn(8, 3, 32, 32))
-    decisions = model._last_decisions
-    assert decisions.shape == (8, 12)
+    logits, decisions = model.forward_routed(torch.randn(8, 3, 32, 32))
+    assert decisions.shape == (8, 12) and decisions.requires_grad
     assert set(decisions.detach().unique().tolist()) <= {0.0, 1.0}
-    assert model.last_routing.dtype == torch.uint8 and torch.equal(model.last_routing.float(), decisions.detach())
+    recorded = ForwardOutputs(logits, routing=decisions).detached().routing
+    assert recorded.dtype == torch.uint8 and torch.equal(recorded.float(), decisions.detach())
 
 
 def test_gumbel_straight_through_gradient_is_the_soft_gradient():
@@ -94,8 +94,7 @@ def test_explicit_policy_overrides_and_is_validated():
     model = tiny_spottune().eval()
     x = torch.randn(2, 3, 32, 32)
     policy = torch.tensor([[1.0] * 12, [0.0] * 12])
-    model(x, policy=policy)
-    assert torch.equal(model.last_routing, policy.to(torch.uint8))
+    assert torch.equal(model.forward_routed(x, policy=policy)[1], policy)
     with pytest.raises(ValueError, match="shape"):
         model(x, policy=torch.ones(2, 11))
 
@@ -109,17 +108,16 @@ def test_policy_network_downsamples_224_px_inputs():
 def test_spottune_global_regularizer_and_global_routing():
     model = SpotTuneGlobal(resnet26(5, width=0.25, input_size=32), 5, k=3, lambda_k=1.0,
                            lambda_entropy=0.5, policy_width=0.25).train()
-    model(torch.randn(8, 3, 32, 32))
-    v = model._last_decisions.mean(0)
+    _, decisions = model.forward_routed(torch.randn(8, 3, 32, 32))
+    v = decisions.mean(0)
     expected = (v.sum() - 3) ** 2 + 0.5 * -(v * torch.log(v.clamp_min(1e-8))).sum()
-    reg = model.regularizer()
+    reg = model.regularizer(decisions)
     assert reg.item() == pytest.approx(expected.item(), rel=1e-6)
     reg.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.policy.parameters())
     model.finetune_fraction.copy_(torch.tensor([0.9, 0.1] * 6))
     model.eval()
-    model(torch.randn(4, 3, 32, 32))
-    assert torch.equal(model.last_routing, torch.tensor([[1, 0] * 6] * 4, dtype=torch.uint8))
+    assert torch.equal(model.forward_routed(torch.randn(4, 3, 32, 32))[1], torch.tensor([[1.0, 0.0] * 6] * 4))
 
 
 def test_spottune_global_rejects_impossible_k():

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from spottune.seeding import epoch_generator
+
 DATA_ENV = "SPOTTUNE_DATA"
 
 
@@ -91,14 +93,10 @@ def test_image_lookup(data_root: str | Path | None = None,
     return lookup
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The random generator of one epoch: a function of (seed, epoch) only."""
-    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + epoch)
-
-
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                 num_workers: int = 0) -> DataLoader:
-    """A ``DataLoader`` whose order (and worker seeds) depend only on ``(seed, epoch)``."""
+    """A ``DataLoader`` whose order (and worker seeds) depend only on ``(seed, epoch)``
+    (:func:`spottune.seeding.epoch_generator`, the data-order stream)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       generator=epoch_generator(seed, epoch), drop_last=False,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())

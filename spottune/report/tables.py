@@ -125,11 +125,20 @@ LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_VIT, VTAB1K, FGVC)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
-    """Who has ``value``: methods if the key is constant per method, else datasets, else runs."""
+    """Who has ``value``: methods if the key is constant per method, else datasets if constant
+    per dataset, else each method with it, followed by its datasets where it varies
+    (``finetune on aircraft, dtd``)."""
     for key in ("method", "dataset"):
         if (values.groupby(runs[key]).nunique() == 1).all():
             return ", ".join(sorted(set(runs.loc[values == value, key])))
-    return f"{int((values == value).sum())} runs"
+    owners = []
+    for method, own in values.groupby(runs["method"]):
+        has = own == value
+        if has.all():
+            owners.append(str(method))
+        elif has.any():
+            owners.append(f"{method} on {', '.join(sorted(set(runs.loc[own.index[has], 'dataset'])))}")
+    return ", ".join(owners)
 
 
 def weights_description(runs: pd.DataFrame) -> pd.Series | None:
@@ -160,7 +169,8 @@ def weights_description(runs: pd.DataFrame) -> pd.Series | None:
 
 def protocol_note(runs: pd.DataFrame) -> str | None:
     """``Protocol ...: key = value; key: value (who), ...`` over ``backbone``, its ``weights``
-    (:func:`weights_description`) and ``protocol.*``.
+    (:func:`weights_description`) and ``protocol.*``: what every run recorded it ran (its
+    optimiser, lr and weight decay per group, schedule, data; :mod:`spottune.protocol`).
 
     A key with one value in every run prints ``key = value``; otherwise each value is
     followed by the methods that use it (when the key is constant per method), else the

@@ -1,0 +1,139 @@
+"""How a model trains and is evaluated: the one loop of the engine, the suite's pretraining and
+the throughput workloads.
+
+* optimiser (:func:`build_optimizer`): SGD with momentum ``hp['momentum']`` or Adam
+  (``hp['optimizer'] == 'adam'``) over the method's parameter groups, each with its own lr and
+  weight decay (what ran is written into the run's protocol, :mod:`spottune.protocol`);
+* schedule (:func:`build_scheduler`): lr x ``lr_gamma`` at every epoch in ``lr_milestones``;
+* step (:func:`train_step`): the method's forward (:meth:`spottune.methods.Method.forward`),
+  cross-entropy plus the method's regulariser on that forward's outputs, backward, step;
+* epoch (:func:`train_epoch`): seeded from ``(seed, epoch)`` by :mod:`spottune.seeding` (the
+  global generators and the loader's order), then a step per batch; the mean loss, the
+  accuracy on the augmented batches and, for a method that records routing, the fraction of
+  images fine-tuning each block;
+* evaluation (:func:`evaluate`): top-1 accuracy (percent) on the test split, the predictions
+  and the routing the method records per image.
+
+A ``method`` of ``None`` trains the model's plain forward with cross-entropy alone (the
+suite's pretraining).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from spottune.acceleration import Acceleration
+from spottune.data import TaskData, make_loader
+from spottune.methods import ForwardOutputs, Method
+from spottune.seeding import TRAINING, SeedStream, seed_epoch
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum ``hp['momentum']``) or Adam over the method's non-empty parameter groups."""
+    groups = [g for g in method.param_groups(model) if g["params"]]
+    name = method.hp.get("optimizer", "sgd")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=method.hp["lr"], momentum=method.hp.get("momentum", 0.9))
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=method.hp["lr"])
+    raise ValueError(f"unknown optimizer {name!r}; use {' or '.join(OPTIMIZERS)}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
+    """Step schedule: lr x ``lr_gamma`` at every epoch listed in ``lr_milestones``."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.get("lr_milestones", [])),
+                                                gamma=hp.get("lr_gamma", 0.1))
+
+
+def forward(method: Method | None, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:
+    """The method's forward, or the model's plain one without a method."""
+    return ForwardOutputs(model(images)) if method is None else method.forward(model, images)
+
+
+def train_step(model: nn.Module, method: Method | None, optimizer: torch.optim.Optimizer,
+               images: torch.Tensor, labels: torch.Tensor, accel: Acceleration = Acceleration()
+               ) -> tuple[float, ForwardOutputs]:
+    """Forward, cross-entropy plus the method's regulariser on that forward's outputs,
+    backward, step; ``(loss, outputs)`` with the outputs detached."""
+    with accel.autocast(images.device.type):
+        outputs = forward(method, model, images)
+        loss = F.cross_entropy(outputs.logits, labels)
+        extra = None if method is None else method.regularizer(model, outputs)
+        if extra is not None:
+            loss = loss + extra
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), outputs.detached()
+
+
+def train_epoch(model: nn.Module, method: Method | None, optimizer: torch.optim.Optimizer, train: Dataset, *,
+                batch_size: int, seed: int, epoch: int, device: torch.device, accel: Acceleration = Acceleration(),
+                stream: SeedStream = TRAINING, num_workers: int = 0, after_step: Callable[[], Any] | None = None,
+                progress: bool = False, desc: str = "train") -> dict[str, Any]:
+    """One epoch seeded from ``(seed, epoch)`` in ``stream``; ``after_step`` runs after every
+    optimiser step (a per-step schedule). Returns ``{epoch, lr, train_loss, train_accuracy,
+    seconds, images_per_second}`` (1-based epoch, the first group's lr) and
+    ``finetune_fraction`` per block when the method records routing."""
+    seed_epoch(seed, epoch, stream)
+    model.train()
+    loader = make_loader(train, batch_size, shuffle=True, seed=seed, epoch=epoch, num_workers=num_workers)
+    total_loss, correct, seen, routed = 0.0, 0, 0, []
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss, outputs = train_step(model, method, optimizer, x, y, accel)
+        if after_step is not None:
+            after_step()
+        total_loss += loss * len(y)
+        correct += int((outputs.logits.argmax(1) == y).sum())
+        seen += len(y)
+        if outputs.routing is not None:
+            routed.append(outputs.routing.float().sum(0).cpu())
+        bar.set_postfix(loss=f"{loss:.3f}")
+    seconds = time.perf_counter() - start
+    entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
+             "train_accuracy": 100.0 * correct / seen, "seconds": seconds,
+             "images_per_second": seen / max(seconds, 1e-9)}
+    if routed:
+        entry["finetune_fraction"] = (torch.stack(routed).sum(0) / seen).tolist()
+    return entry
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: TaskData, batch_size: int, device: torch.device, progress: bool = False,
+             accel: Acceleration = Acceleration(), method: Method | None = None) -> dict[str, Any]:
+    """Top-1 accuracy (percent) on the test split, the predictions and the per-image routing
+    the method records (``None`` when it records none).
+
+    A test split without labels (the Decathlon's, lacking the public test labels) gives
+    accuracy ``None``: only a submission built from the predictions can score it.
+    """
+    model.eval()
+    predictions, labels, routing = [], [], []
+    start = time.perf_counter()
+    loader = make_loader(task.test, batch_size, shuffle=False)
+    for x, y in tqdm(loader, desc="test", disable=not progress, leave=False):
+        with accel.autocast(device.type):
+            outputs = forward(method, model, x.to(device, non_blocking=True))
+        predictions.append(outputs.logits.argmax(1).cpu())
+        labels.append(y)
+        if outputs.routing is not None:
+            routing.append(outputs.routing.detach().to(torch.uint8).cpu())
+    seconds = time.perf_counter() - start
+    pred, lab = torch.cat(predictions), torch.cat(labels)
+    labelled = task.info.get("test_labelled", True)
+    accuracy = 100.0 * float((pred == lab).float().mean()) if labelled else None
+    return {"accuracy": accuracy, "predictions": pred.numpy(),
+            "labels": lab.numpy(), "routing": torch.cat(routing).numpy() if routing else None,
+            "seconds": seconds, "images_per_second": len(lab) / max(seconds, 1e-9)}
