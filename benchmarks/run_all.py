@@ -42,12 +42,13 @@ from spottune.cost import GridCost  # noqa: E402
 from spottune.cpus import allotted_cpus, threads_from_env  # noqa: E402
 from spottune.data import list_datasets, test_image_lookup  # noqa: E402
 from spottune.data.submission import write_grid_submissions  # noqa: E402
-from spottune.grid import list_presets, make_grid, parse_overrides, run_status  # noqa: E402
+from spottune.grid import list_presets, make_grid, parse_overrides  # noqa: E402
 from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,  # noqa: E402
                              launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
 from spottune.methods import load_plugins, methods_by_families  # noqa: E402
 from spottune.preflight import hparam_problems, launch_problems  # noqa: E402
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file  # noqa: E402
+from spottune.records import RunFolder, RunSpec, Status  # noqa: E402
 
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         prepared = check_and_plan(args)
         if isinstance(prepared, int):  # listed, printed or refused: nothing to run here
             return prepared
-        preset, output, runtime, configs = prepared
-        failed = launch_on_slurm(args, preset, output, configs) if args.cluster == "slurm" else []
+        preset, output, runtime, specs = prepared
+        failed = launch_on_slurm(args, preset, output, specs, runtime) if args.cluster == "slurm" else []
     except USER_ERRORS as err:
         if args.debug:
             raise
@@ -151,27 +152,27 @@ def main(argv: list[str] | None = None) -> int:
     if failed is None:  # submitted to SLURM, not waiting
         return 0
     if args.cluster != "slurm":
-        failed = launch_here(args, output, configs)
+        failed = launch_here(args, output, specs, runtime)
     try:
-        write_outputs(output, runtime, configs, args.baseline)
+        write_outputs(output, runtime, specs, args.baseline)
     finally:  # the failures last, where the user looks, even if a table could not be written
         report_failures(output, failed)
     return 1 if failed else 0
 
 
-def report_failures(output: Path, failed: list[dict]) -> None:
+def report_failures(output: Path, failed: list[RunSpec]) -> None:
     """Each failed run on stderr: method, dataset, seed, folder and the line of its error."""
     if failed:
         print(f"{len(failed)} run(s) failed:", file=sys.stderr)
-        for config in failed:
-            print("\n".join(failure_lines(output, config)), file=sys.stderr)
+        for spec in failed:
+            print("\n".join(failure_lines(RunFolder.of(output, spec), spec)), file=sys.stderr)
         print("(--status shows the end of each error.txt; fix the cause and re-run the same command)", file=sys.stderr)
 
 
-def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[dict]]:
+def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[RunSpec]]:
     """Everything before a launch: the grid and its checks (one ``error:`` line per problem),
     ``--list``, ``--dry-run`` and ``--status``; an exit status, or ``(preset, output, runtime,
-    configs)``."""
+    specs)``."""
     load_plugins(args.plugins)
     if args.list:
         print("presets: ", ", ".join(list_presets()))
@@ -191,26 +192,27 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
                "channels_last": args.channels_last, "compile": args.compile,
                "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
-    configs = grid.runs(runtime)
+    specs = grid.runs()
     for notice in resolver.notices:
         print(notice, file=sys.stderr)
     if args.dry_run:
-        cost, statuses = GridCost(configs), {c["run_id"]: run_status(output, c) for c in configs}
-        for c in configs:
-            print(f"{c['run_id']}  {statuses[c['run_id']]:8s}  {c['method']:28s} {c['dataset']:22s} seed {c['seed']}  "
-                  f"{cost.describe_run(c)}")
-        print(f"{len(configs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
+        cost, states = GridCost(specs), grid_states(output, specs)  # the statuses --status prints
+        for state in states:
+            spec = state.spec
+            print(f"{spec.run_id}  {state.status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
+                  f"{cost.describe_run(spec)}")
+        print(f"{len(specs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
               f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
-        print(cost.summary(statuses))
+        print(cost.summary({state.spec.run_id: state.status for state in states}))
         return 0
     if args.status:
-        states = grid_states(output, configs)
+        states = grid_states(output, specs)
         print(format_status(output, states))
-        return 1 if any(s.status == "failed" for s in states) else 0
-    if refused(launch_problems(pending_runs(output, configs), args.data_root, args.download)):
+        return 1 if any(s.status is Status.FAILED for s in states) else 0
+    if refused(launch_problems(pending_runs(output, specs), args.data_root, args.download)):
         return 2
     writable_output(output)
-    return grid.preset, output, runtime, configs
+    return grid.preset, output, runtime, specs
 
 
 def refused(problems: list[str]) -> bool:
@@ -220,29 +222,29 @@ def refused(problems: list[str]) -> bool:
     return bool(problems)
 
 
-def launch_here(args: argparse.Namespace, output: Path, configs: list[dict]) -> list[dict]:
+def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], runtime: dict) -> list[RunSpec]:
     """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
-    the runs another launcher holds (and saying so); the configs of the runs that failed."""
-    todo, skipped = skip_claimed(output, pending_runs(output, configs))
+    the runs another launcher holds (and saying so); the runs that failed."""
+    todo, skipped = skip_claimed(output, pending_runs(output, specs))
     if args.cluster == "inline":
         torch.set_num_threads(threads_from_env() or allotted_cpus())  # never more than this process may use
-        outcomes = launch_inline(output, todo)
+        outcomes = launch_inline(output, todo, runtime)
     else:
-        outcomes = launch_local(output, todo, args.max_parallel, progress=not args.no_progress)
-    skipped += [f"skipped {c['method']} / {c['dataset']} / seed {c['seed']} ({c['run_id']}): claimed by another "
-                f"launcher meanwhile" for c in todo if outcomes.get(c["run_id"]) == "claimed"]
+        outcomes = launch_local(output, todo, runtime, args.max_parallel, progress=not args.no_progress)
+    skipped += [f"skipped {s.label} ({s.run_id}): claimed by another launcher meanwhile"
+                for s in todo if outcomes.get(s.run_id) is Status.RUNNING]
     for line in skipped:
         print(line, file=sys.stderr)
     if skipped:
         print(f"{len(skipped)} run(s) skipped: another launcher is training them; re-run this command once it "
               f"is done for complete tables", file=sys.stderr)
-    return [c for c in todo if outcomes.get(c["run_id"]) == "failed"]
+    return [s for s in todo if outcomes.get(s.run_id) is Status.FAILED]
 
 
-def write_outputs(output: Path, runtime: dict, configs: list[dict], baseline: str) -> None:
+def write_outputs(output: Path, runtime: dict, specs: list[RunSpec], baseline: str) -> None:
     """Tables, figures, report.html (every method compared with ``baseline``) and (for Decathlon
     runs) results.json submissions from the run records."""
-    options = {c["dataset"]: c["hparams"].get("data", {}) for c in configs}
+    options = {s.dataset: s.hparams.get("data", {}) for s in specs}
     report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"], options),
                      baseline=baseline)
     print((output / "tables" / "summary.md").read_text())
@@ -251,16 +253,17 @@ def write_outputs(output: Path, runtime: dict, configs: list[dict], baseline: st
         print(f"Decathlon submission: {path}")
 
 
-def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, configs: list[dict]) -> list[dict] | None:
+def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
+                    runtime: dict) -> list[RunSpec] | None:
     """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
-    and return the configs of the failed runs, else None."""
+    and return the failed runs, else None."""
     overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
-    submitted = launch_slurm(output, configs, slurm_resources(preset.get("resources"), args.profile, overrides))
+    submitted = launch_slurm(output, specs, runtime, slurm_resources(preset.get("resources"), args.profile, overrides))
     print(submitted or "nothing to submit: every run is done or in flight", flush=True)
     if not args.wait:
         return None
-    states = wait_for_slurm(output, configs, progress=not args.no_progress)
-    return [s.config for s in states if s.status == "failed"]
+    states = wait_for_slurm(output, specs, progress=not args.no_progress)
+    return [s.spec for s in states if s.status is Status.FAILED]
 
 
 if __name__ == "__main__":

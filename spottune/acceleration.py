@@ -6,7 +6,7 @@ run under ``torch.autocast(device, dtype=torch.bfloat16)``; weights, gradients a
 state stay float32. Meant for GPUs with bfloat16 units (Ampere and later); a CPU runs it too,
 usually slower than float32.
 
-``channels_last`` and ``compile`` are runtime settings (``config["runtime"]``): they change
+``channels_last`` and ``compile`` are runtime settings (the launcher's ``runtime``): they change
 how the same computation is laid out, not what is computed, so they do not enter the run id
 (float rounding may differ in the last bits, as it does between devices). They are written
 to the run's ``config.json`` under ``acceleration``.

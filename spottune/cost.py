@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from spottune.dataset_sizes import UNVERIFIED, run_sizes
+from spottune.records import RunSpec, Status
 from spottune.throughput import DEFAULT_TABLE, ThroughputTable
 
 UNKNOWN = "unknown"
@@ -49,19 +49,19 @@ def format_gpu_time(hours: float) -> str:
     return f"~{hours * 3600:.2g} GPU-s"
 
 
-def run_cost(config: dict[str, Any], table: ThroughputTable) -> RunCost:
-    """The cost of one run config (as :meth:`spottune.grid.Grid.runs` makes them)."""
-    hp = config["hparams"]
+def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
+    """The cost of one run (as :meth:`spottune.grid.Grid.runs` makes them)."""
+    hp = spec.hparams
     epochs = int(hp["epochs"])
-    sizes = run_sizes(config["dataset"], hp.get("data"))
+    sizes = run_sizes(spec.dataset, hp.get("data"))
     backbone = hp["backbone"]
-    rate = table.rate(config["method"], backbone["arch"], int(backbone.get("input_size", 224)),
+    rate = table.rate(spec.method, backbone["arch"], int(backbone.get("input_size", 224)),
                       float(backbone.get("width", 1.0)), str(hp.get("precision", "fp32")))
     notes = [] if rate is None else list(rate.notes)
     if sizes is None:
-        notes.append(f"size of {config['dataset']} unknown")
-    elif config["dataset"] in UNVERIFIED:
-        notes.append(f"image counts of {config['dataset']} [unverified]")
+        notes.append(f"size of {spec.dataset} unknown")
+    elif spec.dataset in UNVERIFIED:
+        notes.append(f"image counts of {spec.dataset} [unverified]")
     if rate is None:
         notes.append(f"no throughput for {backbone['arch']}")
     if sizes is None or rate is None:
@@ -74,19 +74,19 @@ def run_cost(config: dict[str, Any], table: ThroughputTable) -> RunCost:
 class GridCost:
     """The costs of a grid's runs against the throughput table at ``table_path``."""
 
-    def __init__(self, configs: list[dict[str, Any]], table_path: str | Path = DEFAULT_TABLE) -> None:
+    def __init__(self, specs: list[RunSpec], table_path: str | Path = DEFAULT_TABLE) -> None:
         self.table_path = Path(table_path)
         self.table = ThroughputTable.load(table_path)
-        self.costs = {c["run_id"]: run_cost(c, self.table) for c in configs}
+        self.costs = {s.run_id: run_cost(s, self.table) for s in specs}
 
-    def describe_run(self, config: dict[str, Any]) -> str:
-        return self.costs[config["run_id"]].describe()
+    def describe_run(self, spec: RunSpec) -> str:
+        return self.costs[spec.run_id].describe()
 
-    def summary(self, statuses: dict[str, str]) -> str:
+    def summary(self, statuses: dict[str, Status]) -> str:
         """Total GPU-hours, the part not done yet (``statuses``: run id -> status), and what the
         numbers rest on."""
         known = {r: c.gpu_hours for r, c in self.costs.items() if c.gpu_hours is not None}
-        remaining = sum(h for r, h in known.items() if statuses.get(r) != "done")
+        remaining = sum(h for r, h in known.items() if statuses.get(r) is not Status.DONE)
         unknown = len(self.costs) - len(known)
         notes = sorted({n for c in self.costs.values() for n in c.notes})
         lines = [f"estimated GPU time: {format_gpu_time(sum(known.values()))} for {len(known)} runs "

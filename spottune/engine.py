@@ -23,7 +23,6 @@ What this module adds:
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import resource
@@ -33,16 +32,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from spottune import __version__, checkpoint, records
+from spottune import __version__, checkpoint
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
 from spottune.data import load_task
 from spottune.methods import create_method, load_plugins
 from spottune.pretrain import pretrained_backbone
 from spottune.protocol import run_protocol
+from spottune.records import RunFolder, RunSpec, Status
 from spottune.training import build_optimizer, build_scheduler, evaluate, train_epoch
 
 log = logging.getLogger(__name__)
@@ -62,60 +61,50 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    records.atomic_write_bytes(path, buffer.getvalue())
-
-
-def run(config: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+def run(spec: RunSpec, run_dir: str | Path, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one run, writing its folder; resumes from ``checkpoint.pt``.
 
-    ``config`` holds the identity fields (``method``, ``dataset``, ``seed``, ``preset``,
-    ``hparams`` with ``backbone`` and ``data`` specs inside) and an optional ``runtime``
-    dict that does not change the numbers (``device``, ``data_root``, ``download``, ``progress``,
-    ``plugins``, and the speed options ``channels_last`` and ``compile`` of
-    :mod:`spottune.acceleration`). Returns the metrics. On failure, writes ``error.txt``
-    and re-raises; ``done`` is written only after everything else.
+    ``spec`` is what the run is (:class:`spottune.records.RunSpec`, ``hparams`` with ``backbone``
+    and ``data`` specs inside); ``runtime`` how it is launched, which does not change the numbers
+    (``device``, ``data_root``, ``download``, ``progress``, ``plugins``, and the speed options
+    ``channels_last`` and ``compile`` of :mod:`spottune.acceleration`). Returns the metrics.
+    On failure, writes ``error.txt`` and re-raises; ``done`` is written only after everything else.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / records.DONE).exists():
-        problem = records.done_problem(run_dir)
-        if problem is None:
-            return records.read_metrics(run_dir)
-        log.warning("%s: the run is not done; running it again from its last checkpoint", problem)
-        (run_dir / records.DONE).unlink()
-    (run_dir / records.ERROR).unlink(missing_ok=True)
+    folder = RunFolder(run_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    status = folder.status()
+    if status is Status.DONE:
+        return folder.read_metrics()
+    if status is Status.TORN:
+        log.warning("%s: the run is not done; running it again from its last checkpoint", folder.done_problem())
+        folder.clear_done()
+    folder.clear_error()
     try:
-        metrics = _run(config, run_dir)
+        metrics = _run(spec, folder, runtime or {})
     except BaseException as err:
         if not isinstance(err, KeyboardInterrupt):
-            records.atomic_write_bytes(run_dir / records.ERROR, traceback.format_exc().encode())
+            folder.write_error(traceback.format_exc())
         raise
-    checkpoint.discard_previous(run_dir)
-    (run_dir / records.DONE).touch()
+    checkpoint.discard_previous(folder.path)
+    folder.mark_done()
     return metrics
 
 
-def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    runtime = config.get("runtime", {})
+def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any]) -> dict[str, Any]:
     load_plugins(runtime.get("plugins", []))
-    hp = config["hparams"]
-    seed = int(config["seed"])
+    hp, seed = spec.hparams, int(spec.seed)
     progress = bool(runtime.get("progress", True))
     device = device_of(runtime)
     data_root = runtime.get("data_root")
-    identity = {k: config[k] for k in records.IDENTITY_FIELDS}
     download = {"download": True} if runtime.get("download") else {}  # only when the user asks
-    task = load_task(config["dataset"], data_root, **hp.get("data", {}), **download)
-    method = create_method(hp.get("variant_of", config["method"]), hp)
+    task = load_task(spec.dataset, data_root, **hp.get("data", {}), **download)
+    method = create_method(hp.get("variant_of", spec.method), hp)
     accel = Acceleration.from_config(hp, runtime)
-    stored = {"run_id": records.run_id(config), **identity, "backbone": hp["backbone"]["arch"],
+    stored = {"run_id": spec.run_id, **spec.identity(), "backbone": hp["backbone"]["arch"],
               "suite_version": __version__, "data": task.info, "acceleration": accel.describe(),
               # how it computed: the numbers of a CPU run depend on its thread count (spottune.cpus)
               "compute": {"device": str(device), "torch_threads": torch.get_num_threads()}}
-    records.atomic_write_json(run_dir / records.CONFIG, stored)
+    folder.write_config(stored)
 
     torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
     backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device,
@@ -125,17 +114,16 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     optimizer = build_optimizer(method, model)
     scheduler = build_scheduler(optimizer, hp)
     protocol = stored["protocol"] = run_protocol(hp, method, optimizer, task.info)  # what the optimiser runs
-    records.atomic_write_json(run_dir / records.CONFIG, stored)
+    folder.write_config(stored)
     start_epoch, history = 0, []
-    state = checkpoint.load(run_dir, map_location=device)
+    state = checkpoint.load(folder.path, map_location=device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["lr_scheduler"])
         start_epoch, history = state["epoch"], state["history"]
-    records.append_json_line(run_dir / records.ATTEMPTS, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                          "from_epoch": start_epoch})
+    folder.append_attempt({"pid": os.getpid(), "host": socket.gethostname(),
+                           "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": start_epoch})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -143,23 +131,22 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     for epoch in range(start_epoch, epochs):
         entry = train_epoch(model, method, optimizer, task.train, batch_size=int(hp["batch_size"]), seed=seed,
                             epoch=epoch, device=device, accel=accel, num_workers=int(hp.get("num_workers", 0)),
-                            progress=progress,
-                            desc=f"{config['method']}/{config['dataset']}/s{seed} {epoch + 1}/{epochs}")
+                            progress=progress, desc=f"{spec.method}/{spec.dataset}/s{seed} {epoch + 1}/{epochs}")
         if start_epoch and epoch == start_epoch:
             entry["resumed"] = True
         history.append(entry)
         scheduler.step()
-        checkpoint.save(run_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "lr_scheduler": scheduler.state_dict(), "epoch": epoch + 1, "args": config,
-                                  "history": history})
+        checkpoint.save(folder.path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "lr_scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                                      "args": {"run_id": spec.run_id, **spec.identity()}, "history": history})
 
     result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress, accel,
                       method)
     train_seconds = sum(h["seconds"] for h in history)
     train_images = len(task.train) * len(history)
     metrics = {
-        "run_id": stored["run_id"], **{k: config[k] for k in ("method", "dataset", "seed", "preset")},
-        "backbone": stored["backbone"], "test_accuracy": result["accuracy"],
+        "run_id": spec.run_id, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
+        "preset": spec.preset, "backbone": stored["backbone"], "test_accuracy": result["accuracy"],
         "train_accuracy": history[-1]["train_accuracy"] if history else None,
         "num_classes": task.num_classes,
         "images": {"train": len(task.train), "test": len(task.test)},
@@ -176,13 +163,10 @@ def _run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "history": history, "protocol": protocol,
         "pretraining": backbone.pretraining,  # the source task's accuracy of the shared network
     }
-    _write_npz(run_dir / records.PREDICTIONS, predictions=result["predictions"].astype(np.int64),
-               labels=result["labels"].astype(np.int64),
-               test_ids=np.asarray(task.test_ids if task.test_ids is not None else [], dtype=np.int64))
+    folder.write_predictions(result["predictions"], result["labels"],
+                             task.test_ids if task.test_ids is not None else [])
     if result["routing"] is not None:
-        fractions = np.array([h.get("finetune_fraction", []) for h in history], dtype=np.float32)
-        _write_npz(run_dir / records.POLICY, decisions=result["routing"].astype(np.uint8),
-                   labels=result["labels"].astype(np.int64), predictions=result["predictions"].astype(np.int64),
-                   indices=np.arange(len(result["labels"]), dtype=np.int64), train_fraction=fractions)
-    records.atomic_write_json(run_dir / records.METRICS, metrics)
+        folder.write_policy(result["routing"], result["labels"], result["predictions"],
+                            [h.get("finetune_fraction", []) for h in history])
+    folder.write_metrics(metrics)
     return metrics

@@ -1,4 +1,4 @@
-"""Presets -> the list of runs, run identity and status.
+"""Presets -> the list of runs (:class:`spottune.records.RunSpec`).
 
 A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``name``,
 ``description``, ``backbone`` (``arch``, ``width``, ``input_size``, ``pretrained``),
@@ -36,11 +36,11 @@ from typing import Any
 
 import yaml
 
-from spottune import records
 from spottune.backbones.vit import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
 from spottune.methods import family_problem, get_method, list_methods
+from spottune.records import RunSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
@@ -168,7 +168,8 @@ class Grid:
     # checkpoint where documented, else the fallback: spottune.pretrain.PretrainedResolver)
     resolve_pretrained: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
-    def runs(self, runtime: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunSpec]:
+        """Every run of the grid, datasets outermost, then methods, then seeds."""
         out = []
         for dataset in self.datasets:
             for method in self.methods:
@@ -176,11 +177,7 @@ class Grid:
                     hparams = resolve_hparams(self.preset, method, dataset, self.overrides)
                     if self.resolve_pretrained and "pretrained" in hparams["backbone"]:
                         hparams["backbone"]["pretrained"] = self.resolve_pretrained(hparams["backbone"]["pretrained"])
-                    config = {"method": method, "dataset": dataset, "seed": int(seed),
-                              "preset": self.preset["name"], "hparams": hparams}
-                    config["run_id"] = records.run_id(config)
-                    config["runtime"] = dict(runtime or {})
-                    out.append(config)
+                    out.append(RunSpec(method, dataset, int(seed), self.preset["name"], hparams))
         return out
 
 
@@ -212,17 +209,3 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     if grid.methods and grid.datasets:
         resolve_hparams(preset, grid.methods[0], grid.datasets[0], grid.overrides)  # fail early on bad --set
     return grid
-
-
-def run_dir(output: Path, config: dict[str, Any]) -> Path:
-    return Path(output) / "runs" / config["run_id"]
-
-
-def run_status(output: Path, config: dict[str, Any]) -> str:
-    """``done`` | ``torn`` (done marker, unreadable metrics) | ``failed`` (error.txt) | ``started``
-    (has a config or checkpoint) | ``pending``."""
-    folder = run_dir(output, config)
-    status = records.run_status(folder)
-    if status == "started" and not ((folder / records.CHECKPOINT).exists() or (folder / records.CONFIG).exists()):
-        return "pending"
-    return status

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from spottune.acceleration import PRECISIONS
 from spottune.data import DatasetError, load_task
+from spottune.records import RunSpec
 from spottune.training import OPTIMIZERS
 from spottune.grid import Grid, resolve_hparams
 
@@ -152,26 +153,26 @@ def _pretrained_problem(spec: dict[str, Any]) -> str | None:
     return None
 
 
-def launch_problems(configs: list[dict[str, Any]], data_root: str | Path | None,
+def launch_problems(specs: list[RunSpec], data_root: str | Path | None,
                     download: bool = False) -> list[str]:
-    """One line per distinct problem with the data and pretrained files ``configs`` will read,
+    """One line per distinct problem with the data and pretrained files ``specs`` will read,
     each distinct dataset (with its data options) loaded once, as the runs load it."""
     if data_root is not None and not Path(data_root).is_dir():
         return [f"--data-root {data_root}: no such folder"]
     problems: dict[str, None] = {}
     seen: set[str] = set()
-    for config in configs:
-        hp = config["hparams"]
+    for spec in specs:
+        hp = spec.hparams
         problem = _pretrained_problem(hp["backbone"])
         if problem:
             problems[problem] = None
         options = {**hp.get("data", {}), **({"cache": "none"} if "cache" in hp.get("data", {}) else {})}
-        key = json.dumps([config["dataset"], options], sort_keys=True, default=str)
+        key = json.dumps([spec.dataset, options], sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
         try:
-            load_task(config["dataset"], data_root, **options, **({"download": True} if download else {}))
+            load_task(spec.dataset, data_root, **options, **({"download": True} if download else {}))
         except (DatasetError, OSError, KeyError, ValueError, TypeError) as err:
-            problems[f"{config['dataset']}: {_one_line(err)}"] = None
+            problems[f"{spec.dataset}: {_one_line(err)}"] = None
     return list(problems)

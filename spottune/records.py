@@ -1,4 +1,16 @@
-"""Run folders on disk: atomic writes, validated reads, markers, and the run-id hash (docs/RECORDS.md).
+"""Run folders on disk: the run's identity, its folder's typed records, and one status vocabulary
+(docs/RECORDS.md).
+
+* :class:`RunSpec`: what a run is, ``(method, dataset, seed, preset, hparams)``; its
+  :attr:`RunSpec.run_id` is the first 12 hex digits of the SHA-256 of the canonical JSON of
+  those five fields (:func:`run_id`), so ids never depend on how a run is launched.
+* :class:`RunFolder`: ``<output>/runs/<run_id>/``, the only reader and writer of a run's
+  ``config.json``, ``metrics.json``, ``predictions.npz``, ``policy.npz``, ``submitted.json``,
+  ``attempts.log``, ``error.txt`` and ``done`` (checkpoints: :mod:`spottune.checkpoint`, claims:
+  :mod:`spottune.launch.claim`, both on a folder's path, since they need torch and threads).
+* :class:`Status`: where a run stands, one vocabulary for ``--dry-run``, ``--status``, the
+  launchers and the report. A folder alone tells ``new``, ``started``, ``failed``, ``torn``
+  and ``done``; the launchers add ``queued`` and ``running`` from the SLURM queue and claims.
 
 Every file is written atomically (a temporary file in the same folder, fsynced, renamed over
 the target) with the mode the umask gives (``0o666 & ~umask``: group-readable by default, so a
@@ -6,14 +18,17 @@ team can share a results folder). Reads are validated: a record that does not pa
 the engine writes raises :class:`RecordError` naming the file, never a bare decoding error.
 A run is ``done`` only when its ``done`` marker exists *and* its ``metrics.json`` is valid; a
 marker beside a missing or torn ``metrics.json`` makes the run ``torn`` (not done: launching it
-again evaluates it from its checkpoint).
+again evaluates it from its checkpoint). Imports no torch, numpy only to read or write arrays.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +43,7 @@ PREDICTIONS = "predictions.npz"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 CLAIM = "claim.json"
 ATTEMPTS = "attempts.log"
+SUBMITTED = "submitted.json"
 # what every reader of metrics.json relies on (the report's key columns and its numbers)
 METRICS_KEYS = ("run_id", "method", "dataset", "seed", "preset", "test_accuracy")
 
@@ -41,9 +57,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def run_id(config: dict[str, Any]) -> str:
-    """First 12 hex digits of SHA-256 over the canonical JSON of the identity fields."""
-    identity = {k: config[k] for k in IDENTITY_FIELDS}
+def run_id(record: dict[str, Any]) -> str:
+    """First 12 hex digits of SHA-256 over the canonical JSON of the identity fields of
+    ``record`` (a :meth:`RunSpec.identity`, or a run's ``config.json``)."""
+    identity = {k: record[k] for k in IDENTITY_FIELDS}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
 
 
@@ -96,39 +113,210 @@ def read_json(path: Path) -> Any:
         raise RecordError(f"{path}: torn or not JSON ({err})") from err
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """``metrics.json`` of ``run_dir``, checked to be an object with :data:`METRICS_KEYS`."""
-    path = Path(run_dir) / METRICS
-    metrics = read_json(path)
-    missing = [k for k in METRICS_KEYS if k not in metrics] if isinstance(metrics, dict) else list(METRICS_KEYS)
-    if missing:
-        raise RecordError(f"{path}: not a run's metrics (lacks {', '.join(missing)})")
-    return metrics
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [2]}`` -> ``{"a.b": 1, "c": [2]}`` (dicts flattened, lists kept)."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
-def done_problem(run_dir: Path) -> str | None:
-    """Why a run with a ``done`` marker is not done (its metrics cannot be read), else None."""
-    if not (Path(run_dir) / DONE).exists():
+class Status(str, Enum):
+    """Where a run stands (its value is what every command prints)."""
+
+    NEW = "new"            # nothing written yet: never started
+    STARTED = "started"    # config or checkpoint written, not finished: interrupted (or training elsewhere)
+    QUEUED = "queued"      # its SLURM job waits in the queue
+    RUNNING = "running"    # a live claim, or its SLURM job runs
+    FAILED = "failed"      # error.txt, or its SLURM job left the queue without finishing
+    TORN = "torn"          # a done marker beside a torn or missing metrics.json: evaluated again when launched
+    DONE = "done"          # the done marker beside a valid metrics.json
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def in_flight(self) -> bool:
+        """Queued or running: launching it again would train it twice."""
+        return self in (Status.QUEUED, Status.RUNNING)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: ``(method, dataset, seed, preset, hparams)``, every hyperparameter
+    resolved (:mod:`spottune.grid`). How it is launched (device, data root, progress bars,
+    plugins) is not part of it: that is the launcher's ``runtime``."""
+
+    method: str
+    dataset: str
+    seed: int
+    preset: str
+    hparams: dict[str, Any]
+
+    def identity(self) -> dict[str, Any]:
+        return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "preset": self.preset,
+                "hparams": self.hparams}
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.identity())
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} / {self.dataset} / seed {self.seed}"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "RunSpec":
+        """The spec a ``config.json`` (or a checkpoint's ``args``) records."""
+        return cls(**{k: record[k] for k in IDENTITY_FIELDS})
+
+
+class RunFolder:
+    """A run's folder and its records (see the module docstring and docs/RECORDS.md)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, output: str | Path, spec: RunSpec) -> "RunFolder":
+        """``<output>/runs/<run_id>/``."""
+        return cls(Path(output) / "runs" / spec.run_id)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # -- records ---------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self / CONFIG)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self / CONFIG, config)
+
+    def read_metrics(self) -> dict[str, Any]:
+        """``metrics.json``, checked to be an object with :data:`METRICS_KEYS`."""
+        path = self / METRICS
+        metrics = read_json(path)
+        missing = [k for k in METRICS_KEYS if k not in metrics] if isinstance(metrics, dict) else list(METRICS_KEYS)
+        if missing:
+            raise RecordError(f"{path}: not a run's metrics (lacks {', '.join(missing)})")
+        return metrics
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        atomic_write_json(self / METRICS, metrics)
+
+    def read_predictions(self) -> dict[str, Any] | None:
+        """``{predictions, labels, test_ids}`` arrays, or None without ``predictions.npz``."""
+        return self._read_arrays(PREDICTIONS, ("predictions", "labels", "test_ids"))
+
+    def write_predictions(self, predictions: Any, labels: Any, test_ids: Any) -> None:
+        import numpy as np
+
+        self._write_arrays(PREDICTIONS, predictions=np.asarray(predictions, dtype=np.int64),
+                           labels=np.asarray(labels, dtype=np.int64), test_ids=np.asarray(test_ids, dtype=np.int64))
+
+    @property
+    def has_policy(self) -> bool:
+        return (self / POLICY).exists()
+
+    def read_policy(self) -> dict[str, Any] | None:
+        """``{decisions, labels, predictions, indices, train_fraction}`` arrays, or None without
+        ``policy.npz``."""
+        return self._read_arrays(POLICY, ("decisions", "labels", "predictions", "indices", "train_fraction"))
+
+    def write_policy(self, decisions: Any, labels: Any, predictions: Any, train_fraction: Any) -> None:
+        import numpy as np
+
+        self._write_arrays(POLICY, decisions=np.asarray(decisions, dtype=np.uint8),
+                           labels=np.asarray(labels, dtype=np.int64),
+                           predictions=np.asarray(predictions, dtype=np.int64),
+                           indices=np.arange(len(labels), dtype=np.int64),
+                           train_fraction=np.asarray(train_fraction, dtype=np.float32))
+
+    def read_submission(self) -> dict[str, Any] | None:
+        """``submitted.json`` (the run's last SLURM job), if any."""
+        path = self / SUBMITTED
+        return read_json(path) if path.exists() else None
+
+    def write_submission(self, submission: dict[str, Any]) -> None:
+        atomic_write_json(self / SUBMITTED, submission)
+
+    def append_attempt(self, attempt: dict[str, Any]) -> None:
+        """One line of ``attempts.log``."""
+        append_json_line(self / ATTEMPTS, attempt)
+
+    def _read_arrays(self, name: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        import numpy as np
+
+        path = self / name
+        if not path.exists():
+            return None
+        with np.load(path) as arrays:
+            return {key: arrays[key] for key in keys}
+
+    def _write_arrays(self, name: str, **arrays: Any) -> None:
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(self / name, buffer.getvalue())
+
+    # -- markers ---------------------------------------------------------------------------
+    def error_text(self) -> str | None:
+        """The traceback in ``error.txt``, or None."""
+        path = self / ERROR
+        return path.read_text(errors="replace") if path.exists() else None
+
+    def write_error(self, text: str) -> None:
+        atomic_write_bytes(self / ERROR, text.encode())
+
+    def clear_error(self) -> None:
+        (self / ERROR).unlink(missing_ok=True)
+
+    def mark_done(self) -> None:
+        (self / DONE).touch()
+
+    def clear_done(self) -> None:
+        (self / DONE).unlink(missing_ok=True)
+
+    def done_problem(self) -> str | None:
+        """Why a run with a ``done`` marker is not done (its metrics cannot be read), else None."""
+        if not (self / DONE).exists():
+            return None
+        try:
+            self.read_metrics()
+        except RecordError as err:
+            return str(err)
+        except FileNotFoundError:
+            return f"{self / METRICS}: missing"
         return None
-    try:
-        read_metrics(run_dir)
-    except RecordError as err:
-        return str(err)
-    except FileNotFoundError:
-        return f"{Path(run_dir) / METRICS}: missing"
-    return None
 
+    def status(self) -> Status:
+        """What the files tell: ``done``, ``torn``, ``failed``, ``started`` (a config or checkpoint
+        written) or ``new``."""
+        if (self / DONE).exists():
+            return Status.TORN if self.done_problem() else Status.DONE
+        if (self / ERROR).exists():
+            return Status.FAILED
+        if (self / CONFIG).exists() or (self / CHECKPOINT).exists():
+            return Status.STARTED
+        return Status.NEW
 
-def is_done(run_dir: Path) -> bool:
-    return run_status(run_dir) == "done"
-
-
-def run_status(run_dir: Path) -> str:
-    """``done`` | ``torn`` (``done`` marker, but :func:`done_problem`) | ``failed``
-    (``error.txt``) | ``started``, from the files in ``run_dir`` (``started``: running or
-    interrupted, the folder alone cannot tell)."""
-    if (Path(run_dir) / DONE).exists():
-        return "torn" if done_problem(run_dir) else "done"
-    if (run_dir / ERROR).exists():
-        return "failed"
-    return "started"
+    def record(self) -> dict[str, Any]:
+        """The run as one flat row for the report: ``config.json`` and, for a done run,
+        ``metrics.json`` (winning on shared keys), flattened (:func:`flatten`), with
+        ``run_id``, ``status``, ``run_dir`` and ``has_policy``. An unreadable record raises
+        :class:`RecordError`."""
+        status = self.status()
+        record = flatten(self.read_config() if (self / CONFIG).exists() else {})
+        if status is Status.DONE:
+            record.update(flatten(self.read_metrics()))
+        record.setdefault("run_id", self.path.name)
+        record.update(status=status.value, run_dir=str(self.path), has_policy=status is Status.DONE and self.has_policy)
+        return record

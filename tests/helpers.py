@@ -1,4 +1,4 @@
-"""Shared test helpers: tiny run configs, a tiny SpotTune, protocol values, script loading."""
+"""Shared test helpers: tiny runs, a tiny SpotTune, protocol values, script loading."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,6 +9,7 @@ from typing import Any
 from spottune import SpotTune
 from spottune.backbones import resnet26
 from spottune.grid import make_grid
+from spottune.records import RunSpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,9 +25,8 @@ BUILTIN = frozenset({"bn_adapt", "feature_extractor", "finetune", "finetune_last
                      "spottune", "spottune_global", "stochastic_finetune"})
 
 
-def tiny_config(method: str = "finetune", dataset: str = "digits", seed: int = 0, **overrides: Any) -> dict:
-    grid = make_grid("mini", [method], [dataset], [seed], {**FAST, **overrides})
-    return grid.runs({"progress": False})[0]
+def tiny_run(method: str = "finetune", dataset: str = "digits", seed: int = 0, **overrides: Any) -> RunSpec:
+    return make_grid("mini", [method], [dataset], [seed], {**FAST, **overrides}).runs()[0]
 
 
 def tiny_spottune(num_classes: int = 5, **kwargs: Any) -> SpotTune:

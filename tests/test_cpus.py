@@ -39,8 +39,8 @@ def test_a_run_records_its_thread_count(tmp_path):
     import torch
 
     from spottune.engine import run
-    from tests.helpers import tiny_config
+    from tests.helpers import tiny_run
 
-    run(tiny_config(epochs=1, lr_milestones=[]), tmp_path / "run")
+    run(tiny_run(epochs=1, lr_milestones=[]), tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["compute"] == {"device": "cpu", "torch_threads": torch.get_num_threads()}

@@ -18,7 +18,7 @@ run_all = load_script("benchmarks/run_all.py")
 def test_decathlon_preset_is_the_released_protocol() -> None:
     grid = make_grid("decathlon")
     assert len(grid.datasets) == 9 and "decathlon/imagenet12" not in grid.datasets
-    runs = {(r["method"], r["dataset"]): r["hparams"] for r in grid.runs()}
+    runs = {(r.method, r.dataset): r.hparams for r in grid.runs()}
     spottune = runs[("spottune", "decathlon/cifar100")]
     assert [spottune[k] for k in ("lr", "epochs", "batch_size", "lr_milestones")] == [0.1, 110, 128, [40]]
     assert spottune["weight_decay"] == 0.0 and runs[("spottune", "decathlon/vgg-flowers")]["weight_decay"] == 1e-4
@@ -35,7 +35,7 @@ def test_decathlon_preset_is_the_released_protocol() -> None:
 def test_standard_preset() -> None:
     grid = make_grid("standard")
     assert grid.datasets == ["cubs", "stanford_cars", "flowers", "wikiart", "sketches"]
-    hp = grid.runs()[0]["hparams"]
+    hp = grid.runs()[0].hparams
     assert hp["backbone"]["arch"] == "resnet50" and (hp["lr"], hp["lr_milestones"]) == (0.01, [15, 30])
 
 
@@ -77,14 +77,14 @@ def test_l2sp_official_protocol_runs_its_iterations_as_epochs() -> None:
     """9,000 iterations of batch 64, x0.1 at 5,000, per dataset: aircraft (train+val 6,667 images,
     105 steps per epoch) 86 epochs, milestone 48; cifar100 (50,000, 782 steps) 12 epochs, milestone 6."""
     grid = make_grid("decathlon", ["l2sp", "l2sp_official"], ["decathlon/aircraft", "decathlon/cifar100"])
-    runs = {(r["method"], r["dataset"]): r["hparams"] for r in grid.runs()}
+    runs = {(r.method, r.dataset): r.hparams for r in grid.runs()}
     official = runs[("l2sp_official", "decathlon/aircraft")]
     assert official["variant_of"] == "l2sp" and (official["lr"], official["batch_size"]) == (0.01, 64)
     assert (official["epochs"], official["lr_milestones"]) == (86, [48])
     assert (runs[("l2sp_official", "decathlon/cifar100")]["epochs"],
             runs[("l2sp_official", "decathlon/cifar100")]["lr_milestones"]) == (12, [6])
     assert runs[("l2sp", "decathlon/aircraft")]["epochs"] == 110  # the suite's rows keep SpotTune's recipe
-    standard = make_grid("standard", ["l2sp_official"], ["cubs"]).runs()[0]["hparams"]  # 5,994 images
+    standard = make_grid("standard", ["l2sp_official"], ["cubs"]).runs()[0].hparams  # 5,994 images
     assert (standard["epochs"], standard["lr_milestones"]) == (96, [53])
 
 
@@ -92,6 +92,6 @@ def test_an_iteration_budget_needs_a_known_dataset_size(tmp_path: Path) -> None:
     preset = tmp_path / "p.yaml"
     preset.write_text("name: p\nbackbone: {arch: resnet26, pretrained: {kind: none}}\ndatasets: [digits]\n"
                       "hparams: {lr: 0.1, batch_size: 8, epochs: 1, iterations: 450}\n")
-    assert make_grid(str(preset)).runs()[0]["hparams"]["epochs"] == 3  # 1,198 images: 150 steps per epoch
+    assert make_grid(str(preset)).runs()[0].hparams["epochs"] == 3  # 1,198 images: 150 steps per epoch
     with pytest.raises(ValueError, match="mini_source: training-set size unknown"):
         make_grid(str(preset), datasets=["mini_source"]).runs()

@@ -9,18 +9,18 @@ import torch
 from spottune import records
 from spottune.engine import run
 from tests.fail_at_epoch import ENV, InjectedFailure
-from tests.helpers import tiny_config
+from tests.helpers import tiny_run
 
 
 @pytest.mark.slow
 def test_run_writes_the_records(tmp_path):
-    config = tiny_config("spottune")
+    config = tiny_run("spottune")
     metrics = run(config, tmp_path / "r")
     folder = tmp_path / "r"
     assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.json", "policy.npz", "predictions.npz",
                                                  "checkpoint.pt", "attempts.log", "done"}
     stored = json.loads((folder / "config.json").read_text())
-    assert stored["run_id"] == config["run_id"] == records.run_id(config)
+    assert stored["run_id"] == config.run_id == records.run_id(stored)
     assert stored["hparams"]["temperature"] == 5.0 and stored["backbone"] == "resnet26"
     assert 0.0 <= metrics["test_accuracy"] <= 100.0
     assert metrics["images"] == {"train": 1198, "test": 599}
@@ -40,7 +40,7 @@ def test_run_writes_the_records(tmp_path):
 
 
 def test_done_run_is_not_rerun(tmp_path):
-    config = tiny_config(epochs=1)
+    config = tiny_run(epochs=1)
     first = run(config, tmp_path)
     (tmp_path / "checkpoint.pt").unlink()
     assert run(config, tmp_path) == first
@@ -48,9 +48,9 @@ def test_done_run_is_not_rerun(tmp_path):
 
 @pytest.mark.slow
 def test_same_seed_same_numbers_and_seed_matters(tmp_path):
-    a = run(tiny_config(epochs=1), tmp_path / "a")
-    b = run(tiny_config(epochs=1), tmp_path / "b")
-    c = run(tiny_config(seed=1, epochs=1), tmp_path / "c")
+    a = run(tiny_run(epochs=1), tmp_path / "a")
+    b = run(tiny_run(epochs=1), tmp_path / "b")
+    c = run(tiny_run(seed=1, epochs=1), tmp_path / "c")
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
     assert a["test_accuracy"] == b["test_accuracy"]
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
@@ -58,7 +58,7 @@ def test_same_seed_same_numbers_and_seed_matters(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_interruption_gives_the_uninterrupted_numbers(tmp_path, monkeypatch):
-    config = tiny_config("spottune")
+    config = tiny_run("spottune")
     reference = run(config, tmp_path / "straight")
     monkeypatch.setenv(ENV, "2")
     with pytest.raises(InjectedFailure):
@@ -82,8 +82,8 @@ def test_resume_after_interruption_gives_the_uninterrupted_numbers(tmp_path, mon
 
 
 def test_adam_and_unknown_optimizer(tmp_path):
-    metrics = run(tiny_config(optimizer="adam", lr=1e-3, epochs=1), tmp_path / "adam")
+    metrics = run(tiny_run(optimizer="adam", lr=1e-3, epochs=1), tmp_path / "adam")
     assert metrics["history"][0]["lr"] == 1e-3
     with pytest.raises(ValueError, match="unknown optimizer"):
-        run(tiny_config(optimizer="rmsprop", epochs=1), tmp_path / "bad")
+        run(tiny_run(optimizer="rmsprop", epochs=1), tmp_path / "bad")
     assert "unknown optimizer" in (tmp_path / "bad" / "error.txt").read_text()

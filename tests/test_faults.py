@@ -22,11 +22,11 @@ from spottune.grid import make_grid
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
 from spottune.launch.claim import process_alive, process_start
 from spottune.preflight import launch_problems
-from spottune.report.records import load_records
+from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
 from tests.fail_at_epoch import InjectedFailure
-from tests.helpers import REPO, load_script, tiny_config
+from tests.helpers import REPO, load_script, tiny_run
 
 run_all = load_script("benchmarks/run_all.py")
 
@@ -95,12 +95,12 @@ def test_a_corrupt_devkit_image_is_named_on_the_console(tmp_path):
     grid = make_grid("decathlon", ["finetune"], ["decathlon/aircraft"], [0],
                      {"backbone.pretrained.kind": "none", "epochs": 1, "lr_milestones": [], "batch_size": 4,
                       "num_workers": 0, "backbone.width": 0.25})
-    configs = grid.runs({"progress": False, "data_root": str(tmp_path / "data")})
+    configs = grid.runs()
     assert launch_problems(configs, tmp_path / "data") == []  # the devkit's layout is right: the run starts
     with pytest.raises(DatasetError):
-        run(configs[0], tmp_path / "out" / "runs" / configs[0]["run_id"])
-    lines = failure_lines(tmp_path / "out", configs[0])
-    folder = tmp_path / "out" / "runs" / configs[0]["run_id"]
+        run(configs[0], tmp_path / "out" / "runs" / configs[0].run_id, {"data_root": str(tmp_path / "data")})
+    folder = tmp_path / "out" / "runs" / configs[0].run_id
+    lines = failure_lines(records.RunFolder(folder), configs[0])
     assert lines[0] == f"FAILED finetune / decathlon/aircraft / seed 0  {folder}"
     assert "DatasetError: corrupt or unreadable image" in lines[1] and str(broken) in lines[1]
 
@@ -170,16 +170,16 @@ def test_torn_json_names_the_file(tmp_path):
 
 def test_torn_metrics_of_a_done_run_is_evaluated_again(tmp_path, caplog):
     folder = tmp_path / "runs" / "r"
-    first = run(tiny_config(), folder)
+    first = run(tiny_run(), folder)
     metrics = folder / "metrics.json"
     metrics.write_bytes(metrics.read_bytes()[:100])  # cut in half
-    assert records.run_status(folder) == "torn" and not records.is_done(folder)
+    assert records.RunFolder(folder).status() is records.Status.TORN
     frame = load_records(tmp_path)  # the report does not fail, and counts no number
     assert frame["status"].tolist() == ["torn"]
-    again = run(tiny_config(), folder)
+    again = run(tiny_run(), folder)
     assert f"{metrics}: torn or not JSON" in caplog.text
     assert again["test_accuracy"] == first["test_accuracy"] and again["history"] == first["history"]  # not retrained
-    assert records.is_done(folder)
+    assert records.RunFolder(folder).status() is records.Status.DONE
 
 
 def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
@@ -192,7 +192,7 @@ def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
 
 
 def test_torn_checkpoint_is_moved_aside_and_the_previous_one_resumes(tmp_path, caplog, monkeypatch):
-    config = tiny_config(epochs=3, lr_milestones=[1], **{"backbone.width": 0.125})
+    config = tiny_run(epochs=3, lr_milestones=[1], **{"backbone.width": 0.125})
     reference = run(config, tmp_path / "straight")
     folder = tmp_path / "resumed"
     monkeypatch.setenv(FAIL_AT_EPOCH, "3")
@@ -235,18 +235,18 @@ def test_hostile_checkpoint_is_refused_with_its_path(tmp_path, as_torch_file):
     else:
         (folder / records.CHECKPOINT).write_bytes(pickle.dumps(_Payload(str(marker))))
     with pytest.raises(checkpoint.UnsafeCheckpoint, match=f"refusing to load {folder / records.CHECKPOINT}"):
-        run(tiny_config(), folder)
+        run(tiny_run(), folder)
     assert not marker.exists() and (folder / records.CHECKPOINT).exists()
     assert "UnsafeCheckpoint: refusing to load" in error_line((folder / records.ERROR).read_text())
 
 
 def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, monkeypatch):
-    config = tiny_config("piggyback")  # Adam states
+    config = tiny_run("piggyback")  # Adam states
     monkeypatch.setenv(FAIL_AT_EPOCH, "2")
     with pytest.raises(InjectedFailure):
         run(config, tmp_path)
     state = torch.load(tmp_path / records.CHECKPOINT, weights_only=True)
-    assert state["epoch"] == 1 and state["args"]["run_id"] == config["run_id"] and len(state["history"]) == 1
+    assert state["epoch"] == 1 and state["args"]["run_id"] == config.run_id and len(state["history"]) == 1
 
 
 # -- claims: one launcher per run --------------------------------------------------------------
@@ -319,10 +319,10 @@ def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
     runs = sorted((output / "runs").iterdir())
     assert len(runs) == 4
     for folder in runs:
-        assert records.is_done(folder) and not (folder / records.CLAIM).exists()
+        assert records.RunFolder(folder).status() is records.Status.DONE and not (folder / records.CLAIM).exists()
         attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
         assert [a["from_epoch"] for a in attempts] == [0]  # trained exactly once, from the start
-        assert len(records.read_metrics(folder)["history"]) == 1
+        assert len(records.RunFolder(folder).read_metrics()["history"]) == 1
 
 
 def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, capsys):
@@ -344,7 +344,7 @@ def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, ca
     assert run_all.main(argv) == 0
     attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
     assert len(attempts) == 2 and attempts[0]["pid"] == launcher.pid and attempts[1]["from_epoch"] >= 1
-    assert records.is_done(folder) and not (folder / records.CLAIM).exists()
+    assert records.RunFolder(folder).status() is records.Status.DONE and not (folder / records.CLAIM).exists()
 
 
 def test_a_worker_left_training_by_a_killed_launcher_is_not_doubled(tmp_path, capsys):
@@ -371,9 +371,9 @@ def test_a_worker_left_training_by_a_killed_launcher_is_not_doubled(tmp_path, ca
         assert run_all.main(grid + ["--seeds", "0", "--cluster", "inline"] + settings) == 0
         err = capsys.readouterr().err
         assert f"skipped finetune / digits / seed 0 ({folder.name}): claimed by pid {holder.pid}" in err
-        while time.time() < deadline and not records.is_done(folder):  # the worker finishes the run
+        while time.time() < deadline and records.RunFolder(folder).status() is not records.Status.DONE:  # the worker finishes the run
             time.sleep(0.2)
-        assert records.is_done(folder) and len((folder / records.ATTEMPTS).read_text().splitlines()) == 1
+        assert records.RunFolder(folder).status() is records.Status.DONE and len((folder / records.ATTEMPTS).read_text().splitlines()) == 1
     finally:
         launcher.kill()
         if holder is not None and process_alive(holder.pid, holder.process_start):
@@ -431,15 +431,15 @@ def test_error_line_is_the_last_exception_of_a_traceback():
 
 
 def test_status_reports_a_live_claim_and_a_torn_run(tmp_path, capsys):
-    config = tiny_config()  # the grid below
+    config = tiny_run()  # the grid below
     status = ["--methods", "finetune", "--datasets", "digits", "--output", str(tmp_path), "--status",
               "--set", "epochs=2", "batch_size=64", "lr_milestones=[1]", "backbone.pretrained.kind=none"]
-    folder = tmp_path / "runs" / config["run_id"]
+    folder = tmp_path / "runs" / config.run_id
     with Claim(folder):
         assert run_all.main(status) == 0
-        assert f"running  {config['run_id']}" in capsys.readouterr().out
+        assert f"running  {config.run_id}" in capsys.readouterr().out
     assert np.isfinite(run(config, folder)["test_accuracy"])
     (folder / "metrics.json").write_text("{")
     assert run_all.main(status) == 0
     out = capsys.readouterr().out
-    assert f"todo     {config['run_id']}" in out and f"{folder / 'metrics.json'}: torn or not JSON" in out
+    assert f"torn     {config.run_id}" in out and f"{folder / 'metrics.json'}: torn or not JSON" in out

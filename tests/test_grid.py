@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from spottune import records
-from spottune.grid import load_preset, make_grid, parse_overrides, resolve_hparams, run_status
+from spottune.grid import load_preset, make_grid, parse_overrides, resolve_hparams
+from spottune.records import RunFolder, Status
 
 
 def test_parse_overrides_reads_yaml_values():
@@ -25,7 +26,7 @@ def test_precedence_preset_method_dataset_cli():
 
 def test_method_specific_override_applies_only_where_it_exists():
     grid = make_grid("mini", ["finetune", "spottune"], ["digits"], [0], {"temperature": 1.0})
-    by_method = {c["method"]: c["hparams"] for c in grid.runs()}
+    by_method = {c.method: c.hparams for c in grid.runs()}
     assert by_method["spottune"]["temperature"] == 1.0 and "temperature" not in by_method["finetune"]
 
 
@@ -36,43 +37,42 @@ def test_unknown_keys_fail():
 
 def test_run_ids_are_stable_and_change_with_anything_that_changes_numbers():
     a = make_grid("mini", ["finetune"], ["digits"], [0]).runs()[0]
-    b = make_grid("mini", ["finetune"], ["digits"], [0]).runs({"device": "cpu", "progress": False})[0]
+    b = make_grid("mini", ["finetune"], ["digits"], [0]).runs()[0]
     c = make_grid("mini", ["finetune"], ["digits"], [0], {"lr": 0.01}).runs()[0]
     d = make_grid("mini", ["finetune"], ["digits"], [1]).runs()[0]
-    assert a["run_id"] == b["run_id"] == records.run_id(a)  # runtime settings are not identity
-    assert len({a["run_id"], c["run_id"], d["run_id"]}) == 3
-    assert len(a["run_id"]) == 12
+    assert a.run_id == b.run_id == records.run_id(a.identity())
+    assert len({a.run_id, c.run_id, d.run_id}) == 3
+    assert len(a.run_id) == 12
 
 
 def test_grid_size_and_status(tmp_path):
     grid = make_grid("mini", ["finetune", "spottune"], ["digits", "glyph_fonts"], [0, 1])
-    configs = grid.runs()
-    assert len(configs) == 8 and len({c["run_id"] for c in configs}) == 8
-    config = configs[0]
-    assert run_status(tmp_path, config) == "pending"
-    folder = tmp_path / "runs" / config["run_id"]
-    folder.mkdir(parents=True)
+    specs = grid.runs()
+    assert len(specs) == 8 and len({s.run_id for s in specs}) == 8
+    folder = RunFolder.of(tmp_path, specs[0])
+    assert folder.path == tmp_path / "runs" / specs[0].run_id and folder.status() is Status.NEW
+    folder.path.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    assert run_status(tmp_path, config) == "started"
+    assert folder.status() is Status.STARTED
     (folder / "error.txt").write_text("boom")
-    assert run_status(tmp_path, config) == "failed"
+    assert folder.status() is Status.FAILED
     (folder / "done").touch()
-    assert run_status(tmp_path, config) == "torn"  # a done marker without valid metrics is not done
+    assert folder.status() is Status.TORN  # a done marker without valid metrics is not done
     (folder / "metrics.json").write_text('{"run_id": "x", "method": "finetune", "dataset": "digits", "seed": 0, '
                                          '"preset": "mini", "test_accuracy": 50.0}')
-    assert run_status(tmp_path, config) == "done"
+    assert folder.status() is Status.DONE and folder.status() == "done" and f"{folder.status():6s}" == "done  "
 
 
 def test_dataset_setting_does_not_override_a_methods_own_optimiser():
     grid = make_grid("decathlon", ["piggyback", "spottune"], ["decathlon/vgg-flowers"], [0])
-    hp = {c["method"]: c["hparams"] for c in grid.runs()}
+    hp = {c.method: c.hparams for c in grid.runs()}
     assert hp["spottune"]["weight_decay"] == 1e-4  # the released per-domain value
     assert hp["piggyback"]["weight_decay"] == 0 and hp["piggyback"]["optimizer"] == "adam"
 
 
 def test_variants_run_a_registered_method_on_another_backbone():
     grid = make_grid("standard", ["finetune", "finetune_resnet101"], ["cubs"], [0])
-    by_method = {c["method"]: c["hparams"] for c in grid.runs()}
+    by_method = {c.method: c.hparams for c in grid.runs()}
     assert by_method["finetune_resnet101"]["variant_of"] == "finetune"
     assert by_method["finetune_resnet101"]["backbone"]["arch"] == "resnet101"
     assert by_method["finetune"]["backbone"]["arch"] == "resnet50" and "variant_of" not in by_method["finetune"]

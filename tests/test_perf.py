@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,13 @@ from spottune.backbones import resnet26, torchvision_resnet
 from spottune.cost import GridCost, run_cost
 from spottune.dataset_sizes import run_sizes
 from spottune.engine import run
-from spottune.training import build_optimizer, train_step
 from spottune.methods import create_method
+from spottune.records import RunSpec
 from spottune.spottune import gumbel_softmax_decisions
 from spottune.throughput import ThroughputTable
+from spottune.training import build_optimizer, train_step
 from spottune.workload import SPLIT, build_workload, split_routing
-from tests.helpers import HP, load_script, tiny_config, tiny_spottune
+from tests.helpers import HP, load_script, tiny_run, tiny_spottune
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -224,13 +226,12 @@ def test_split_routing_splits_every_block():
 
 
 def test_engine_records_the_speed_options(tmp_path):
-    config = tiny_config("spottune", epochs=1, precision="bf16")
-    config["runtime"].update(channels_last=True)
-    metrics = run(config, tmp_path / "r")
+    spec = tiny_run("spottune", epochs=1, precision="bf16")
+    metrics = run(spec, tmp_path / "r", {"channels_last": True})
     stored = json.loads((tmp_path / "r" / "config.json").read_text())
     assert stored["acceleration"] == {"precision": "bf16", "channels_last": True, "compile": None}
     assert stored["hparams"]["precision"] == "bf16" and 0.0 <= metrics["test_accuracy"] <= 100.0
-    assert config["run_id"] != tiny_config("spottune", epochs=1)["run_id"]  # bf16 changes the numbers
+    assert spec.run_id != tiny_run("spottune", epochs=1).run_id  # bf16 changes the numbers
 
 
 @pytest.mark.parametrize("memory_format", ["NCHW", "channels-last"])
@@ -263,24 +264,24 @@ def test_dataset_sizes():
 def test_run_cost_from_a_throughput_table():
     table = ThroughputTable(kind="measured", device="test", source="test", settings={
         "resnet26@64": {"batch_size": 32, "methods": {"finetune": {"fp32": {"train": 100.0, "eval": 400.0}}}}})
-    config = {"method": "spottune", "dataset": "decathlon/dtd", "run_id": "x",
-              "hparams": {"epochs": 10, "backbone": {"arch": "resnet26", "input_size": 64, "width": 1.0},
-                          "data": {"split": "train"}}}
+    config = RunSpec("spottune", "decathlon/dtd", 0, "test",
+                     {"epochs": 10, "backbone": {"arch": "resnet26", "input_size": 64, "width": 1.0},
+                      "data": {"split": "train"}})
     cost = run_cost(config, table)
     assert cost.train_images == 1880 and cost.test_images == 1880
     assert cost.gpu_hours == pytest.approx((10 * 1880 / 100 + 1880 / 400) / 3600)
     assert any("finetune's rate" in n for n in cost.notes)
     def at(size: int, width: float) -> float:
         backbone = {"arch": "resnet26", "input_size": size, "width": width}
-        return run_cost({**config, "hparams": {**config["hparams"], "backbone": backbone}}, table).gpu_hours
+        return run_cost(replace(config, hparams={**config.hparams, "backbone": backbone}), table).gpu_hours
 
     assert at(128, 1.0) == pytest.approx(4 * cost.gpu_hours)  # 4x the compute
     assert at(32, 0.5) == pytest.approx(cost.gpu_hours)  # smaller: never faster than measured
-    unknown = run_cost({**config, "dataset": "no_such_dataset"}, table)
+    unknown = run_cost(replace(config, dataset="no_such_dataset"), table)
     assert unknown.gpu_hours is None and "unknown" in unknown.describe()
-    assert "image counts of wikiart [unverified]" in run_cost({**config, "dataset": "wikiart"}, table).notes
-    assert not any("cubs" in note for note in run_cost({**config, "dataset": "cubs"}, table).notes)
-    resnet101 = {**config, "hparams": {**config["hparams"], "backbone": {"arch": "resnet101", "input_size": 224}}}
+    assert "image counts of wikiart [unverified]" in run_cost(replace(config, dataset="wikiart"), table).notes
+    assert not any("cubs" in note for note in run_cost(replace(config, dataset="cubs"), table).notes)
+    resnet101 = replace(config, hparams={**config.hparams, "backbone": {"arch": "resnet101", "input_size": 224}})
     assert run_cost(resnet101, table).gpu_hours is None  # no torchvision ResNet measured in this table
 
 

@@ -8,7 +8,7 @@ from spottune.backbones import resnet26
 from spottune.grid import load_preset, resolve_hparams
 from spottune.methods import create_method
 from spottune.protocol import run_protocol, schedule_description
-from spottune.report.records import flatten
+from spottune.records import flatten
 from spottune.report.tables import protocol_note
 from spottune.training import build_optimizer
 

@@ -234,7 +234,7 @@ def test_each_row_resolves_its_own_released_file(tmp_path, monkeypatch):
     save_released(released_network(monkeypatch), devkit / "resnet26_pretrained.t7")
     grid = make_grid("decathlon", ["finetune", "residual_adapters_series_adapter_source"], ["decathlon/dtd"])
     grid.resolve_pretrained = PretrainedResolver(tmp_path / "data")
-    runs = {r["method"]: r["hparams"]["backbone"]["pretrained"] for r in grid.runs()}
+    runs = {r.method: r.hparams["backbone"]["pretrained"] for r in grid.runs()}
     assert runs["finetune"]["kind"] == "released"
     assert runs["finetune"]["path"] == str((devkit / "resnet26_pretrained.t7").resolve())
     fallback = runs["residual_adapters_series_adapter_source"]
@@ -260,7 +260,7 @@ def test_run_all_uses_the_released_file_or_says_it_falls_back(tmp_path, monkeypa
     assert "notice" not in capsys.readouterr().err
     grid = make_grid("decathlon", ["finetune"], ["decathlon/dtd"])
     grid.resolve_pretrained = PretrainedResolver(data)
-    assert grid.runs()[0]["hparams"]["backbone"]["pretrained"]["sha256"] == describe_checkpoint_file(path)["sha256"]
+    assert grid.runs()[0].hparams["backbone"]["pretrained"]["sha256"] == describe_checkpoint_file(path)["sha256"]
 
 
 def test_imnet_accuracy_is_measured_once_per_file(tmp_path, monkeypatch):

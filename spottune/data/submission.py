@@ -82,17 +82,14 @@ def write_grid_submissions(output_dir: str | Path) -> list[Path]:
     the evaluation server expects all ten, ImageNet included. The ids are written as the runs
     recorded them, not checked against the devkit (:func:`write_results` with ``devkit`` does that).
     """
-    import numpy as np
-
     grouped: dict[tuple[str, int], dict[str, tuple[Sequence[int], Sequence[int]]]] = {}
-    for folder in sorted(Path(output_dir).glob("runs/*")):
-        predictions = folder / records.PREDICTIONS
-        if not (records.is_done(folder) and predictions.exists()):
+    for folder in map(records.RunFolder, sorted(Path(output_dir).glob("runs/*"))):
+        if folder.status() is not records.Status.DONE:
             continue
-        config = records.read_json(folder / records.CONFIG)
-        if not str(config["dataset"]).startswith("decathlon/"):
+        config = folder.read_config()
+        arrays = folder.read_predictions() if str(config["dataset"]).startswith("decathlon/") else None
+        if arrays is None:
             continue
-        arrays = np.load(predictions)
         domain = config["dataset"].split("/", 1)[1]
         grouped.setdefault((config["method"], int(config["seed"])), {})[domain] = (
             arrays["test_ids"].tolist(), arrays["predictions"].tolist())

@@ -1,8 +1,9 @@
-"""Launchers: run a grid's configs here (``inline``), in local workers (``local``, through
+"""Launchers: run a grid's runs here (``inline``), in local workers (``local``, through
 submitit's local executor) or on a SLURM cluster (``slurm``, submitit job arrays).
 
-Every launcher calls the same :func:`spottune.engine.run` on the same configs, so where a
-run executes never changes its numbers. The local and inline launchers claim each run before
+Every launcher calls the same :func:`spottune.engine.run` on the same runs (a
+:class:`~spottune.records.RunSpec` and the launch's ``runtime``), so where a run executes
+never changes its numbers. The local and inline launchers claim each run before
 training it (:mod:`spottune.launch.claim`); SLURM submissions are kept single by a lock and
 the queue.
 """

@@ -23,39 +23,40 @@ import submitit
 from tqdm import tqdm
 
 from spottune.cpus import local_plan
-from spottune.grid import run_status
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
+from spottune.records import RunFolder, RunSpec, Status
 
 
 class LocalWorker:
     """A submitit job running its share of the runs in order (the inline launcher, in a worker)."""
 
-    def __init__(self, output: Path, configs: list[dict[str, Any]], threads: int) -> None:
+    def __init__(self, output: Path, specs: list[RunSpec], runtime: dict[str, Any], threads: int) -> None:
         self.output = Path(output)
-        self.configs = [without_progress(c) for c in configs]
+        self.specs = specs
+        self.runtime = without_progress(runtime)
         self.threads = threads
         self.sys_path = list(sys.path)  # plugins importable from where run_all.py was started
 
-    def __call__(self) -> dict[str, str]:
+    def __call__(self) -> dict[str, Status]:
         import torch
 
         sys.path.extend(p for p in self.sys_path if p not in sys.path)
         torch.set_num_threads(self.threads)
-        return launch_inline(self.output, self.configs)
+        return launch_inline(self.output, self.specs, self.runtime)
 
 
-def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int | None = None,
-                 progress: bool = True, poll_s: float = 1.0) -> dict[str, str]:
-    """Run every pending config in ``max_parallel`` local workers; run_id -> ``done`` | ``failed`` |
-    ``claimed`` (another process was training it)."""
+def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], max_parallel: int | None = None,
+                 progress: bool = True, poll_s: float = 1.0) -> dict[str, Status]:
+    """Run every pending run in ``max_parallel`` local workers; run_id -> ``done`` | ``failed`` |
+    ``running`` (another process was training it)."""
     output = Path(output)
-    todo = pending_runs(output, configs)
+    todo = pending_runs(output, specs)
     if not todo:
         return {}
     workers, threads = local_plan(len(todo), max_parallel)
     executor = submitit.LocalExecutor(folder=output / "local")
     executor.update_parameters(timeout_min=60 * 24 * 30)
-    jobs = [executor.submit(LocalWorker(output, todo[i::workers], threads)) for i in range(workers)]
+    jobs = [executor.submit(LocalWorker(output, todo[i::workers], runtime, threads)) for i in range(workers)]
     print(f"running {len(todo)} run(s) in {workers} local worker(s) of {threads} thread(s); "
           f"logs in {output / 'local'}/", flush=True)
     try:
@@ -63,7 +64,7 @@ def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int 
             finished = 0
             while finished < len(todo):
                 running = not all(job.done() for job in jobs)
-                finished = sum(run_status(output, c) in ("done", "failed") for c in todo)
+                finished = sum(RunFolder.of(output, s).status() in (Status.DONE, Status.FAILED) for s in todo)
                 bar.update(finished - bar.n)
                 if not running:
                     break
@@ -72,13 +73,14 @@ def launch_local(output: Path, configs: list[dict[str, Any]], max_parallel: int 
         for job in jobs:
             job.cancel()
         raise
-    outcomes: dict[str, str] = {}
+    outcomes: dict[str, Status] = {}
     for job in jobs:
         try:
             outcomes.update(job.result())
         except Exception as err:  # noqa: BLE001 - a worker died: its unfinished runs are failed
             print(f"local worker {job.job_id} failed: {type(err).__name__}: {str(err).splitlines()[-1]}; "
                   f"log: {job.paths.stderr}", file=sys.stderr)
-    for config in todo:
-        outcomes.setdefault(config["run_id"], "done" if run_status(output, config) == "done" else "failed")
+    for spec in todo:
+        done = RunFolder.of(output, spec).status() is Status.DONE
+        outcomes.setdefault(spec.run_id, Status.DONE if done else Status.FAILED)
     return outcomes

@@ -20,11 +20,11 @@ from typing import Any
 import submitit
 from tqdm import tqdm
 
-from spottune import records
 from spottune.engine import run
-from spottune.grid import read_yaml, run_dir
+from spottune.grid import read_yaml
 from spottune.launch.inline import without_progress
-from spottune.launch.status import SUBMITTED, count_states, grid_states
+from spottune.launch.status import RunState, count_states, grid_states
+from spottune.records import RunFolder, RunSpec, Status
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm"
 SUBMIT_LOCK = ".slurm-submit.lock"
@@ -102,21 +102,22 @@ class RunJob:
     of an uninterrupted run). A plain ``scontrol requeue`` (no signal) resumes the same way.
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: Path) -> None:
-        self.config = config
+    def __init__(self, spec: RunSpec, runtime: dict[str, Any], run_dir: Path) -> None:
+        self.spec = spec
+        self.runtime = runtime
         self.run_dir = Path(run_dir)
 
     def __call__(self) -> dict[str, Any]:
-        return run(self.config, self.run_dir)
+        return run(self.spec, self.run_dir, self.runtime)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         # the engine has already saved the last finished epoch; resubmit the same run
-        return submitit.helpers.DelayedSubmission(RunJob(self.config, self.run_dir))
+        return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.runtime, self.run_dir))
 
 
-def write_submission(folder: Path, job: submitit.Job, resources: dict[str, Any]) -> None:
+def write_submission(folder: RunFolder, job: submitit.Job, resources: dict[str, Any]) -> None:
     job_id = str(job.job_id)
-    records.atomic_write_json(Path(folder) / SUBMITTED, {
+    folder.write_submission({
         "job_id": job_id, "array_job_id": job_id.split("_")[0],
         "array_task_id": int(job_id.split("_")[1]) if "_" in job_id else None,
         "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
@@ -145,34 +146,35 @@ class SubmittedArray:
                 f"logs in {self.log_dir}/{self.array_job_id}*/")
 
 
-def launch_slurm(output: Path, configs: list[dict[str, Any]], resources: dict[str, Any]) -> SubmittedArray | None:
+def launch_slurm(output: Path, specs: list[RunSpec], runtime: dict[str, Any],
+                 resources: dict[str, Any]) -> SubmittedArray | None:
     """Submit, as one job array with ``resources`` (see :func:`slurm_resources`), every run that
-    is neither done nor in flight (failed and interrupted runs included); None if none is."""
+    is neither done nor in flight (failed, torn and interrupted runs included); None if none is."""
     output = Path(output)
     with submission_lock(output):
-        todo = [s.config for s in grid_states(output, configs) if s.status in ("todo", "failed")]
+        todo = [s.spec for s in grid_states(output, specs) if s.status is not Status.DONE and not s.status.in_flight]
         if not todo:
             return None
         executor = submitit.AutoExecutor(folder=output / "slurm" / "%j", cluster="slurm",
                                          slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
         executor.update_parameters(**submitit_parameters(resources))
         with executor.batch():
-            jobs = [executor.submit(RunJob(without_progress(c), run_dir(output, c))) for c in todo]
-        for config, job in zip(todo, jobs):
-            write_submission(run_dir(output, config), job, resources)
-    return SubmittedArray(str(jobs[0].job_id).split("_")[0], [c["run_id"] for c in todo], output / "slurm")
+            jobs = [executor.submit(RunJob(s, without_progress(runtime), RunFolder.of(output, s).path)) for s in todo]
+        for spec, job in zip(todo, jobs):
+            write_submission(RunFolder.of(output, spec), job, resources)
+    return SubmittedArray(str(jobs[0].job_id).split("_")[0], [s.run_id for s in todo], output / "slurm")
 
 
-def wait_for_slurm(output: Path, configs: list[dict[str, Any]], progress: bool = True,
+def wait_for_slurm(output: Path, specs: list[RunSpec], progress: bool = True,
                    max_poll_s: float = 30.0) -> list[RunState]:
     """Follow the grid until no run is in flight (polling the queue, more rarely as time goes by)."""
     start = time.monotonic()
-    with tqdm(total=len(configs), desc="runs finished", unit="run", disable=not progress) as bar:
+    with tqdm(total=len(specs), desc="runs finished", unit="run", disable=not progress) as bar:
         while True:
-            states = grid_states(output, configs)
+            states = grid_states(output, specs)
             counts = count_states(states)
-            bar.n = counts["done"] + counts["failed"]
-            bar.set_postfix(counts, refresh=True)
-            if not counts["running"] and not counts["pending"]:
+            bar.n = counts[Status.DONE] + counts[Status.FAILED]
+            bar.set_postfix({str(status): n for status, n in counts.items() if n}, refresh=True)
+            if not any(s.status.in_flight for s in states):
                 return states
             time.sleep(min(max_poll_s, max(2.0, (time.monotonic() - start) / 10)))

@@ -1,23 +1,18 @@
 """Where the runs of a grid stand: from their folders and, for SLURM runs, the queue.
 
-``done`` (the ``done`` marker beside a valid ``metrics.json``), ``running`` (a live local claim,
-or its job runs), ``pending`` (its job is queued), ``failed`` (``error.txt``, or its job left the
-queue without finishing) or ``todo`` (never launched, interrupted, or ``done`` beside a torn
-``metrics.json``: it resumes when launched). A failed run is summed up by the exception line of
-its ``error.txt`` (:func:`error_line`).
+The statuses are :class:`spottune.records.Status`: what the folder says (``done``, ``torn``,
+``failed``, ``started``, ``new``), made ``running`` by a live local claim or a running job,
+``queued`` by a queued job, and ``failed`` when its job left the queue without finishing. A
+failed run is summed up by the exception line of its ``error.txt`` (:func:`error_line`).
 """
 from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from spottune import records
-from spottune.grid import run_dir, run_status
 from spottune.launch.claim import live_holder
-
-SUBMITTED = "submitted.json"
+from spottune.records import ERROR, RunFolder, RunSpec, Status
 # squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
 FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                    "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
@@ -40,12 +35,6 @@ def slurm_queue() -> dict[str, str]:
     return queue
 
 
-def read_submission(folder: Path) -> dict[str, Any] | None:
-    """The run's ``submitted.json`` (its last SLURM job), if any."""
-    path = Path(folder) / SUBMITTED
-    return records.read_json(path) if path.exists() else None
-
-
 def _tail(path: Path | str | None, lines: int = 10) -> str:
     if not path or not Path(path).exists():
         return ""
@@ -54,12 +43,12 @@ def _tail(path: Path | str | None, lines: int = 10) -> str:
 
 @dataclass
 class RunState:
-    """Where one run of the grid stands: ``done``, ``running``, ``pending`` (queued),
-    ``failed`` (error.txt, or its job left the queue without finishing) or ``todo``
-    (never submitted, or interrupted: resumes when launched)."""
+    """Where one run of the grid stands (its :class:`~spottune.records.Status`), with its SLURM
+    job and log when it has one, the last lines of its error, and a note saying why."""
 
-    config: dict[str, Any]
-    status: str
+    spec: RunSpec
+    folder: RunFolder
+    status: Status
     job_id: str | None = None
     log: str | None = None
     error: str = ""  # last lines of error.txt, or of the job's log when there is none
@@ -67,33 +56,32 @@ class RunState:
 
     @property
     def label(self) -> str:
-        c = self.config
-        return f"{c['run_id']}  {c['method']} / {c['dataset']} / seed {c['seed']}"
+        return f"{self.spec.run_id}  {self.spec.label}"
 
 
-def run_state(output: Path, config: dict[str, Any], queue: dict[str, str]) -> RunState:
+def run_state(output: Path, spec: RunSpec, queue: dict[str, str]) -> RunState:
     """The state of one run from its folder and the queue (read the queue *before* the folder:
     a job leaves the queue only after writing ``done`` or ``error.txt``)."""
-    folder = run_dir(output, config)
-    submission = read_submission(folder) or {}
+    folder = RunFolder.of(output, spec)
+    submission = folder.read_submission() or {}
     job_id, log = submission.get("job_id"), submission.get("stderr")
-    status = run_status(output, config)
-    if status == "done":
-        return RunState(config, "done", job_id, log)
+    status = folder.status()
+    if status is Status.DONE:
+        return RunState(spec, folder, status, job_id, log)
     if job_id in queue:
         running = queue[job_id] in ("RUNNING", "COMPLETING")
-        return RunState(config, "running" if running else "pending", job_id, log)
-    holder = live_holder(folder)
+        return RunState(spec, folder, Status.RUNNING if running else Status.QUEUED, job_id, log)
+    holder = live_holder(folder.path)
     if holder is not None:
-        return RunState(config, "running", note=f"claimed by {holder}")
-    if status == "failed":
-        return RunState(config, "failed", job_id, log, _tail(folder / records.ERROR))
+        return RunState(spec, folder, Status.RUNNING, note=f"claimed by {holder}")
+    if status is Status.FAILED:
+        return RunState(spec, folder, status, job_id, log, _tail(folder / ERROR))
     if job_id:
-        return RunState(config, "failed", job_id, log, _tail(log), note="its job left the queue without writing "
-                        "done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
-    if status == "torn":
-        return RunState(config, "todo", note=f"{records.done_problem(folder)}: not done, evaluated again when launched")
-    return RunState(config, "todo")
+        return RunState(spec, folder, Status.FAILED, job_id, log, _tail(log), note="its job left the queue without "
+                        "writing done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
+    if status is Status.TORN:
+        return RunState(spec, folder, status, note=f"{folder.done_problem()}: not done, evaluated again when launched")
+    return RunState(spec, folder, status)
 
 
 def error_line(traceback_text: str) -> str:
@@ -106,43 +94,40 @@ def error_line(traceback_text: str) -> str:
     return exception[0] if exception else (lines[-1] if lines else "")
 
 
-def failure_lines(output: Path, config: dict[str, Any]) -> list[str]:
+def failure_lines(folder: RunFolder, spec: RunSpec) -> list[str]:
     """A failed run on the console: method, dataset, seed and folder, then its error line."""
-    folder = run_dir(output, config)
-    error = folder / records.ERROR
-    reason = error_line(error.read_text(errors="replace")) if error.exists() else \
-        "no error.txt: its process died (see the launcher's log)"
-    return [f"FAILED {config['method']} / {config['dataset']} / seed {config['seed']}  {folder}",
-            f"    {reason}"]
+    text = folder.error_text()
+    reason = "no error.txt: its process died (see the launcher's log)" if text is None else error_line(text)
+    return [f"FAILED {spec.label}  {folder.path}", f"    {reason}"]
 
 
-def grid_states(output: Path, configs: list[dict[str, Any]]) -> list[RunState]:
+def grid_states(output: Path, specs: list[RunSpec]) -> list[RunState]:
     """Every run's state; asks the queue only when a run submitted to SLURM is not done."""
-    folders = [run_dir(output, c) for c in configs]
-    unfinished = any((f / SUBMITTED).exists() and not records.is_done(f) for f in folders)
+    folders = [RunFolder.of(output, spec) for spec in specs]
+    unfinished = any(f.read_submission() is not None and f.status() is not Status.DONE for f in folders)
     queue = slurm_queue() if unfinished else {}
-    return [run_state(output, c, queue) for c in configs]
+    return [run_state(output, spec, queue) for spec in specs]
 
 
-def count_states(states: list[RunState]) -> dict[str, int]:
-    names = ("done", "running", "pending", "failed", "todo")
-    return {name: sum(s.status == name for s in states) for name in names}
+def count_states(states: list[RunState]) -> dict[Status, int]:
+    """How many runs have each status, every status listed."""
+    return {status: sum(s.status is status for s in states) for status in Status}
 
 
 def format_status(output: Path, states: list[RunState], error_lines: int = 5) -> str:
     """The ``--status`` report: counts, then each failed run with its log and last error lines."""
     counts = count_states(states)
-    lines = [f"{len(states)} runs in {output}: " + ", ".join(f"{n} {name}" for name, n in counts.items())]
+    lines = [f"{len(states)} runs in {output}: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
     for s in states:
-        if s.status in ("running", "pending"):
+        if s.status.in_flight:
             lines.append(f"  {s.status:8s} {s.label}  ({f'job {s.job_id}' if s.job_id else s.note})")
-        elif s.status == "todo" and s.note:
-            lines.append(f"  todo     {s.label}  ({s.note})")
+        elif s.note and s.status is not Status.FAILED:
+            lines.append(f"  {s.status:8s} {s.label}  ({s.note})")
     for s in states:
-        if s.status == "failed":
+        if s.status is Status.FAILED:
             lines.append(f"  FAILED   {s.label}  (job {s.job_id or '-'})")
-            if (run_dir(output, s.config) / records.ERROR).exists():
-                lines.append(f"    error: {run_dir(output, s.config) / records.ERROR}")
+            if s.folder.error_text() is not None:
+                lines.append(f"    error: {s.folder / ERROR}")
             if s.log:
                 lines.append(f"    log:   {s.log}")
             if s.note:

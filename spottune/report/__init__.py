@@ -6,7 +6,7 @@ Everything here reads only ``<output>/runs/*/`` (see ``docs/RECORDS.md``), so
 without training.
 """
 from spottune.report.comparison import DEFAULT_BASELINE, paired_comparison
-from spottune.report.records import load_records
+from spottune.report.frame import load_records
 from spottune.report.summary import write_summary
 from spottune.report.writer import write_all
 from spottune.visual_decathlon import decathlon_score

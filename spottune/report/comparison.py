@@ -23,12 +23,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from spottune import records as files
+from spottune.records import RunFolder
 from spottune.report.render import Table
 from spottune.report.statistics import ALPHA, holm, mcnemar_exact, paired_difference
 
@@ -49,11 +48,8 @@ Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _predictions(run_dir: str) -> Predictions | None:
     """``(predictions, labels, test_ids)`` of a run, or ``None`` without predictions.npz."""
-    path = Path(run_dir) / files.PREDICTIONS
-    if not path.exists():
-        return None
-    with np.load(path) as arrays:
-        return arrays["predictions"], arrays["labels"], arrays["test_ids"]
+    arrays = RunFolder(run_dir).read_predictions()
+    return None if arrays is None else (arrays["predictions"], arrays["labels"], arrays["test_ids"])
 
 
 def _paired_outcomes(load: Callable[[str], Predictions | None], method_dir: str, baseline_dir: str

@@ -37,7 +37,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from spottune import records as files
+from spottune.records import RunFolder
 from spottune.report.render import Table
 from spottune.report.tables import PAPER, PARTIAL, PUBLISHED_PAR
 
@@ -67,17 +67,12 @@ class Routing:
         return counts.groupby(level=0).mean()
 
 
-def _read_policy(run_dir: str) -> dict[str, np.ndarray]:
-    with np.load(Path(run_dir) / files.POLICY) as policy:
-        return {key: policy[key] for key in ("decisions", "indices", "train_fraction")}
-
-
 def load_routing(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, Routing]]:
     """``{(preset, method): {dataset: Routing}}`` from the done runs that have a policy.npz."""
     routing: dict[tuple[str, str], dict[str, Routing]] = {}
     runs = records[records["has_policy"].astype(bool)]
     for (preset, method, dataset), group in runs.groupby(["preset", "method", "dataset"]):
-        policies = [_read_policy(folder) for folder in group["run_dir"]]
+        policies = [RunFolder(folder).read_policy() for folder in group["run_dir"]]
         routing.setdefault((preset, method), {})[dataset] = Routing(
             decisions=np.concatenate([p["decisions"] for p in policies]),
             indices=np.concatenate([p["indices"] for p in policies]),

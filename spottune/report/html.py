@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spottune import records as files
+from spottune.records import RunFolder
 from spottune.launch.status import error_line
 from spottune.report.render import Table, to_html
 from spottune.report.statistics import ALPHA, BOOTSTRAP_RESAMPLES, LEVEL
@@ -45,8 +45,8 @@ code { font-size: 0.95em; }
 def _error_line(run_dir: str) -> str:
     """The exception line of a run's ``error.txt``, as the console prints it
     (:func:`spottune.launch.status.error_line`); '' without one."""
-    path = Path(run_dir) / files.ERROR
-    return error_line(path.read_text(errors="replace")) if path.exists() else ""
+    text = RunFolder(run_dir).error_text()
+    return "" if text is None else error_line(text)
 
 
 def runs_overview(records: pd.DataFrame) -> Table:

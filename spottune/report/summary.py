@@ -17,7 +17,7 @@ import pandas as pd
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
 from spottune.report.comparison import (DEFAULT_BASELINE, NOT_SIGNIFICANT, not_significant,
                                         paired_comparison, paired_table, significance_note)
-from spottune.report.records import load_records
+from spottune.report.frame import load_records
 from spottune.report.render import Table, to_markdown
 
 

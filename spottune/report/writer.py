@@ -25,7 +25,7 @@ from spottune.report.comparison import (DEFAULT_BASELINE, mcnemar_table, paired_
                                         paired_table)
 from spottune.report.figures import ImageLookup
 from spottune.report.html import REPORT, write_report
-from spottune.report.records import load_records
+from spottune.report.frame import load_records
 from spottune.report.render import Table, write_table
 from spottune.report.summary import summary_tables, write_summary_tables
 from spottune.report.tables import LAYOUTS, build_table
