@@ -168,6 +168,7 @@ def test_torn_json_names_the_file(tmp_path):
 
 # -- torn records and checkpoints recover, hostile checkpoints are refused ---------------------
 
+@pytest.mark.slow
 def test_torn_metrics_of_a_done_run_is_evaluated_again(tmp_path, caplog):
     folder = tmp_path / "runs" / "r"
     first = run(tiny_run(), folder)
@@ -191,6 +192,7 @@ def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
     assert f"{folder / 'config.json'}: torn or not JSON" in caplog.text and "left out of the report" in caplog.text
 
 
+@pytest.mark.slow
 def test_torn_checkpoint_is_moved_aside_and_the_previous_one_resumes(tmp_path, caplog, monkeypatch):
     config = tiny_run(epochs=3, lr_milestones=[1], **{"backbone.width": 0.125})
     reference = run(config, tmp_path / "straight")
@@ -240,6 +242,7 @@ def test_hostile_checkpoint_is_refused_with_its_path(tmp_path, as_torch_file):
     assert "UnsafeCheckpoint: refusing to load" in error_line((folder / records.ERROR).read_text())
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, monkeypatch):
     config = tiny_run("piggyback")  # Adam states
     monkeypatch.setenv(FAIL_AT_EPOCH, "2")
@@ -306,6 +309,7 @@ def test_the_heartbeat_keeps_a_claim_fresh(tmp_path):
         assert live_holder(tmp_path, stale_after_s=1.0) is not None
 
 
+@pytest.mark.slow
 def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
     output = tmp_path / "out"
     argv = [sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--methods", "finetune", "--datasets", "digits",
@@ -325,6 +329,7 @@ def test_two_launchers_on_one_output_train_every_run_once(tmp_path):
         assert len(records.RunFolder(folder).read_metrics()["history"]) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, capsys):
     output = tmp_path / "out"
     argv = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--cluster", "inline",
@@ -347,6 +352,7 @@ def test_a_killed_launchers_claim_is_taken_over_and_the_run_resumes(tmp_path, ca
     assert records.RunFolder(folder).status() is records.Status.DONE and not (folder / records.CLAIM).exists()
 
 
+@pytest.mark.slow
 def test_a_worker_left_training_by_a_killed_launcher_is_not_doubled(tmp_path, capsys):
     """kill -9 of run_all.py alone leaves its local worker training: a re-run skips that run."""
     output = tmp_path / "out"
@@ -393,6 +399,7 @@ class Broken(Finetune):
 '''
 
 
+@pytest.mark.slow
 def test_failed_runs_are_named_with_their_error_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "broken_plugin.py").write_text(BROKEN_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -15,6 +15,7 @@ def cached_files() -> list[str]:
     return sorted(p.name for p in (pretrain.cache_dir() / "pretrained").glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_pretraining_is_cached_per_spec_and_procedure_version(monkeypatch, tmp_path):
     monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
     first = pretrain.pretrained_backbone(SPEC, progress=False)
@@ -29,6 +30,7 @@ def test_pretraining_is_cached_per_spec_and_procedure_version(monkeypatch, tmp_p
     assert len(cached_files()) == 2
 
 
+@pytest.mark.slow
 def test_pretraining_with_series_adapters_keeps_their_batchnorms(monkeypatch, tmp_path):
     """``series_adapters: true``: the official "network with series adapters in it". The backbone
     is the plain network; only the series adapters may start from it, with these BatchNorms."""

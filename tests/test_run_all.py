@@ -34,6 +34,7 @@ def test_bad_input_fails_at_once_with_the_known_names(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
     argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--output", str(tmp_path),
             "--no-progress", "--cluster", "inline", "--set", *QUICK]
@@ -63,6 +64,7 @@ def test_help_teaches(capsys):
     assert "--set" in out and "resumes interrupted" in out and "Examples" in out
 
 
+@pytest.mark.slow
 def test_local_workers_give_the_inline_numbers(tmp_path, capsys):
     argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--no-progress", "--set", *QUICK]
     assert run_all.main(argv + ["--output", str(tmp_path / "inline"), "--cluster", "inline"]) == 0
