@@ -17,7 +17,8 @@ def test_precedence_preset_method_dataset_cli():
     preset["dataset_hparams"] = {"digits": {"lr": 0.5}}
     hp = resolve_hparams(preset, "spottune", "digits", {"temperature": 2.0})
     assert hp["policy_width"] == 0.25  # preset.method_hparams beats the method default (1.0)
-    assert hp["policy_lr_mult"] == 0.1  # method default
+    assert hp["policy_lr_mult"] == 1.0  # preset.method_hparams (the mini budget)
+    assert hp["policy_weight_decay"] == 1e-3  # method default
     assert hp["lr"] == 0.5  # dataset_hparams beats preset.hparams
     assert hp["temperature"] == 2.0  # --set beats everything
     assert hp["backbone"]["arch"] == "resnet26" and hp["backbone"]["width"] == 0.25

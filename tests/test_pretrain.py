@@ -57,3 +57,12 @@ def test_pretraining_with_series_adapters_keeps_their_batchnorms(monkeypatch, tm
     for other in ("finetune", "residual_adapters_parallel"):
         with pytest.raises(ValueError, match="only residual_adapters_series"):
             create_method(other, hp).build(backbone, 5)
+
+
+def test_ensure_pretrained_trains_once_and_skips_other_kinds(monkeypatch, tmp_path):
+    """What a launcher calls before its workers start: trains only when the file is not cached."""
+    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    assert pretrain.ensure_pretrained(SPEC, progress=False) is True
+    assert pretrain.ensure_pretrained(SPEC, progress=False) is False
+    assert len(cached_files()) == 1
+    assert pretrain.ensure_pretrained({**SPEC, "pretrained": {"kind": "none"}}) is False

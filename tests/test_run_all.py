@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from spottune.methods import get_method, list_methods
+from spottune.grid import make_grid
 from tests.helpers import load_script
 
 run_all = load_script("benchmarks/run_all.py")
@@ -16,7 +16,9 @@ QUICK = ["epochs=1", "lr_milestones=[]", "backbone.pretrained.epochs=1", "backbo
 def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):
     assert run_all.main(["--dry-run", "--output", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    n = len([m for m in list_methods() if "cnn" in get_method(m).families]) * 4  # mini: a ResNet-26
+    grid = make_grid("mini")
+    n = len(grid.methods) * len(grid.datasets) * len(grid.seeds)
+    assert (len(grid.datasets), len(grid.seeds)) == (4, 3)
     runs = [line for line in lines if " seed " in line]  # then the count and the GPU-hour estimate
     assert len(runs) == n and f"{n} runs (mini)" in lines[n]
     assert all(" new " in line for line in runs)  # nothing written yet (spottune.records.Status)
@@ -36,7 +38,7 @@ def test_bad_input_fails_at_once_with_the_known_names(argv, message, capsys):
 
 @pytest.mark.slow
 def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
-    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--output", str(tmp_path),
+    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--seeds", "0", "--output", str(tmp_path),
             "--no-progress", "--cluster", "inline", "--set", *QUICK]
     assert run_all.main(argv) == 0
     out = capsys.readouterr().out
@@ -66,7 +68,8 @@ def test_help_teaches(capsys):
 
 @pytest.mark.slow
 def test_local_workers_give_the_inline_numbers(tmp_path, capsys):
-    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--no-progress", "--set", *QUICK]
+    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--seeds", "0", "--no-progress",
+            "--set", *QUICK]
     assert run_all.main(argv + ["--output", str(tmp_path / "inline"), "--cluster", "inline"]) == 0
     assert run_all.main(argv + ["--output", str(tmp_path / "local"), "--max-parallel", "2"]) == 0
     assert "in 2 local worker(s)" in capsys.readouterr().out

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+import torch
 from tqdm import tqdm
 
-from spottune.cpus import local_plan
+from spottune.cpus import allotted_cpus, local_plan, threads_from_env
+from spottune.engine import device_of
+from spottune.pretrain import ensure_pretrained
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.records import RunFolder, RunSpec, Status, canonical_json
 
 
 class LocalWorker:
@@ -38,11 +41,23 @@ class LocalWorker:
         self.sys_path = list(sys.path)  # plugins importable from where run_all.py was started
 
     def __call__(self) -> dict[str, Status]:
-        import torch
-
         sys.path.extend(p for p in self.sys_path if p not in sys.path)
         torch.set_num_threads(self.threads)
         return launch_inline(self.output, self.specs, self.runtime)
+
+
+def pretrain_first(specs: list[RunSpec], runtime: dict[str, Any], progress: bool) -> None:
+    """The grid's suite pretrainings that are not cached, here, once each, with every allotted
+    CPU, before any worker starts (else one worker pretrains while the others wait on its lock)."""
+    backbones = {canonical_json(s.hparams["backbone"]): s.hparams["backbone"] for s in specs}
+    for spec in backbones.values():
+        if spec.get("pretrained", {}).get("kind") != "suite":
+            continue
+        torch.set_num_threads(threads_from_env() or allotted_cpus())
+        data_root = runtime.get("data_root")
+        if ensure_pretrained(spec, Path(data_root) if data_root else None, device_of(runtime), progress,
+                             bool(runtime.get("download"))):
+            print(f"pretrained {spec['arch']} on {spec['pretrained']['dataset']} (cached for every run)", flush=True)
 
 
 def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], max_parallel: int | None = None,
@@ -54,6 +69,7 @@ def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], ma
     if not todo:
         return {}
     workers, threads = local_plan(len(todo), max_parallel)
+    pretrain_first(todo, runtime, progress)
     executor = submitit.LocalExecutor(folder=output / "local")
     executor.update_parameters(timeout_min=60 * 24 * 30)
     jobs = [executor.submit(LocalWorker(output, todo[i::workers], runtime, threads)) for i in range(workers)]

@@ -108,6 +108,9 @@ STANDARD = Layout(
 MINI = Layout(
     name="mini", title="Embedded mini preset, test top-1 accuracy (%)", preset="mini",
     baseline="finetune", baseline_note="this preset's own finetune runs")
+MINI_LONG = Layout(
+    name="mini-long", title="Embedded mini-long preset, test top-1 accuracy (%)", preset="mini-long",
+    baseline="finetune", baseline_note="this preset's own finetune runs")
 MINI_VIT = Layout(
     name="mini-vit", title="Embedded mini-vit preset (vit_mini), test top-1 accuracy (%)", preset="mini-vit",
     baseline="finetune", baseline_note="this preset's own finetune runs")
@@ -121,7 +124,7 @@ VTAB1K = Layout(
 FGVC = Layout(
     name="fgvc", title="FGVC, test top-1 accuracy (%)", preset="fgvc", dataset_prefix="fgvc/",
     headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"})
-LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_VIT, VTAB1K, FGVC)
+LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
