@@ -31,5 +31,5 @@ def test_readme_shows_the_committed_table():
     table = (EXAMPLE / "tables" / "mini.md").read_text()
     assert sync_readme.readme_with_table(readme, table) == readme, \
         "README.md's example table is stale: run `python scripts/sync_readme.py`"
-    for figure in ("mini_spottune_routing_by_block.png", "mini_score_vs_params.png"):
+    for figure in ("mini_spottune_routing_over_epochs.png", "mini_score_vs_params.png"):
         assert f'src="results/example/figures/{figure}"' in readme and (EXAMPLE / "figures" / figure).exists()

@@ -66,6 +66,17 @@ def test_routing_over_epochs_shows_epochs_by_blocks(routing):
     assert len(panels) == 10
     assert panels[0].images[0].get_array().shape == (12, 4)
     assert any(a.get_ylabel() == "fraction fine-tuned (train)" for a in figure.axes)
+    name, first = next(iter(routing.items()))
+    moved = np.abs(first.train_fraction[-1] - first.train_fraction[0]).mean()
+    assert panels[0].get_title() == f"{name}: moved {moved:.2f}"  # how far the policy's routing went
+
+
+def test_routing_movement_is_the_mean_absolute_change_per_block():
+    still = figures.Routing(np.zeros((2, 3)), np.arange(2), np.full((4, 3), 0.5))
+    assert still.movement() == 0
+    learned = figures.Routing(np.zeros((2, 3)), np.arange(2),
+                              np.array([[0.5, 0.5, 0.5], [0.6, 0.4, 0.5], [0.9, 0.2, 0.5], [1.0, 0.1, 0.5]]))
+    assert learned.movement() == pytest.approx((0.5 + 0.4 + 0.0) / 3)
 
 
 def test_extreme_images_asks_for_fewest_and_most_routed_images(routing):

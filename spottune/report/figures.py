@@ -12,7 +12,9 @@ of each (preset, method, dataset) into a :class:`Routing`. From it:
   with the most fine-tuned blocks (count averaged over seeds per image index); needs
   ``image_lookup(dataset, indices) -> array (k, H, W[, C])``;
 - :func:`routing_over_epochs`: per dataset, ``train_fraction`` (mean over seeds) as an
-  epoch x block heatmap;
+  epoch x block heatmap, titled with how far the policy moved its routing from the first
+  epoch (:meth:`Routing.movement`): a policy that does not learn stays where its random
+  initialisation put it (near 0.5 per block), and then SpotTune is stochastic fine-tuning;
 - :func:`score_vs_params`: Decathlon score against ``#par`` for every row of a scored table
   (filled: the suite, hollow: published, with their provenance tags in the legend), partial
   rows (``†``) left out.
@@ -60,6 +62,11 @@ class Routing:
     decisions: np.ndarray
     indices: np.ndarray
     train_fraction: np.ndarray
+
+    def movement(self) -> float:
+        """``mean_b |f_last[b] - f_1[b]|``: how far the training routing moved from the first
+        epoch to the last (fractions of training images fine-tuning block ``b``, seeds averaged)."""
+        return float(np.abs(self.train_fraction[-1] - self.train_fraction[0]).mean())
 
     def blocks_per_image(self) -> pd.Series:
         """Fine-tuned blocks per test image index, averaged over the seeds that saw it."""
@@ -151,18 +158,19 @@ def extreme_images(routing: dict[str, Routing], image_lookup: ImageLookup, title
 
 @styled
 def routing_over_epochs(routing: dict[str, Routing], title: str) -> Figure:
-    """Per dataset, the fraction of training images fine-tuning each block, per epoch."""
+    """Per dataset, the fraction of training images fine-tuning each block, per epoch, and how
+    far that routing moved from the first epoch to the last (:meth:`Routing.movement`)."""
     figure, axes = _grid(len(routing), columns=min(3, len(routing)), row_height=1.8)
     for panel, (name, r) in zip(axes, routing.items()):
         epochs, blocks = r.train_fraction.shape
         image = panel.imshow(r.train_fraction.T, aspect="auto", origin="lower", vmin=0, vmax=1,
                              cmap="viridis", extent=(0.5, epochs + 0.5, 0.5, blocks + 0.5))
-        panel.set(title=name, xlabel="epoch", ylabel="residual block")
+        panel.set(title=f"{name}: moved {r.movement():.2f}", xlabel="epoch", ylabel="residual block")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
         panel.label_outer()
     figure.colorbar(image, ax=list(axes), label="fraction fine-tuned (train)")
-    figure.suptitle(title)
+    figure.suptitle(f"{title}; moved: mean over blocks of |last epoch - epoch 1|")
     return figure
 
 
