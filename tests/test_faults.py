@@ -51,7 +51,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
     (["lr=0"], "lr=0: must be a number > 0"),
     (["optimizer=rmsprop"], "optimizer='rmsprop': must be one of sgd, adam"),
     (["epochs=2", "lr_milestones=[3]"], "lr_milestones=[3] with epochs=2: every milestone must be within 1..2"),
-    (["epochs=1"], "lr_milestones=[6] with epochs=1"),  # the preset's milestone, past a shortened run
+    (["epochs=1"], "lr_milestones=[4] with epochs=1"),  # the preset's milestone, past a shortened run
     (["lr_milestones=2"], "--set lr_milestones=2: must be a list"),
 ])
 def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, settings, message):

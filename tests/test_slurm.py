@@ -28,7 +28,7 @@ from tests.helpers import load_script
 
 RUN_ALL = load_script("benchmarks/run_all.py")
 TINY = ["--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.max_images=1000", "--no-progress"]
-GRID = ["--methods", "finetune,spottune", "--datasets", "digits,glyph_letters"]
+GRID = ["--methods", "finetune,spottune", "--datasets", "digits,glyph_letters", "--seeds", "0"]
 ON_SLURM = ["--cluster", "slurm", "--profile", "local"]
 
 pytestmark = pytest.mark.slurm
@@ -114,7 +114,7 @@ def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
     """``scontrol requeue`` (the job is killed) after epoch 1, then a preemption signal (USR2:
     submitit calls RunJob.checkpoint and requeues) later: the run resumes twice from its
     checkpoint and ends with the numbers of an uninterrupted run."""
-    run = ["--methods", "spottune", "--datasets", "digits", "--set", "epochs=6",
+    run = ["--methods", "spottune", "--datasets", "digits", "--seeds", "0", "--set", "epochs=6",
            "backbone.pretrained.max_images=1000", "--no-progress"]
     output, reference = tmp_path / "slurm", tmp_path / "local"
     run_all(*run, *ON_SLURM, "--output", output)  # returns once submitted
@@ -151,7 +151,7 @@ def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
 def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid, monkeypatch):
     output, _ = slurm_grid
     # finetune/digits is done (slurm_grid); spottune_global/digits is new and crashes
-    grid = ["--methods", "finetune,spottune_global", "--datasets", "digits", *TINY, "--output", output]
+    grid = ["--methods", "finetune,spottune_global", "--datasets", "digits", "--seeds", "0", *TINY, "--output", output]
     done_job = json.loads((run_folders(output)["finetune", "digits"] / "submitted.json").read_text())["job_id"]
 
     monkeypatch.setenv(FAIL_AT_EPOCH, "1")  # the jobs inherit it; the plugin raises at epoch 1
