@@ -162,7 +162,7 @@ def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid, monkeypatch):
     assert (folder / "error.txt").exists()
     assert not (folder / "done").exists() and not (folder / "metrics.json").exists()
 
-    status = run_all(*grid, "--status")
+    status = run_all(*grid, "--status", expect=1)  # --status exits 1 when a run failed
     assert "2 runs" in status and "1 done" in status and "1 failed" in status, status
     assert "InjectedFailure" in status and str(folder / "error.txt") in status
     log = json.loads((folder / "submitted.json").read_text())["stderr"]
