@@ -7,14 +7,15 @@
     Fashion-MNIST classes 0-5) with SGD, Nesterov momentum 0.9 (or AdamW with
     ``optimizer: adamw``, for a ViT from scratch) and a one-cycle schedule
     (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
-    spec) and caches the weights under ``<cache>/pretrained/<hash of spec>.pt``
-    (``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``); later runs reuse the file. The hash
-    also covers :data:`PRETRAINING_VERSION`, so weights cached by an earlier pretraining
-    procedure of the suite are not mistaken for the current one's. A file
-    lock makes concurrent runs wait for one pretraining instead of repeating it. The
-    pretrained network is then evaluated on the source task's test split (its ``eval_split``)
-    and the result kept with the weights: ``backbone.pretraining`` = ``{dataset, split,
-    test_accuracy}``, recorded in every run's metrics (the Decathlon table's ImNet column).
+    spec), checkpointing every epoch, and caches the weights once per spec and pretraining
+    procedure (:mod:`spottune.pretrain_cache`: published first-wins with a completion record,
+    safe on shared storage; a second process wanting the same pretraining waits for the
+    first). Launchers pretrain before their runs start (:func:`ensure_pretrained`: in process
+    for ``--cluster local``, as a SLURM job of its own that the runs depend on for
+    ``--cluster slurm``). The pretrained network is then evaluated on the source task's test
+    split (its ``eval_split``) and the result kept with the weights: ``backbone.pretraining`` =
+    ``{dataset, split, test_accuracy}``, recorded in every run's metrics (the Decathlon
+    table's ImNet column).
 ``released``
     The released ResNet-26 ImageNet checkpoint (a pickled module, ``path``), read without
     executing it by :func:`spottune.backbones.load_released_resnet26`, its 1000-way ImageNet
@@ -38,10 +39,10 @@ SHA-256, or the hash of the suite's pretraining spec), and for the source task `
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import io
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +50,20 @@ import torch
 
 from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, is_vit, load_released_resnet26,
                                 load_vit, read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
-from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
+from spottune import checkpoint
+from spottune.claim import RunClaimed
+from spottune.pretrain_cache import SuitePretraining, cache_dir
+from spottune.records import atomic_write_json, canonical_json, read_json
 from spottune.seeding import PRETRAINING
 from spottune.training import evaluate, train_epoch
 
-CACHE_ENV = "SPOTTUNE_CACHE"
-# the suite's pretraining procedure (_pretrain): bump whenever a change to it changes the weights
-# or what is stored with them, so that older cached files are not reused (its epochs are seeded
-# by spottune.seeding's PRETRAINING stream, the values version 2 has always used)
-PRETRAINING_VERSION = 2
+log = logging.getLogger(__name__)
+# how often a process waiting for another's pretraining looks whether it was published
+WAIT_POLL_S = 5.0
 RELEASED_FILENAME = "resnet26_pretrained.t7"
 # where the released network's ImageNet accuracy is measured (the Decathlon tables' ImNet column)
 RELEASED_SOURCE = {"dataset": "decathlon/imagenet12",
                    "data_options": {"split": "train", "eval_split": "val", "transforms": "released"}}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "spottune"))
 
 
 def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
@@ -80,8 +78,13 @@ def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
 
 
 def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device, progress: bool,
-              download: bool) -> tuple[Backbone, dict[str, Any]]:
+              download: bool, checkpoints: Path) -> tuple[Backbone, dict[str, Any]]:
     """The pretrained backbone and its evaluation on the source task's test split.
+
+    After every epoch ``{model, optimizer, lr_scheduler, epoch, args, history}`` is saved in
+    ``checkpoints`` (:mod:`spottune.checkpoint`); a pretraining started again resumes from
+    there, with the weights of an uninterrupted one (every epoch is seeded from
+    ``(seed, epoch)``).
 
     With ``series_adapters: true`` in the spec, every 3x3 convolution trains with a series
     adapter after it (the official "network with series adapters in it"); the backbone returned
@@ -110,10 +113,21 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     epochs = int(pre.get("epochs", 2))
     steps = epochs * -(-len(train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=pre.get("lr", 0.1), total_steps=steps)
-    for epoch in range(epochs):
-        train_epoch(model, None, opt, train, batch_size=batch_size, seed=seed, epoch=epoch, device=device,
-                    stream=PRETRAINING, after_step=sched.step, progress=progress,
-                    desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}")
+    start, history = 0, []
+    state = checkpoint.load(checkpoints, map_location=device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["lr_scheduler"])
+        start, history = state["epoch"], state["history"]
+        log.warning("resuming the pretraining of %s from its epoch %d (%s)", spec["arch"], start, checkpoints)
+    for epoch in range(start, epochs):
+        history.append(train_epoch(model, None, opt, train, batch_size=batch_size, seed=seed, epoch=epoch,
+                                   device=device, stream=PRETRAINING, after_step=sched.step, progress=progress,
+                                   desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}"))
+        checkpoint.save(checkpoints, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                      "lr_scheduler": sched.state_dict(), "epoch": epoch + 1,
+                                      "args": {"backbone": spec}, "history": history})
     result = evaluate(model, task, batch_size, device, progress)
     source = {"dataset": pre["dataset"], "split": task.info.get("eval_split", "test"),
               "test_accuracy": result["accuracy"]}
@@ -280,45 +294,49 @@ def _existing(path: str) -> Path:
     return p
 
 
-def _suite_cache(spec: dict[str, Any]) -> tuple[str, Path]:
-    """``(spec hash, cache file)`` of a suite pretraining."""
-    key = hashlib.sha256(canonical_json({"spec": spec, "version": PRETRAINING_VERSION}).encode()).hexdigest()[:12]
-    return key, cache_dir() / "pretrained" / f"{spec['arch']}-{spec['pretrained']['dataset']}-{key}.pt"
-
-
 def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, device: torch.device | str = "cpu",
                       progress: bool = True, download: bool = False) -> bool:
-    """Pretrain and cache a ``kind: suite`` backbone unless its file is cached; whether it trained.
+    """Pretrain and cache a ``kind: suite`` backbone unless it is cached; whether this call
+    published it. Other kinds need no pretraining: False.
 
-    A launcher calls this once per grid before its workers start, with every CPU it has, so
-    that no worker waits on another's pretraining (the file lock) with its own CPUs idle.
-    Other kinds need no pretraining: False.
+    Launchers call this before their runs start: ``--cluster local`` once per grid with every
+    CPU it has (so that no worker waits with its CPUs idle), ``--cluster slurm`` in a job of its
+    own that the runs' array depends on. When another process is pretraining the same spec
+    (its claim is live), this waits for it to publish, or takes over once its claim goes stale.
     """
     if spec.get("pretrained", {}).get("kind") != "suite":
         return False
-    key, path = _suite_cache(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
+    cache = SuitePretraining(spec)
+    waiting_for = None
+    while not cache.complete:
+        if cache.adopt():
             return False
-        model, source = _pretrain(spec, data_root, torch.device(device), progress, download)
-        buffer = io.BytesIO()
-        torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
-                    "series_adapter_bns": model.series_adapter_bns}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-        return True
+        try:
+            with cache.claim():
+                if cache.complete:  # published while we took the claim
+                    return False
+                model, source = _pretrain(spec, data_root, torch.device(device), progress, download, cache.partial)
+                buffer = io.BytesIO()
+                torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
+                            "series_adapter_bns": model.series_adapter_bns}, buffer)
+                return cache.publish(buffer.getvalue(), source)
+        except RunClaimed as claimed:
+            if waiting_for != str(claimed.holder):
+                waiting_for = str(claimed.holder)
+                log.warning("waiting for the pretraining of %s by %s", cache, claimed.holder)
+            time.sleep(WAIT_POLL_S)
+    return False
 
 
 def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, device: torch.device,
                               progress: bool, download: bool) -> Backbone:
     ensure_pretrained(spec, data_root, device, progress, download)
-    key, path = _suite_cache(spec)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cache = SuitePretraining(spec)
+    blob = cache.load()
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)
     model.load_state_dict(blob["state_dict"])
-    model.pretraining = {"kind": "suite", "id": key, **(blob.get("source") or {})}
+    model.pretraining = {"kind": "suite", "id": cache.key, **(blob.get("source") or {})}
     model.series_adapter_bns = blob.get("series_adapter_bns")
     if model.series_adapter_bns is not None:
         model.pretraining["series_adapters"] = True

@@ -7,7 +7,7 @@
 * :class:`RunFolder`: ``<output>/runs/<run_id>/``, the only reader and writer of a run's
   ``config.json``, ``metrics.json``, ``predictions.npz``, ``policy.npz``, ``submitted.json``,
   ``attempts.log``, ``error.txt`` and ``done`` (checkpoints: :mod:`spottune.checkpoint`, claims:
-  :mod:`spottune.launch.claim`, both on a folder's path, since they need torch and threads).
+  :mod:`spottune.claim`, both on a folder's path, since they need torch and threads).
 * :class:`Status`: where a run stands, one vocabulary for ``--dry-run``, ``--status``, the
   launchers and the report. A folder alone tells ``new``, ``started``, ``failed``, ``torn``
   and ``done``; the launchers add ``queued`` and ``running`` from the SLURM queue and claims.

@@ -10,7 +10,7 @@ different consumers apart; their constants are part of every run's numbers and n
 * :data:`DATA_ORDER`: ``1_000_003 * (seed + 1) + epoch`` seeds the ``DataLoader``'s own generator
   (the order of the images and the loader workers' seeds);
 * :data:`PRETRAINING`: ``1000 * (seed + 1) + epoch - 1000`` (``1000 * seed + epoch``, the values
-  the suite's pretraining has always used, ``spottune.pretrain.PRETRAINING_VERSION`` 2) seeds the
+  the suite's pretraining has always used, ``spottune.pretrain_cache.PRETRAINING_VERSION`` 2) seeds the
   global generators for an epoch of the suite's own pretraining.
 
 Imports torch and numpy only, so that the data loaders and the training loop share it.

@@ -20,7 +20,7 @@ from spottune.engine import run
 from spottune.data import DatasetError
 from spottune.grid import make_grid
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
-from spottune.launch.claim import process_alive, process_start
+from spottune.claim import process_alive, process_start
 from spottune.preflight import launch_problems
 from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spottune import pretrain
+from spottune import pretrain, pretrain_cache
 
 SPEC = {"arch": "resnet26", "width": 0.25, "input_size": 32,
         "pretrained": {"kind": "suite", "dataset": "mini_source", "epochs": 1, "batch_size": 64,
@@ -12,12 +12,12 @@ SPEC = {"arch": "resnet26", "width": 0.25, "input_size": 32,
 
 
 def cached_files() -> list[str]:
-    return sorted(p.name for p in (pretrain.cache_dir() / "pretrained").glob("*.pt"))
+    return sorted(p.name for p in (pretrain_cache.cache_dir() / "pretrained").glob("*.pt"))
 
 
 @pytest.mark.slow
 def test_pretraining_is_cached_per_spec_and_procedure_version(monkeypatch, tmp_path):
-    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(pretrain_cache.CACHE_ENV, str(tmp_path))
     first = pretrain.pretrained_backbone(SPEC, progress=False)
     assert len(cached_files()) == 1 and cached_files()[0].startswith("resnet26-mini_source-")
     assert first.pretraining["dataset"] == "mini_source" and 0 <= first.pretraining["test_accuracy"] <= 100
@@ -25,7 +25,7 @@ def test_pretraining_is_cached_per_spec_and_procedure_version(monkeypatch, tmp_p
     assert len(cached_files()) == 1 and again.pretraining == first.pretraining
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
 
-    monkeypatch.setattr(pretrain, "PRETRAINING_VERSION", pretrain.PRETRAINING_VERSION + 1)
+    monkeypatch.setattr(pretrain_cache, "PRETRAINING_VERSION", pretrain_cache.PRETRAINING_VERSION + 1)
     pretrain.pretrained_backbone(SPEC, progress=False)  # a changed procedure never reuses old weights
     assert len(cached_files()) == 2
 
@@ -36,7 +36,7 @@ def test_pretraining_with_series_adapters_keeps_their_batchnorms(monkeypatch, tm
     is the plain network; only the series adapters may start from it, with these BatchNorms."""
     from spottune.methods import create_method
 
-    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(pretrain_cache.CACHE_ENV, str(tmp_path))
     spec = {**SPEC, "pretrained": {**SPEC["pretrained"], "series_adapters": True}}
     backbone = pretrain.pretrained_backbone(spec, progress=False)
     plain = pretrain.pretrained_backbone(SPEC, progress=False)
@@ -61,7 +61,7 @@ def test_pretraining_with_series_adapters_keeps_their_batchnorms(monkeypatch, tm
 
 def test_ensure_pretrained_trains_once_and_skips_other_kinds(monkeypatch, tmp_path):
     """What a launcher calls before its workers start: trains only when the file is not cached."""
-    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(pretrain_cache.CACHE_ENV, str(tmp_path))
     assert pretrain.ensure_pretrained(SPEC, progress=False) is True
     assert pretrain.ensure_pretrained(SPEC, progress=False) is False
     assert len(cached_files()) == 1

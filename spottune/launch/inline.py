@@ -1,6 +1,6 @@
 """Run a grid's pending runs one after the other in this process (``--cluster inline``).
 
-Each run is claimed before it trains (:mod:`spottune.launch.claim`): a run that another live
+Each run is claimed before it trains (:mod:`spottune.claim`): a run that another live
 process is training is skipped and reported, so two launchers on one output never train the
 same run at once.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from spottune.engine import run
-from spottune.launch.claim import Claim, RunClaimed, live_holder
+from spottune.claim import Claim, RunClaimed, live_holder
 from spottune.records import RunFolder, RunSpec, Status
 
 

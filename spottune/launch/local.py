@@ -9,7 +9,7 @@ which every run records in its ``config.json``. The
 parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
-(:mod:`spottune.launch.claim`), so a worker left running after its parent was killed, or a
+(:mod:`spottune.claim`), so a worker left running after its parent was killed, or a
 second launcher on the same output, never trains a run twice at once.
 """
 from __future__ import annotations

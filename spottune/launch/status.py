@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from spottune.launch.claim import live_holder
+from spottune.claim import live_holder
 from spottune.records import ERROR, RunFolder, RunSpec, Status
 # squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
 FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",

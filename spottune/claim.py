@@ -1,7 +1,9 @@
-"""Run claims: one launcher process trains a run at a time, on local disk and on shared storage.
+"""Claims: one process works in a folder at a time, on local disk and on shared storage.
 
-Before training a run, the local and inline launchers claim it: ``<run>/claim.json`` holds
-``{pid, host, process_start, since, token}`` of the process that trains it. The file is created
+Before training a run, the local and inline launchers claim its folder; a suite pretraining
+claims its folder of partial checkpoints (:mod:`spottune.pretrain_cache`). ``<folder>/claim.json``
+holds ``{pid, host, process_start, since, token, job}`` of the process that works there (``job``:
+its SLURM job, ``$SLURM_JOB_ID``, or None). The file is created
 complete and exclusively (written to a temporary name, then hard-linked to ``claim.json``: the
 link fails if the name exists, atomically also on NFS, where ``O_EXCL`` historically was not).
 While the run trains, a daemon thread refreshes the file's mtime every ``heartbeat_s`` seconds
@@ -12,13 +14,15 @@ A claim is *stale*, and the next launcher takes it over, when
 * its heartbeat is older than ``stale_after_s`` (the holder crashed, or its machine is gone;
   on shared storage mtimes are the file server's, so clocks must agree to well within it), or
 * it was made on this host and its process is gone (``kill -9``: taken over at once): no
-  process with that pid, or one started at another time (a reused pid).
+  process with that pid, or one started at another time (a reused pid), or
+* it was made on another node by this process's own SLURM job (a job requeued onto another
+  node takes over what it held before: at once; on the same node the rule above applies).
 
 Taking over is race-free between any number of launchers: each tries to create the
 marker ``claim.json.stale-<token>`` of the stale claim exclusively; only one succeeds, checks
 that ``claim.json`` still holds the stale token, removes it and makes its own.
 
-A launcher that finds a live claim skips the run and says who holds it. SLURM jobs do not
+A launcher that finds a live claim skips the run and says who holds it. SLURM run jobs do not
 claim: the SLURM launcher's submission lock and the queue already keep a run single
 (:mod:`spottune.launch.slurm`).
 """
@@ -46,6 +50,12 @@ def _proc_stat(pid: int) -> list[str] | None:
             return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def slurm_job() -> str | None:
+    """This process's SLURM job (``$SLURM_JOB_ID``: an array task has its own, kept when it is
+    requeued), or None outside SLURM."""
+    return os.environ.get("SLURM_JOB_ID") or None
 
 
 def process_start(pid: int) -> str | None:
@@ -81,10 +91,13 @@ class Holder:
     token: str
     process_start: str | None
     heartbeat_age_s: float
+    job: str | None = None
 
     def stale(self, stale_after_s: float = STALE_AFTER_S) -> bool:
         if self.heartbeat_age_s > stale_after_s:
             return True
+        if self.job is not None and self.job == slurm_job() and self.host != socket.gethostname():
+            return True  # held by this job on another node, before it was requeued
         return self.host == socket.gethostname() and not process_alive(self.pid, self.process_start)
 
     def __str__(self) -> str:
@@ -100,13 +113,13 @@ class RunClaimed(RuntimeError):
 
 
 def read_holder(run_dir: Path) -> Holder | None:
-    """The holder of ``run_dir``'s claim, or None if there is none (or it vanished meanwhile)."""
+    """The holder of the claim on ``run_dir``, or None if there is none (or it vanished meanwhile)."""
     path = Path(run_dir) / records.CLAIM
     try:
         age = time.time() - path.stat().st_mtime
         data = records.read_json(path)
         return Holder(int(data["pid"]), str(data["host"]), str(data["since"]), str(data["token"]),
-                      data.get("process_start"), age)
+                      data.get("process_start"), age, data.get("job"))
     except FileNotFoundError:
         return None
     except (KeyError, TypeError, ValueError):  # damaged: an unknown holder, stale once its mtime is old
@@ -132,7 +145,7 @@ class Claim:
         self.token = uuid.uuid4().hex
         self.run_dir.mkdir(parents=True, exist_ok=True)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": process_start(os.getpid()),
-                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": self.token}
+                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": self.token, "job": slurm_job()}
         holder = self._acquire(record, stale_after_s)
         if holder is not None:
             raise RunClaimed(self.run_dir, holder)
