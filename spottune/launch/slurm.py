@@ -5,11 +5,26 @@ that owns it, and the queue (``squeue``, never ``sacct``: many clusters, and our
 have no accounting) tells whether that job is still in flight (:mod:`spottune.launch.status`).
 A run is submitted again only when it is neither done nor in flight, under a lock on the
 output folder, so two invocations cannot launch the same run twice. See ``slurm/README.md``.
+
+A launch submits, in this order:
+
+* each suite pretraining the pending runs need that the cache lacks (and no job of an earlier
+  launch is doing), as a job of its own (:mod:`spottune.launch.pretraining`), with the
+  preset's ``pretraining_resources``;
+* the runs as one job array, depending on those jobs (``--dependency=afterok:...``, and
+  ``--kill-on-invalid-dep=yes``: a failed pretraining cancels the runs instead of leaving them
+  pending forever). With the profile's ``runs_per_gpu: N`` each array task trains N runs at
+  once, each in its own process on the task's GPU (:mod:`spottune.launch.packed`).
+
+The profile's ``cache_dir`` (default: ``$SPOTTUNE_CACHE``, else ``~/.cache/spottune``, as the
+jobs see them) is where pretrained weights are cached; it must be a folder every node sees.
 """
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,14 +38,17 @@ from tqdm import tqdm
 from spottune.engine import run
 from spottune.grid import read_yaml
 from spottune.launch.inline import without_progress
-from spottune.launch.status import RunState, count_states, grid_states
+from spottune.launch.packed import PackedRunJob
+from spottune.launch.pretraining import PretrainingJob, PretrainingState, pretraining_of, write_record
+from spottune.launch.status import RunState, count_states, grid_states, pretraining_states
+from spottune.pretrain_cache import CACHE_ENV
 from spottune.records import RunFolder, RunSpec, Status
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm"
 SUBMIT_LOCK = ".slurm-submit.lock"
 PROFILE_KEYS = ("partition", "account", "qos", "constraint", "exclude", "gpus_per_node", "cpus_per_task",
                 "mem_gb", "time_min", "signal_delay_s", "max_requeues", "max_parallel", "job_name",
-                "setup", "additional")
+                "setup", "additional", "runs_per_gpu", "cache_dir")
 # a preset's ``resources`` (what one run needs) in profile terms
 PRESET_RESOURCES = {"gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb", "time_min": "time_min"}
 # one thread per allocated CPU unless the user chose otherwise
@@ -73,12 +91,23 @@ def slurm_resources(preset_resources: dict[str, Any] | None, profile: str | None
     return {**default, **needs, **chosen, **overrides}
 
 
-def submitit_parameters(resources: dict[str, Any]) -> dict[str, Any]:
-    """``slurm_resources`` in submitit's AutoExecutor vocabulary (unset keys are left out)."""
-    params: dict[str, Any] = {"name": resources.get("job_name") or "spottune",
+def apply_cache_dir(resources: dict[str, Any]) -> None:
+    """Make the profile's ``cache_dir`` (when it sets one) this process's ``$SPOTTUNE_CACHE``, so
+    that the launcher looks for cached pretrainings where its jobs will."""
+    if resources.get("cache_dir"):
+        os.environ[CACHE_ENV] = str(Path(resources["cache_dir"]).expanduser().resolve())
+
+
+def submitit_parameters(resources: dict[str, Any], depends_on: list[str] = (), name_suffix: str = "") -> dict[str, Any]:
+    """``slurm_resources`` in submitit's AutoExecutor vocabulary (unset keys are left out);
+    ``depends_on``: jobs that must succeed before these start."""
+    setup = [THREADS_SETUP, *(resources.get("setup") or [])]
+    if os.environ.get(CACHE_ENV):  # the jobs cache pretrained weights where the launcher looks
+        setup.append(f"export {CACHE_ENV}={os.environ[CACHE_ENV]}")
+    params: dict[str, Any] = {"name": (resources.get("job_name") or "spottune") + name_suffix,
                               "timeout_min": int(resources["time_min"]),
                               "cpus_per_task": int(resources.get("cpus_per_task") or 1),
-                              "slurm_setup": [THREADS_SETUP, *(resources.get("setup") or [])]}
+                              "slurm_setup": setup}
     if resources.get("gpus_per_node"):
         params["gpus_per_node"] = int(resources["gpus_per_node"])
     if resources.get("mem_gb"):
@@ -88,8 +117,11 @@ def submitit_parameters(resources: dict[str, Any]) -> dict[str, Any]:
             params[f"slurm_{key}"] = resources[key]
     if resources.get("max_parallel"):
         params["slurm_array_parallelism"] = int(resources["max_parallel"])
-    if resources.get("additional"):
-        params["slurm_additional_parameters"] = dict(resources["additional"])
+    additional = dict(resources.get("additional") or {})
+    if depends_on:
+        additional.update({"dependency": "afterok:" + ":".join(depends_on), "kill-on-invalid-dep": "yes"})
+    if additional:
+        params["slurm_additional_parameters"] = additional
     return params
 
 
@@ -115,9 +147,11 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.runtime, self.run_dir))
 
 
-def write_submission(folder: RunFolder, job: submitit.Job, resources: dict[str, Any]) -> None:
+def write_submission(folder: RunFolder, job: submitit.Job, resources: dict[str, Any],
+                      packed_with: list[str] = (), depends_on: list[str] = ()) -> None:
     job_id = str(job.job_id)
     folder.write_submission({
+        "packed_with": list(packed_with), "depends_on": list(depends_on),
         "job_id": job_id, "array_job_id": job_id.split("_")[0],
         "array_task_id": int(job_id.split("_")[1]) if "_" in job_id else None,
         "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
@@ -135,43 +169,93 @@ def submission_lock(output: Path) -> Iterator[None]:
 
 
 @dataclass
-class SubmittedArray:
+class SubmittedGrid:
+    """What a launch submitted: the pretraining jobs and the runs' array."""
+
     array_job_id: str
     run_ids: list[str]
+    tasks: int
+    pretraining_jobs: list[str]
     log_dir: Path
 
     def __str__(self) -> str:
-        tasks = f"_[0-{len(self.run_ids) - 1}]" if len(self.run_ids) > 1 else ""
-        return (f"submitted {len(self.run_ids)} run(s) to SLURM as job {self.array_job_id}{tasks}; "
-                f"logs in {self.log_dir}/{self.array_job_id}*/")
+        lines = [f"submitted pretraining job {job} (the runs wait for it); logs in {self.log_dir}/{job}/"
+                 for job in self.pretraining_jobs]
+        tasks = f"_[0-{self.tasks - 1}]" if self.tasks > 1 else ""
+        packed = f" in {self.tasks} tasks" if self.tasks != len(self.run_ids) else ""
+        lines.append(f"submitted {len(self.run_ids)} run(s) to SLURM as job {self.array_job_id}{tasks}{packed}; "
+                     f"logs in {self.log_dir}/{self.array_job_id}*/")
+        return "\n".join(lines)
 
 
-def launch_slurm(output: Path, specs: list[RunSpec], runtime: dict[str, Any],
-                 resources: dict[str, Any]) -> SubmittedArray | None:
-    """Submit, as one job array with ``resources`` (see :func:`slurm_resources`), every run that
-    is neither done nor in flight (failed, torn and interrupted runs included); None if none is."""
+def _executor(output: Path, resources: dict[str, Any]) -> submitit.AutoExecutor:
+    return submitit.AutoExecutor(folder=output / "slurm" / "%j", cluster="slurm",
+                                 slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
+
+
+def submit_pretrainings(output: Path, states: list[PretrainingState], runtime: dict[str, Any],
+                        resources: dict[str, Any]) -> list[str]:
+    """Submit each pretraining that is neither cached nor in flight as a job of its own; the
+    jobs the runs must wait for (those in flight from an earlier launch included)."""
+    waits = [s.job_id for s in states if s.status.in_flight]
+    for state in states:
+        if state.status in (Status.NEW, Status.FAILED):
+            executor = _executor(output, resources)
+            executor.update_parameters(**submitit_parameters(resources, name_suffix="-pretrain"))
+            job = executor.submit(PretrainingJob(state.pretraining.spec, without_progress(runtime)))
+            write_record(output, state.pretraining, job, resources)
+            waits.append(str(job.job_id))
+    return waits
+
+
+def launch_slurm(output: Path, specs: list[RunSpec], runtime: dict[str, Any], resources: dict[str, Any],
+                 pretraining_resources: dict[str, Any] | None = None) -> SubmittedGrid | None:
+    """Submit every run that is neither done nor in flight (failed, torn and interrupted runs
+    included) as one job array with ``resources`` (see :func:`slurm_resources`), after the
+    pretraining jobs they need (``pretraining_resources``, default ``resources``); None if no
+    run is to submit."""
     output = Path(output)
     with submission_lock(output):
         todo = [s.spec for s in grid_states(output, specs) if s.status is not Status.DONE and not s.status.in_flight]
         if not todo:
             return None
-        executor = submitit.AutoExecutor(folder=output / "slurm" / "%j", cluster="slurm",
-                                         slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
-        executor.update_parameters(**submitit_parameters(resources))
+        waits = submit_pretrainings(output, pretraining_states(output, todo), runtime,
+                                    pretraining_resources or resources)
+        per_task = max(1, int(resources.get("runs_per_gpu") or 1))
+        packs = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
+        executor = _executor(output, resources)
+        executor.update_parameters(**submitit_parameters(resources, depends_on=waits))
+        runtime = without_progress(runtime)
         with executor.batch():
-            jobs = [executor.submit(RunJob(s, without_progress(runtime), RunFolder.of(output, s).path)) for s in todo]
-        for spec, job in zip(todo, jobs):
-            write_submission(RunFolder.of(output, spec), job, resources)
-    return SubmittedArray(str(jobs[0].job_id).split("_")[0], [s.run_id for s in todo], output / "slurm")
+            jobs = [executor.submit(RunJob(pack[0], runtime, RunFolder.of(output, pack[0]).path) if per_task == 1
+                                    else PackedRunJob(pack, runtime, output)) for pack in packs]
+        for pack, job in zip(packs, jobs):
+            for spec in pack:
+                write_submission(RunFolder.of(output, spec), job, resources,
+                                 [s.run_id for s in pack if s is not spec], waits)
+    return SubmittedGrid(str(jobs[0].job_id).split("_")[0], [s.run_id for s in todo], len(packs), waits,
+                         output / "slurm")
+
+
+def cancel_runs_of_failed_pretrainings(states: list[RunState], pretrainings: list[PretrainingState]) -> None:
+    """``scancel`` the queued runs whose pretraining failed (SLURM does it itself where it honours
+    ``--kill-on-invalid-dep``; else they would wait forever)."""
+    failed = {p.pretraining.key for p in pretrainings if p.status is Status.FAILED}
+    jobs = sorted({s.job_id for s in states if s.status is Status.QUEUED and s.job_id
+                   and pretraining_of(s.spec) in failed})
+    if jobs:
+        subprocess.run(["scancel", *jobs], capture_output=True, timeout=60, check=False)
 
 
 def wait_for_slurm(output: Path, specs: list[RunSpec], progress: bool = True,
                    max_poll_s: float = 30.0) -> list[RunState]:
-    """Follow the grid until no run is in flight (polling the queue, more rarely as time goes by)."""
+    """Follow the grid until no run is in flight (polling the queue, more rarely as time goes
+    by); the runs of a failed pretraining are cancelled."""
     start = time.monotonic()
     with tqdm(total=len(specs), desc="runs finished", unit="run", disable=not progress) as bar:
         while True:
             states = grid_states(output, specs)
+            cancel_runs_of_failed_pretrainings(states, pretraining_states(output, specs))
             counts = count_states(states)
             bar.n = counts[Status.DONE] + counts[Status.FAILED]
             bar.set_postfix({str(status): n for status, n in counts.items() if n}, refresh=True)

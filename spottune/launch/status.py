@@ -3,7 +3,9 @@
 The statuses are :class:`spottune.records.Status`: what the folder says (``done``, ``torn``,
 ``failed``, ``started``, ``new``), made ``running`` by a live local claim or a running job,
 ``queued`` by a queued job, and ``failed`` when its job left the queue without finishing. A
-failed run is summed up by the exception line of its ``error.txt`` (:func:`error_line`).
+failed run is summed up by the exception line of its ``error.txt`` (:func:`error_line`). The
+grid's suite pretrainings have states of their own (:mod:`spottune.launch.pretraining`); a run
+whose job never started because its pretraining failed says so.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spottune.claim import live_holder
+from spottune.launch.pretraining import PretrainingState, grid_pretrainings, pretraining_of, pretraining_state, read_record
 from spottune.records import ERROR, RunFolder, RunSpec, Status
 # squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
 FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -59,9 +62,11 @@ class RunState:
         return f"{self.spec.run_id}  {self.spec.label}"
 
 
-def run_state(output: Path, spec: RunSpec, queue: dict[str, str]) -> RunState:
+def run_state(output: Path, spec: RunSpec, queue: dict[str, str],
+              failed_pretrainings: frozenset[str] = frozenset()) -> RunState:
     """The state of one run from its folder and the queue (read the queue *before* the folder:
-    a job leaves the queue only after writing ``done`` or ``error.txt``)."""
+    a job leaves the queue only after writing ``done`` or ``error.txt``); ``failed_pretrainings``:
+    the keys of the grid's pretrainings that failed."""
     folder = RunFolder.of(output, spec)
     submission = folder.read_submission() or {}
     job_id, log = submission.get("job_id"), submission.get("stderr")
@@ -76,6 +81,9 @@ def run_state(output: Path, spec: RunSpec, queue: dict[str, str]) -> RunState:
         return RunState(spec, folder, Status.RUNNING, note=f"claimed by {holder}")
     if status is Status.FAILED:
         return RunState(spec, folder, status, job_id, log, _tail(folder / ERROR))
+    if job_id and pretraining_of(spec) in failed_pretrainings:
+        return RunState(spec, folder, Status.FAILED, job_id, log, note=f"never started: its pretraining "
+                        f"{pretraining_of(spec)} failed (see the pretraining above)")
     if job_id:
         return RunState(spec, folder, Status.FAILED, job_id, log, _tail(log), note="its job left the queue without "
                         "writing done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
@@ -106,7 +114,20 @@ def grid_states(output: Path, specs: list[RunSpec]) -> list[RunState]:
     folders = [RunFolder.of(output, spec) for spec in specs]
     unfinished = any(f.read_submission() is not None and f.status() is not Status.DONE for f in folders)
     queue = slurm_queue() if unfinished else {}
-    return [run_state(output, spec, queue) for spec in specs]
+    failed = frozenset(s.pretraining.key for s in pretraining_states(output, specs, queue if unfinished else None)
+                       if s.status is Status.FAILED) if unfinished else frozenset()
+    return [run_state(output, spec, queue, failed) for spec in specs]
+
+
+def pretraining_states(output: Path, specs: list[RunSpec], queue: dict[str, str] | None = None
+                       ) -> list[PretrainingState]:
+    """The state of every suite pretraining the runs ``specs`` start from; asks the queue (when
+    ``queue`` is None) only when a submitted pretraining is not cached."""
+    pretrainings = grid_pretrainings(specs)
+    if queue is None:
+        queue = slurm_queue() if any(read_record(output, p) is not None and not p.complete
+                                     for p in pretrainings) else {}
+    return [pretraining_state(output, p, queue) for p in pretrainings]
 
 
 def count_states(states: list[RunState]) -> dict[Status, int]:
@@ -114,10 +135,18 @@ def count_states(states: list[RunState]) -> dict[Status, int]:
     return {status: sum(s.status is status for s in states) for status in Status}
 
 
-def format_status(output: Path, states: list[RunState], error_lines: int = 5) -> str:
-    """The ``--status`` report: counts, then each failed run with its log and last error lines."""
+def format_status(output: Path, states: list[RunState], error_lines: int = 5,
+                  pretrainings: list[PretrainingState] = ()) -> str:
+    """The ``--status`` report: the grid's pretrainings (a failed one with its log and last
+    error lines), the runs' counts, then each failed run with its log and last error lines."""
+    lines = []
+    for p in pretrainings:
+        lines.append(p.describe())
+        if p.status is Status.FAILED:
+            lines.append(f"    log:   {p.log}")
+            lines.extend("    | " + line for line in _tail(p.log, error_lines).splitlines())
     counts = count_states(states)
-    lines = [f"{len(states)} runs in {output}: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
+    lines.append(f"{len(states)} runs in {output}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     for s in states:
         if s.status.in_flight:
             lines.append(f"  {s.status:8s} {s.label}  ({f'job {s.job_id}' if s.job_id else s.note})")
