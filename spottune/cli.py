@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(status 1 when a run failed)")
     slurm = p.add_argument_group("SLURM (--cluster slurm)")
     slurm.add_argument("--profile",
-                       help="cluster profile: slurm/NAME.yaml or a YAML path (default: slurm/default.yaml)")
+                       help="cluster profile: a YAML path, or NAME: ./slurm/NAME.yaml under the current directory, "
+                            "else the packaged one (default, local, gpu-example; see slurm/README.md); keys left "
+                            "out come from the packaged default.yaml")
     slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
                        help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
     slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
