@@ -44,7 +44,8 @@ from spottune.launch.status import RunState, count_states, grid_states, pretrain
 from spottune.pretrain_cache import CACHE_ENV
 from spottune.records import RunFolder, RunSpec, Status
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent.parent / "slurm"
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm_profiles"  # the packaged profiles
+SITE_PROFILE_DIR = Path("slurm")  # your own, under the current directory: found first
 SUBMIT_LOCK = ".slurm-submit.lock"
 PROFILE_KEYS = ("partition", "account", "qos", "constraint", "exclude", "gpus_per_node", "cpus_per_task",
                 "mem_gb", "time_min", "signal_delay_s", "max_requeues", "max_parallel", "job_name",
@@ -56,14 +57,16 @@ THREADS_SETUP = "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK
 
 
 def read_profile(name_or_path: str) -> dict[str, Any]:
-    """One cluster profile: ``slurm/<name>.yaml`` or the path of a YAML file; keys are checked."""
+    """One cluster profile, keys checked: the path of a YAML file, or a name looked up as
+    ``./slurm/<name>.yaml`` (the current directory's), then the package's ``<name>.yaml``."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        candidates = [folder / f"{name_or_path}.yaml" for folder in (SITE_PROFILE_DIR, PROFILE_DIR)]
+        path = next((c for c in candidates if c.exists()), candidates[-1])
     if not path.exists():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        known = sorted({p.stem for d in (SITE_PROFILE_DIR, PROFILE_DIR) for p in d.glob("*.yaml")})
         raise FileNotFoundError(f"unknown SLURM profile {name_or_path!r}; known: {', '.join(known) or 'none'} "
-                                f"(in {PROFILE_DIR}), or pass the path of a YAML file")
+                                f"(looked in ./{SITE_PROFILE_DIR}/, then {PROFILE_DIR}), or pass the path of a YAML file")
     profile = read_yaml(path, "SLURM profile") or {}
     _check_profile_keys(profile, str(path))
     return profile
@@ -79,14 +82,14 @@ def slurm_resources(preset_resources: dict[str, Any] | None, profile: str | None
                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """What one job asks for, later layers winning::
 
-        slurm/default.yaml < the preset's resources < the profile < overrides (command line)
+        the package's default.yaml < the preset's resources < the profile < overrides (command line)
 
     The preset says what a run needs; the profile says how the cluster provides it.
     """
     needs = {PRESET_RESOURCES[k]: v for k, v in (preset_resources or {}).items() if k in PRESET_RESOURCES}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_profile_keys(overrides, "command line")
-    default = read_profile("default") if (PROFILE_DIR / "default.yaml").exists() else {}
+    default = read_profile(str(PROFILE_DIR / "default.yaml"))
     chosen = read_profile(profile) if profile else {}
     return {**default, **needs, **chosen, **overrides}
 

@@ -5,6 +5,7 @@ import argparse
 import importlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from spottune.report.comparison import DEFAULT_BASELINE
 from spottune.report.figures import ImageLookup
@@ -19,10 +20,10 @@ def resolve(spec: str) -> ImageLookup:
     return getattr(importlib.import_module(module), name)
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line (see ``--help``)."""
+def parser(prog: str = "python -m spottune.report") -> argparse.ArgumentParser:
+    """The command line (see ``--help``), named ``prog`` in its usage."""
     cli = argparse.ArgumentParser(
-        prog="python -m spottune.report",
+        prog=prog,
         description="Regenerate the summary, the paper tables (Markdown, LaTeX, CSV) and the "
                     "figures (PNG, PDF) from the run records under OUTPUT_DIR/runs/*/, without "
                     "training anything. Tables go to OUTPUT_DIR/tables/, figures to "
@@ -42,9 +43,12 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse ``argv``, write everything, print the written paths."""
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m spottune.report") -> None:
+    """Parse ``argv`` (the command ``prog``), write everything, print the written paths."""
+    cli = parser(prog)
+    args = cli.parse_args(argv)
+    if not (Path(args.output_dir) / "runs").is_dir():
+        cli.exit(2, f"error: {args.output_dir} has no runs/ folder (give a grid's output folder)\n")
     logging.basicConfig(format="%(message)s")
     logging.getLogger("spottune").setLevel(logging.INFO)
     for path in write_all(args.output_dir, image_lookup=args.image_lookup,

@@ -1,7 +1,7 @@
-"""Published numbers from ``results/reference/published.csv``, with their provenance.
+"""Published numbers from ``spottune/reference/published.csv`` (package data), with their provenance.
 
 The file has one published number per line (columns documented in
-``results/reference/README.md``). :func:`load_published` returns the rows of one report
+``spottune/reference/README.md``). :func:`load_published` returns the rows of one report
 table with ``error`` rows turned into accuracies (``accuracy = 100 - error``, flagged in
 ``source``), so every table compares accuracies. Each row keeps its ``provenance`` tag:
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 PROVENANCE = {
     "[src]": "quoted by a secondary source",
     "[code]": "read in the public code or README named in the source",

@@ -3,7 +3,7 @@
 Each table is described by a :class:`Layout` and built by :func:`build_table`. Rows are
 methods; for every method that has them, in this order:
 
-- ``<label> (paper) [tag]``: the published numbers (``results/reference/published.csv``),
+- ``<label> (paper) [tag]``: the published numbers (``spottune/reference/published.csv``),
   tagged with their provenance (per cell when a row mixes tags);
 - ``<label> (suite)``: this suite's runs, each column the mean over the done seeds of that
   dataset with its 95 % Student-t interval and seed count (:mod:`spottune.report.aggregate`),

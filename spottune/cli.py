@@ -1,0 +1,284 @@
+"""The suite's command: run a grid of method x dataset x seed and write the paper's tables.
+
+Installed (``pip install .``) it is the ``spottune`` console script; in a checkout without
+installing, ``python benchmarks/run_all.py`` takes the same arguments.
+
+Examples:
+  spottune                                         # the embedded default (preset mini), all methods
+  spottune --dry-run                               # list the runs, run nothing
+  spottune --methods spottune,finetune --datasets digits --seeds 0,1
+  spottune --set epochs=1 lr_milestones=[] batch_size=8   # override any preset / method hyperparameter
+  spottune --list                                  # presets, methods and datasets known
+  spottune --preset decathlon --data-root /data --cluster slurm --wait
+                                                   # the paper's grid on a SLURM cluster
+  spottune --preset decathlon --status             # done / running / pending / failed
+  spottune --plugins my_pkg.my_method --methods my_method,spottune
+
+Subcommands (optional first word): `spottune run ...` is `spottune ...`; `spottune status ...` is
+`spottune ... --status`; `spottune report OUTPUT [--into DIR] [--tables-only] [--baseline M]`
+regenerates the tables and figures of an output folder (`python -m spottune.report`).
+
+Runs land in <output>/runs/<run-id>/ (config.json, metrics.json, policy.npz, checkpoint.pt,
+done), <output> being results/<preset> under the current directory unless --output says
+otherwise. Re-running the same command skips done runs and resumes interrupted ones from their
+checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/,
+figures to <output>/figures/; `spottune report <output>` regenerates both.
+
+Before anything runs, the grid is checked: every hyperparameter (types and ranges), then the
+data and pretrained files the runs will read; a bad grid or a wrong argument is one line per
+problem on stderr and exit status 2 (--debug shows the traceback). Failed runs are listed at
+the end with their error line (exit status 1); runs another launcher is training are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+
+from spottune import report
+from spottune.cost import GridCost
+from spottune.cpus import allotted_cpus, threads_from_env
+from spottune.data import list_datasets, test_image_lookup
+from spottune.data.submission import write_grid_submissions
+from spottune.grid import list_presets, make_grid, parse_overrides
+from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,
+                             launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
+from spottune.methods import load_plugins, methods_by_families
+from spottune.preflight import hparam_problems, launch_problems
+from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
+from spottune.records import RunFolder, RunSpec, Status
+from spottune.report.__main__ import main as report_main
+
+# what a wrong command line, preset, plugin, profile, data or output folder raises before anything
+# runs: one line on stderr and exit status 2 (--debug: the traceback)
+USER_ERRORS = (KeyError, ValueError, OSError, ImportError, RuntimeError)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line (a KeyError's without quotes)."""
+    message = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+    return (message.strip().splitlines() or [type(err).__name__])[0]
+
+
+class CommandLine(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``--help`` gives the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (--help lists the options)\n")
+
+
+def writable_output(output: Path) -> None:
+    """Create ``output`` and check that a file can be written in it (an OSError naming it if not)."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=output, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"--output {output}: cannot write there ({err.strerror or err})") from err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of a grid (``--help``; this module's docstring is its description)."""
+    p = CommandLine(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="mini", help="grid to run: a preset name (%(default)s) or a YAML path")
+    p.add_argument("--methods", type=_csv, help="comma-separated methods (default: the preset's)")
+    p.add_argument("--datasets", type=_csv, help="comma-separated datasets (default: the preset's)")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--output", type=Path, help="output folder (default: results/<preset>)")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override hyperparameters, e.g. --set epochs=2 batch_size=8 backbone.width=0.5")
+    p.add_argument("--data-root", type=Path, help="where datasets live (default: $SPOTTUNE_DATA)")
+    p.add_argument("--pretrained", type=Path, help="backbone checkpoint replacing the preset's: a state_dict "
+                   "or the released ResNet-26 pickle (default: the preset's backbone.pretrained)")
+    p.add_argument("--download", action="store_true", help="allow downloading datasets that support it")
+    p.add_argument("--plugins", type=_csv, default=[], help="modules to import that register your own methods")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last memory format (speed only: same run ids; recorded in config.json)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
+                   help="torch.compile the model (optionally with BACKEND; speed only: same run ids)")
+    p.add_argument("--cluster", choices=["local", "inline", "slurm"], default="local",
+                   help="where runs execute: local = this machine, in --max-parallel submitit workers "
+                        "(default); inline = in this process, one after the other, with per-epoch progress "
+                        "bars (debuggers welcome); slurm = as SLURM job arrays (see slurm/README.md)")
+    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one single-thread "
+                   "worker per allotted CPU, $OMP_NUM_THREADS sets threads per worker; slurm: the array's "
+                   "parallelism)")
+    p.add_argument("--status", action="store_true",
+                   help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit "
+                        "(status 1 when a run failed)")
+    slurm = p.add_argument_group("SLURM (--cluster slurm)")
+    slurm.add_argument("--profile",
+                       help="cluster profile: a YAML path, or NAME: ./slurm/NAME.yaml under the current directory, "
+                            "else the packaged one (default, local, gpu-example; see slurm/README.md); keys left "
+                            "out come from the packaged default.yaml")
+    slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
+    slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the grid (per run: epochs, images, estimated GPU-hours) and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
+                   help="the method every other is compared with in the tables (paired differences, "
+                        "McNemar tests; default: %(default)s)")
+    p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line ``argv`` (default: ``sys.argv[1:]``); its exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        report_main(argv[1:], prog="spottune report")
+        return 0
+    if argv[:1] in (["run"], ["status"]):
+        argv = argv[1:] + (["--status"] if argv[0] == "status" else [])
+    args = build_parser().parse_args(argv)
+    try:
+        prepared = check_and_plan(args)
+        if isinstance(prepared, int):  # listed, printed or refused: nothing to run here
+            return prepared
+        preset, output, runtime, specs = prepared
+        failed = launch_on_slurm(args, preset, output, specs, runtime) if args.cluster == "slurm" else []
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    if failed is None:  # submitted to SLURM, not waiting
+        return 0
+    if args.cluster != "slurm":
+        failed = launch_here(args, output, specs, runtime)
+    try:
+        write_outputs(output, runtime, specs, args.baseline)
+    finally:  # the failures last, where the user looks, even if a table could not be written
+        report_failures(output, failed)
+    return 1 if failed else 0
+
+
+def report_failures(output: Path, failed: list[RunSpec]) -> None:
+    """Each failed run on stderr: method, dataset, seed, folder and the line of its error."""
+    if failed:
+        print(f"{len(failed)} run(s) failed:", file=sys.stderr)
+        for spec in failed:
+            print("\n".join(failure_lines(RunFolder.of(output, spec), spec)), file=sys.stderr)
+        print("(--status shows the end of each error.txt; fix the cause and re-run the same command)", file=sys.stderr)
+
+
+def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[RunSpec]]:
+    """Everything before a launch: the grid and its checks (one ``error:`` line per problem),
+    ``--list``, ``--dry-run`` and ``--status``; an exit status, or ``(preset, output, runtime,
+    specs)``."""
+    load_plugins(args.plugins)
+    if args.list:
+        print("presets: ", ", ".join(list_presets()))
+        for families, names in methods_by_families().items():
+            print(f"methods ({' and '.join(families)}{'' if len(families) > 1 else ' only'}):", ", ".join(names))
+        print("datasets:", ", ".join(list_datasets()))
+        return 0
+    overrides = parse_overrides(args.overrides)
+    if args.pretrained:
+        overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
+    grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
+    # each row's released checkpoint where the preset documents it, else its fallback (a notice)
+    grid.resolve_pretrained = resolver = PretrainedResolver(args.data_root)
+    if refused(hparam_problems(grid)):
+        return 2
+    output = args.output or Path("results") / grid.preset["name"]
+    runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
+               "channels_last": args.channels_last, "compile": args.compile,
+               "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
+    specs = grid.runs()
+    for notice in resolver.notices:
+        print(notice, file=sys.stderr)
+    if args.dry_run:
+        cost, states = GridCost(specs), grid_states(output, specs)  # the statuses --status prints
+        for state in states:
+            spec = state.spec
+            print(f"{spec.run_id}  {state.status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
+                  f"{cost.describe_run(spec)}")
+        print(f"{len(specs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
+              f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
+        print(cost.summary({state.spec.run_id: state.status for state in states}))
+        return 0
+    if args.status:
+        states = grid_states(output, specs)
+        print(format_status(output, states))
+        return 1 if any(s.status is Status.FAILED for s in states) else 0
+    if refused(launch_problems(pending_runs(output, specs), args.data_root, args.download)):
+        return 2
+    writable_output(output)
+    return grid.preset, output, runtime, specs
+
+
+def refused(problems: list[str]) -> bool:
+    """Print each problem of the grid as an ``error:`` line; whether there was any."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
+def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], runtime: dict) -> list[RunSpec]:
+    """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
+    the runs another launcher holds (and saying so); the runs that failed."""
+    todo, skipped = skip_claimed(output, pending_runs(output, specs))
+    if args.cluster == "inline":
+        torch.set_num_threads(threads_from_env() or allotted_cpus())  # never more than this process may use
+        outcomes = launch_inline(output, todo, runtime)
+    else:
+        outcomes = launch_local(output, todo, runtime, args.max_parallel, progress=not args.no_progress)
+    skipped += [f"skipped {s.label} ({s.run_id}): claimed by another launcher meanwhile"
+                for s in todo if outcomes.get(s.run_id) is Status.RUNNING]
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} run(s) skipped: another launcher is training them; re-run this command once it "
+              f"is done for complete tables", file=sys.stderr)
+    return [s for s in todo if outcomes.get(s.run_id) is Status.FAILED]
+
+
+def write_outputs(output: Path, runtime: dict, specs: list[RunSpec], baseline: str) -> None:
+    """Tables, figures, report.html (every method compared with ``baseline``) and (for Decathlon
+    runs) results.json submissions from the run records."""
+    options = {s.dataset: s.hparams.get("data", {}) for s in specs}
+    report.write_all(output, image_lookup=test_image_lookup(runtime["data_root"], options),
+                     baseline=baseline)
+    print((output / "tables" / "summary.md").read_text())
+    print(f"tables: {output / 'tables'}  figures: {output / 'figures'}  report: {output / 'report.html'}")
+    for path in write_grid_submissions(output):
+        print(f"Decathlon submission: {path}")
+
+
+def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
+                    runtime: dict) -> list[RunSpec] | None:
+    """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
+    and return the failed runs, else None."""
+    overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
+    submitted = launch_slurm(output, specs, runtime, slurm_resources(preset.get("resources"), args.profile, overrides))
+    print(submitted or "nothing to submit: every run is done or in flight", flush=True)
+    if not args.wait:
+        return None
+    states = wait_for_slurm(output, specs, progress=not args.no_progress)
+    return [s.spec for s in states if s.status is Status.FAILED]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
