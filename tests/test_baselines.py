@@ -130,7 +130,7 @@ def test_one_training_step(name, arch, backbones):
     for seed in (1, 2):  # two steps: SpotTune's policy gets no gradient while both paths are equal
         images, labels = batch(seed=seed)
         loss, _ = train_step(model, method, optimizer, images, labels)
-        assert torch.isfinite(torch.tensor(loss)), f"{name}: loss {loss}"
+        assert torch.isfinite(loss), f"{name}: loss {loss}"
 
     after = model.state_dict()
     for n, p in params.items():
