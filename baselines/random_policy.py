@@ -30,7 +30,12 @@ from spottune.spottune import TwoPathNetwork
 
 
 class FixedRandomRouting(TwoPathNetwork):
-    """A two-path network with one routing, drawn at construction, for every image."""
+    """A two-path network with one routing, drawn at construction, for every image.
+
+    ``host_policy`` is that routing as Python booleans (1 = fine-tuned copy), the buffer
+    ``fixed_policy`` read back at construction and at every state-dict load: training picks
+    the copies from it without reading the device.
+    """
 
     def __init__(self, backbone: Backbone, num_classes: int, p: float = 0.5, freeze: str = "conv") -> None:
         super().__init__(backbone, num_classes, freeze)
@@ -38,15 +43,23 @@ class FixedRandomRouting(TwoPathNetwork):
             raise ValueError(f"p must be in [0, 1], got {p}")
         policy = (torch.rand(self.num_blocks) < p).float()
         self.register_buffer("fixed_policy", policy.to(module_device(self)))
+        self.host_policy = self._read_policy()
         for block in self.unused_blocks():
             freeze_(block)
         self.train(self.training)
 
+    def _read_policy(self) -> tuple[bool, ...]:
+        return tuple(bool(a) for a in self.fixed_policy.tolist())
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Load as any module, then refresh :attr:`host_policy` from the loaded ``fixed_policy``."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.host_policy = self._read_policy()
+
     def unused_blocks(self) -> list[nn.Module]:
         """For every block, the copy that the policy never routes an image through."""
-        return [tuned if a < 0.5 else frozen
-                for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks,
-                                            self.fixed_policy.tolist())]
+        return [frozen if a else tuned
+                for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks, self.host_policy)]
 
     def train(self, mode: bool = True) -> "FixedRandomRouting":
         super().train(mode)
@@ -58,15 +71,20 @@ class FixedRandomRouting(TwoPathNetwork):
     def route(self, x: torch.Tensor) -> torch.Tensor:
         return self.fixed_policy.to(x.dtype).expand(x.shape[0], -1)
 
-    def mix_blocks(self, h: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
-        """With the fixed routing, only the used copy of each block runs: the other one is frozen
-        and in eval mode, and its term of Eq. 2 is multiplied by exactly 0 (same numbers, half
-        the blocks). Any other ``decisions`` (an explicit ``policy``) take the general path."""
-        if decisions.requires_grad or not bool((decisions == self.fixed_policy).all()):
-            return super().mix_blocks(h, decisions)
-        for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks, self.fixed_policy.tolist()):
+    def forward_routed(self, x: torch.Tensor, policy: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """In training with its own routing, only the used copy of every block runs: the other
+        one is frozen and in eval mode, and its term of Eq. 2 is multiplied by exactly 0 (same
+        numbers, half the blocks). The copies are chosen from :attr:`host_policy`, so no batch
+        waits for the device. An explicit ``policy``, and evaluation (hard-routed, with only the
+        used copies run as well), take :meth:`TwoPathNetwork.forward_routed`."""
+        if policy is not None or not self.training:
+            return super().forward_routed(x, policy)
+        decisions = self.route(x)
+        h = self.stem(x)
+        for frozen, tuned, a in zip(self.frozen_blocks, self.tuned_blocks, self.host_policy):
             h = tuned(h) if a else frozen(h)
-        return h
+        return self.head(h), decisions
 
 
 @register_method("random_policy")

@@ -5,7 +5,9 @@ command line or from a submitit job. The engine knows nothing method-specific: i
 method for the model, the optimiser parameter groups and an optional loss term.
 
 How it trains (optimiser, schedule, step, epoch, evaluation, seeding) is
-:mod:`spottune.training`; what it records as the run's protocol is :mod:`spottune.protocol`.
+:mod:`spottune.training`, whose epochs read their loss, accuracy and routing back from the
+device once, after the last batch (no step waits for the device); what it records as the
+run's protocol is :mod:`spottune.protocol`.
 What this module adds:
 
 * determinism: epoch ``e`` is seeded from ``(seed, e)`` (:mod:`spottune.seeding`), so a run

@@ -10,7 +10,10 @@ the throughput workloads.
 * epoch (:func:`train_epoch`): seeded from ``(seed, epoch)`` by :mod:`spottune.seeding` (the
   global generators and the loader's order), then a step per batch; the mean loss, the
   accuracy on the augmented batches and, for a method that records routing, the fraction of
-  images fine-tuning each block;
+  images fine-tuning each block. These are summed on the device (the loss weighted by the
+  batch size in float64, correct predictions and routing counts as integers) and read back to
+  the host once, at the end of the epoch: no step waits for the device to catch up, and the
+  numbers are those of summing per-batch host values (same operations, same order);
 * evaluation (:func:`evaluate`): top-1 accuracy (percent) on the test split, the predictions
   and the routing the method records per image.
 
@@ -35,6 +38,7 @@ from spottune.methods import ForwardOutputs, Method
 from spottune.seeding import TRAINING, SeedStream, seed_epoch
 
 OPTIMIZERS = ("sgd", "adam")
+PROGRESS_LOSS_EVERY = 50  # batches between two reads of the running loss for the progress bar
 
 
 def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
@@ -61,9 +65,10 @@ def forward(method: Method | None, model: nn.Module, images: torch.Tensor) -> Fo
 
 def train_step(model: nn.Module, method: Method | None, optimizer: torch.optim.Optimizer,
                images: torch.Tensor, labels: torch.Tensor, accel: Acceleration = Acceleration()
-               ) -> tuple[float, ForwardOutputs]:
+               ) -> tuple[torch.Tensor, ForwardOutputs]:
     """Forward, cross-entropy plus the method's regulariser on that forward's outputs,
-    backward, step; ``(loss, outputs)`` with the outputs detached."""
+    backward, step; ``(loss, outputs)``, both detached and left on the device (nothing is
+    read back to the host, so the step does not wait for the device)."""
     with accel.autocast(images.device.type):
         outputs = forward(method, model, images)
         loss = F.cross_entropy(outputs.logits, labels)
@@ -73,7 +78,7 @@ def train_step(model: nn.Module, method: Method | None, optimizer: torch.optim.O
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return float(loss.detach()), outputs.detached()
+    return loss.detach(), outputs.detached()
 
 
 def train_epoch(model: nn.Module, method: Method | None, optimizer: torch.optim.Optimizer, train: Dataset, *,
@@ -83,30 +88,45 @@ def train_epoch(model: nn.Module, method: Method | None, optimizer: torch.optim.
     """One epoch seeded from ``(seed, epoch)`` in ``stream``; ``after_step`` runs after every
     optimiser step (a per-step schedule). Returns ``{epoch, lr, train_loss, train_accuracy,
     seconds, images_per_second}`` (1-based epoch, the first group's lr) and
-    ``finetune_fraction`` per block when the method records routing."""
+    ``finetune_fraction`` per block when the method records routing.
+
+    Nothing is read back to the host per batch: the loss (float64, times the batch size), the
+    correct predictions and the routing counts (int64) are summed on ``device`` and read once
+    after the last batch. ``train_loss`` is thereby the float64 sum, in batch order, of each
+    batch's loss times its size, over the images seen (as summing ``float(loss) * len(y)`` on
+    the host gives), and ``finetune_fraction`` the float32 count over the images seen. With
+    ``progress``, the bar shows the running mean loss, read every :data:`PROGRESS_LOSS_EVERY`
+    batches (one wait for the device per that many steps, none without a bar).
+    """
     seed_epoch(seed, epoch, stream)
     model.train()
     loader = make_loader(train, batch_size, shuffle=True, seed=seed, epoch=epoch, num_workers=num_workers)
-    total_loss, correct, seen, routed = 0.0, 0, 0, []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    routed: torch.Tensor | None = None
+    seen = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
-    for x, y in bar:
+    for batch, (x, y) in enumerate(bar, start=1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss, outputs = train_step(model, method, optimizer, x, y, accel)
         if after_step is not None:
             after_step()
-        total_loss += loss * len(y)
-        correct += int((outputs.logits.argmax(1) == y).sum())
+        loss_sum += loss.double() * len(y)
+        correct += (outputs.logits.argmax(1) == y).sum()
         seen += len(y)
-        if outputs.routing is not None:
-            routed.append(outputs.routing.float().sum(0).cpu())
-        bar.set_postfix(loss=f"{loss:.3f}")
+        if outputs.routing is not None:  # uint8 decisions: their sum over the batch is int64
+            counts = outputs.routing.sum(0)
+            routed = counts if routed is None else routed + counts
+        if progress and batch % PROGRESS_LOSS_EVERY == 0:
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
+    train_loss, train_correct = float(loss_sum) / seen, int(correct)  # waits for the device's last step
     seconds = time.perf_counter() - start
-    entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
-             "train_accuracy": 100.0 * correct / seen, "seconds": seconds,
+    entry = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+             "train_accuracy": 100.0 * train_correct / seen, "seconds": seconds,
              "images_per_second": seen / max(seconds, 1e-9)}
-    if routed:
-        entry["finetune_fraction"] = (torch.stack(routed).sum(0) / seen).tolist()
+    if routed is not None:
+        entry["finetune_fraction"] = (routed.cpu().float() / seen).tolist()
     return entry
 
 

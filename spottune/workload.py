@@ -3,7 +3,8 @@
 A :class:`Workload` holds a method's model for a randomly initialised backbone (throughput
 does not depend on the weights), its optimiser, and one batch of random images and labels on
 a device. :meth:`Workload.train_step` is :func:`spottune.training.train_step` (forward, loss,
-backward, optimiser step, the loss read back); :meth:`Workload.eval_step` is what
+backward, optimiser step; the loss stays on the device, as in the engine's epochs, which read
+it back once per epoch); :meth:`Workload.eval_step` is what
 :func:`spottune.training.evaluate` does per batch (forward without gradients, predictions
 copied back). Both end with the device synchronised, so wall-clock timings are honest.
 

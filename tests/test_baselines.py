@@ -130,7 +130,7 @@ def test_one_training_step(name, arch, backbones):
     for seed in (1, 2):  # two steps: SpotTune's policy gets no gradient while both paths are equal
         images, labels = batch(seed=seed)
         loss, _ = train_step(model, method, optimizer, images, labels)
-        assert torch.isfinite(torch.tensor(loss)), f"{name}: loss {loss}"
+        assert torch.isfinite(loss), f"{name}: loss {loss}"
 
     after = model.state_dict()
     for n, p in params.items():
@@ -513,6 +513,25 @@ def test_random_policy_trains_only_the_used_copies_with_the_two_path_numbers(bac
     model(images, policy=explicit)
     assert len(ran) == 2 * model.num_blocks
 
+
+
+def test_random_policy_reads_its_loaded_policy_to_the_host(backbones):
+    """Training picks the copies from ``host_policy``: drawn with the buffer, and replaced by
+    the buffer a state dict loads (a checkpoint's policy, not the constructor's draw)."""
+    torch.manual_seed(0)
+    model = make_method("random_policy").build(backbones["resnet26"], TARGET_CLASSES)
+    assert model.host_policy == tuple(a == 1 for a in model.fixed_policy.tolist())
+    flipped = {**model.state_dict(), "fixed_policy": 1 - model.fixed_policy}
+    model.load_state_dict(flipped)
+    assert model.host_policy == tuple(a == 1 for a in flipped["fixed_policy"].tolist())
+    ran = []
+    for blocks in (model.frozen_blocks, model.tuned_blocks):
+        for block in blocks:
+            block.register_forward_hook(lambda m, i, o: ran.append(m))
+    model.train()(batch(4)[0])
+    used = [tuned if a else frozen for frozen, tuned, a in zip(model.frozen_blocks, model.tuned_blocks,
+                                                               model.host_policy)]
+    assert [id(m) for m in ran] == [id(m) for m in used]
 
 # ----------------------------------------------------------------------------- the worked example
 
