@@ -46,8 +46,9 @@ from spottune.cpus import allotted_cpus, threads_from_env
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.grid import list_presets, make_grid, parse_overrides
-from spottune.launch import (failure_lines, format_status, grid_states, launch_inline, launch_local,
-                             launch_slurm, pending_runs, skip_claimed, slurm_resources, wait_for_slurm)
+from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, grid_states, launch_inline,
+                             launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed,
+                             slurm_resources, wait_for_slurm)
 from spottune.methods import load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
@@ -209,20 +210,26 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     specs = grid.runs()
     for notice in resolver.notices:
         print(notice, file=sys.stderr)
+    if args.cluster == "slurm":  # the profile's cache_dir is where the jobs look for pretrained weights
+        apply_cache_dir(slurm_plan(args, grid.preset)[0])
     if args.dry_run:
-        cost, states = GridCost(specs), grid_states(output, specs)  # the statuses --status prints
+        pretrainings = pretraining_states(output, specs)
+        cost, states = GridCost(specs, [p.pretraining for p in pretrainings]), grid_states(output, specs)
+        for p in pretrainings:
+            print(f"pretraining   {p.status:8s}  {str(p.pretraining):66s} {cost.describe_pretraining(p.pretraining)}")
         for state in states:
             spec = state.spec
             print(f"{spec.run_id}  {state.status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
                   f"{cost.describe_run(spec)}")
         print(f"{len(specs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
               f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
-        print(cost.summary({state.spec.run_id: state.status for state in states}))
+        print(cost.summary({state.spec.run_id: state.status for state in states},
+                           frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
         return 0
     if args.status:
-        states = grid_states(output, specs)
-        print(format_status(output, states))
-        return 1 if any(s.status is Status.FAILED for s in states) else 0
+        states, pretrainings = grid_states(output, specs), pretraining_states(output, specs)
+        print(format_status(output, states, pretrainings=pretrainings))
+        return 1 if any(s.status is Status.FAILED for s in [*states, *pretrainings]) else 0
     if refused(launch_problems(pending_runs(output, specs), args.data_root, args.download)):
         return 2
     writable_output(output)
@@ -271,13 +278,27 @@ def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, specs:
                     runtime: dict) -> list[RunSpec] | None:
     """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
     and return the failed runs, else None."""
-    overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
-    submitted = launch_slurm(output, specs, runtime, slurm_resources(preset.get("resources"), args.profile, overrides))
+    submitted = launch_slurm(output, specs, runtime, *slurm_plan(args, preset))
     print(submitted or "nothing to submit: every run is done or in flight", flush=True)
     if not args.wait:
         return None
     states = wait_for_slurm(output, specs, progress=not args.no_progress)
+    for p in pretraining_states(output, specs):
+        if p.status is Status.FAILED:  # its runs never started: its error first
+            log = Path(p.log) if p.log else None
+            reason = error_line(log.read_text(errors="replace")) if log and log.exists() else "no log"
+            print(f"FAILED {p.describe()}\n    {reason}\n    log: {log}", file=sys.stderr)
     return [s.spec for s in states if s.status is Status.FAILED]
+
+
+def slurm_plan(args: argparse.Namespace, preset: dict) -> tuple[dict, dict]:
+    """What a run's job and a pretraining's job ask for (:func:`slurm_resources`): the preset's
+    ``resources`` and ``pretraining_resources`` (default: its ``resources``) under the profile
+    and ``--slurm-set``."""
+    overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
+    pretraining = preset.get("pretraining_resources") or preset.get("resources")
+    return (slurm_resources(preset.get("resources"), args.profile, overrides),
+            slurm_resources(pretraining, args.profile, overrides))
 
 
 if __name__ == "__main__":

@@ -6,16 +6,21 @@ For ``run_all.py --dry-run``. One run costs::
 
 with the image counts of :mod:`spottune.dataset_sizes` (no image is read) and the rates of
 the committed throughput table (:mod:`spottune.throughput`; whether those are measured or
-estimated is printed with every total). Not counted: pretraining a suite backbone (once per
-backbone, cached), data loading, checkpoints, start-up. Rates were measured at one batch
-size per backbone; larger batches usually run faster on a GPU.
+estimated is printed with every total). A suite pretraining the cache lacks (once per
+backbone spec) costs the same way, at fine-tuning's rate on its backbone: ``epochs`` x its
+source images (``max_images`` when set) plus its source test split; it is printed apart from
+the runs and added to the total. Not counted: data loading, checkpoints, start-up. Rates were
+measured at one batch size per backbone; larger batches usually run faster on a GPU.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 from spottune.dataset_sizes import UNVERIFIED, run_sizes
+from spottune.pretrain_cache import SuitePretraining
 from spottune.records import RunSpec, Status
 from spottune.throughput import DEFAULT_TABLE, ThroughputTable
 
@@ -49,19 +54,16 @@ def format_gpu_time(hours: float) -> str:
     return f"~{hours * 3600:.2g} GPU-s"
 
 
-def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
-    """The cost of one run (as :meth:`spottune.grid.Grid.runs` makes them)."""
-    hp = spec.hparams
-    epochs = int(hp["epochs"])
-    sizes = run_sizes(spec.dataset, hp.get("data"))
-    backbone = hp["backbone"]
-    rate = table.rate(spec.method, backbone["arch"], int(backbone.get("input_size", 224)),
-                      float(backbone.get("width", 1.0)), str(hp.get("precision", "fp32")))
+def _estimate(epochs: int, dataset: str, sizes: tuple[int, int] | None, method: str, backbone: dict[str, Any],
+              precision: str, table: ThroughputTable) -> RunCost:
+    """``epochs`` over ``sizes`` = (training, scored images) of ``dataset`` at ``method``'s rate."""
+    rate = table.rate(method, backbone["arch"], int(backbone.get("input_size", 224)),
+                      float(backbone.get("width", 1.0)), precision)
     notes = [] if rate is None else list(rate.notes)
     if sizes is None:
-        notes.append(f"size of {spec.dataset} unknown")
-    elif spec.dataset in UNVERIFIED:
-        notes.append(f"image counts of {spec.dataset} [unverified]")
+        notes.append(f"size of {dataset} unknown")
+    elif dataset in UNVERIFIED:
+        notes.append(f"image counts of {dataset} [unverified]")
     if rate is None:
         notes.append(f"no throughput for {backbone['arch']}")
     if sizes is None or rate is None:
@@ -71,29 +73,60 @@ def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
     return RunCost(epochs, train, test, seconds / 3600.0, notes)
 
 
+def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
+    """The cost of one run (as :meth:`spottune.grid.Grid.runs` makes them)."""
+    hp = spec.hparams
+    return _estimate(int(hp["epochs"]), spec.dataset, run_sizes(spec.dataset, hp.get("data")), spec.method,
+                     hp["backbone"], str(hp.get("precision", "fp32")), table)
+
+
+def pretraining_cost(backbone: dict[str, Any], table: ThroughputTable) -> RunCost:
+    """The cost of the suite pretraining of ``backbone`` (its ``pretrained`` spec), as a
+    fine-tuning run of its backbone on the source dataset."""
+    pre = backbone["pretrained"]
+    sizes = run_sizes(pre["dataset"], pre.get("data_options"))
+    if sizes is not None and pre.get("max_images"):
+        sizes = (min(sizes[0], int(pre["max_images"])), sizes[1])
+    return _estimate(int(pre.get("epochs", 2)), pre["dataset"], sizes, "finetune", backbone, "fp32", table)
+
+
 class GridCost:
     """The costs of a grid's runs against the throughput table at ``table_path``."""
 
-    def __init__(self, specs: list[RunSpec], table_path: str | Path = DEFAULT_TABLE) -> None:
+    def __init__(self, specs: list[RunSpec], pretrainings: list[SuitePretraining] = (),
+                 table_path: str | Path = DEFAULT_TABLE) -> None:
         self.table_path = Path(table_path)
         self.table = ThroughputTable.load(table_path)
         self.costs = {s.run_id: run_cost(s, self.table) for s in specs}
+        self.pretraining_costs = {p.key: pretraining_cost(p.spec, self.table) for p in pretrainings}
 
     def describe_run(self, spec: RunSpec) -> str:
         return self.costs[spec.run_id].describe()
 
-    def summary(self, statuses: dict[str, Status]) -> str:
-        """Total GPU-hours, the part not done yet (``statuses``: run id -> status), and what the
-        numbers rest on."""
+    def describe_pretraining(self, pretraining: SuitePretraining) -> str:
+        return self.pretraining_costs[pretraining.key].describe()
+
+    def summary(self, statuses: dict[str, Status], cached: frozenset[str] = frozenset()) -> str:
+        """GPU-hours of the pretrainings not ``cached`` (their keys) and of the runs (the part
+        not done yet: ``statuses``, run id -> status), their total, and what they rest on."""
         known = {r: c.gpu_hours for r, c in self.costs.items() if c.gpu_hours is not None}
         remaining = sum(h for r, h in known.items() if statuses.get(r) is not Status.DONE)
         unknown = len(self.costs) - len(known)
-        notes = sorted({n for c in self.costs.values() for n in c.notes})
-        lines = [f"estimated GPU time: {format_gpu_time(sum(known.values()))} for {len(known)} runs "
+        to_pretrain = {k: c for k, c in self.pretraining_costs.items() if k not in cached}
+        pretraining = sum(c.gpu_hours for c in to_pretrain.values() if c.gpu_hours is not None)
+        notes = sorted({n for c in [*self.costs.values(), *to_pretrain.values()] for n in c.notes})
+        lines = [f"estimated GPU time of the runs: {format_gpu_time(sum(known.values()))} for {len(known)} runs "
                  f"(not done yet: {format_gpu_time(remaining)})"
-                 + (f"; {unknown} runs of unknown cost not counted" if unknown else ""),
-                 f"  throughput: {self.table.describe()} ({self.table_path})",
-                 "  per run: epochs x training images / training images/s + scored images / evaluation "
-                 "images/s; backbone pretraining, data loading and start-up not counted"]
+                 + (f"; {unknown} runs of unknown cost not counted" if unknown else "")]
+        if self.pretraining_costs:
+            lines.append(f"estimated GPU time of the pretraining: {format_gpu_time(pretraining)} for "
+                         f"{len(to_pretrain)} backbone(s) to pretrain ({len(self.pretraining_costs) - len(to_pretrain)} "
+                         f"cached)" + (" (cost unknown)" if any(c.gpu_hours is None for c in to_pretrain.values())
+                                       else ""))
+            lines.append(f"estimated GPU time still to spend: {format_gpu_time(remaining + pretraining)} "
+                         f"(pretraining + runs not done yet)")
+        lines += [f"  throughput: {self.table.describe()} ({self.table_path})",
+                  "  per run: epochs x training images / training images/s + scored images / evaluation "
+                  "images/s; per pretraining the same at fine-tuning's rate; data loading and start-up not counted"]
         lines += [f"  note: {n}" for n in notes]
         return "\n".join(lines)

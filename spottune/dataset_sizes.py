@@ -44,6 +44,7 @@ DECATHLON_SPLITS: dict[str, tuple[int, int, int]] = {  # train, val, test
 }
 
 TRAIN_TEST: dict[str, tuple[int, int]] = {  # train, test
+    "mini_source": (36000, 6000),  # Fashion-MNIST classes 0-5 (the mini presets' pretraining)
     "fmnist_heldout": (1000, 1000),
     "digits": (1198, 599),
     "glyph_letters": (1310, 874),

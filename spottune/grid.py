@@ -5,8 +5,9 @@ A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``n
 ``datasets``, ``methods`` (``all`` or a list), ``seeds``, ``hparams`` (common to all
 runs), ``method_hparams`` and ``dataset_hparams`` (per method / per dataset overrides),
 ``data_options`` (handed to the dataset loader), ``protocol`` (named protocol choices,
-recorded in run configs and table footnotes) and ``resources`` (what one run needs on a
-cluster).
+recorded in run configs and table footnotes), ``resources`` (what one run needs on a
+cluster) and ``pretraining_resources`` (what the job pretraining a ``kind: suite`` backbone
+needs; default: ``resources``).
 
 The hyperparameters of a run, later entries winning::
 
@@ -44,7 +45,7 @@ from spottune.records import RunSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
-               "dataset_hparams", "variants", "data_options", "protocol", "resources")
+               "dataset_hparams", "variants", "data_options", "protocol", "resources", "pretraining_resources")
 
 
 def list_presets() -> list[str]:

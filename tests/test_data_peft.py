@@ -127,7 +127,7 @@ def test_presets_dry_run_on_fixture_data_with_their_gpu_hours(tmp_path, capsys, 
     out = capsys.readouterr().out
     methods = [m for m in list_methods() if "vit" in get_method(m).families]
     assert f"{len(methods) * len(datasets)} runs ({preset})" in out
-    assert "runs of unknown cost" not in out and re.search(r"estimated GPU time: ~[\d.e+]+ GPU-h", out)
+    assert "runs of unknown cost" not in out and re.search(r"estimated GPU time of the runs: ~[\d.e+]+ GPU-h", out)
 
 
 def test_table_layouts_cover_every_task_in_group_order():

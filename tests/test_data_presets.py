@@ -88,10 +88,13 @@ def test_l2sp_official_protocol_runs_its_iterations_as_epochs() -> None:
     assert (standard["epochs"], standard["lr_milestones"]) == (96, [53])
 
 
-def test_an_iteration_budget_needs_a_known_dataset_size(tmp_path: Path) -> None:
+def test_an_iteration_budget_needs_a_known_dataset_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spottune.data import base
+
+    monkeypatch.setitem(base._DATASETS, "plugin_task", base._DATASETS["digits"])  # a plugin's, size unknown
     preset = tmp_path / "p.yaml"
     preset.write_text("name: p\nbackbone: {arch: resnet26, pretrained: {kind: none}}\ndatasets: [digits]\n"
                       "hparams: {lr: 0.1, batch_size: 8, epochs: 1, iterations: 450}\n")
     assert make_grid(str(preset)).runs()[0].hparams["epochs"] == 3  # 1,198 images: 150 steps per epoch
-    with pytest.raises(ValueError, match="mini_source: training-set size unknown"):
-        make_grid(str(preset), datasets=["mini_source"]).runs()
+    with pytest.raises(ValueError, match="plugin_task: training-set size unknown"):
+        make_grid(str(preset), datasets=["plugin_task"]).runs()

@@ -293,4 +293,4 @@ def test_dry_run_prints_epochs_sizes_and_gpu_hours(capsys):
     lines = [line for line in out.splitlines() if " seed 0 " in line]
     assert len(lines) == 4 and all("epochs 6" in line and re.search(r"~[\d.]+ GPU-(h|min|s)$", line) for line in lines)
     assert sum("train     1198  test     599" in line for line in lines) == 2
-    assert "estimated GPU time:" in out and GridCost([]).table.describe() in out
+    assert "estimated GPU time of the runs:" in out and GridCost([]).table.describe() in out

@@ -19,8 +19,10 @@ def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):
     grid = make_grid("mini")
     n = len(grid.methods) * len(grid.datasets) * len(grid.seeds)
     assert (len(grid.datasets), len(grid.seeds)) == (4, 3)
-    runs = [line for line in lines if " seed " in line]  # then the count and the GPU-hour estimate
-    assert len(runs) == n and f"{n} runs (mini)" in lines[n]
+    assert lines[0].startswith("pretraining ") and "resnet26 pretrained on mini_source" in lines[0]
+    runs = [line for line in lines if " seed " in line]  # then the count and the GPU-hour estimates
+    assert len(runs) == n and f"{n} runs (mini)" in lines[n + 1]
+    assert any(line.startswith("estimated GPU time of the pretraining: ") for line in lines[n + 2:])
     assert all(" new " in line for line in runs)  # nothing written yet (spottune.records.Status)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,9 +65,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
         yield
 
 
-def run_all(*args: str | Path, expect: int = 0) -> str:
-    """``benchmarks/run_all.py ARGS`` in this process (saves the imports); its stdout."""
-    out, err = io.StringIO(), io.StringIO()
+def run_all(*args: str | Path, expect: int = 0, err: io.StringIO | None = None) -> str:
+    """``benchmarks/run_all.py ARGS`` in this process (saves the imports); its stdout (its
+    stderr into ``err`` when given)."""
+    out, err = io.StringIO(), err if err is not None else io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = RUN_ALL.main([str(a) for a in args])
     assert code == expect, f"exit {code}\n{out.getvalue()}\n{err.getvalue()}"
@@ -175,3 +177,93 @@ def test_failed_run_is_reported_and_only_it_is_retried(slurm_grid, monkeypatch):
     assert json.loads((finetune / "submitted.json").read_text())["job_id"] == done_job  # not resubmitted
     status = run_all(*grid, "--status")
     assert "2 done" in status and "0 failed" in status, status
+
+
+def squeue_field(job_id: str, field: str) -> list[str]:
+    """``squeue``'s ``field`` (e.g. ``%E``, the dependency) of every task of ``job_id`` in flight."""
+    out = subprocess.run(["squeue", "--noheader", "--array", "-j", job_id, f"--format={field}"], capture_output=True,
+                         text=True, timeout=30).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def test_an_uncached_pretraining_is_a_job_the_runs_array_waits_for(tmp_path, monkeypatch):
+    """Issue 12: the backbone is not cached, so the launch submits its pretraining as a job of
+    its own and the array with ``afterok`` on it; --status and --dry-run show it; the runs
+    start from the weights that job published."""
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "shared-cache"))  # nothing cached there
+    grid = ["--methods", "finetune,spottune", "--datasets", "digits", "--seeds", "0", *TINY,
+            "--output", tmp_path / "out"]
+    dry = run_all(*grid, *ON_SLURM, "--dry-run")
+    assert re.search(r"^pretraining +new .*resnet26 pretrained on mini_source", dry, re.M), dry
+    assert "estimated GPU time of the pretraining:" in dry and "1 backbone(s) to pretrain (0 cached)" in dry
+
+    submitted = run_all(*grid, *ON_SLURM)
+    pretraining_job = re.search(r"submitted pretraining job (\d+)", submitted).group(1)
+    array_job = re.search(r"submitted 2 run\(s\) to SLURM as job (\d+)", submitted).group(1)
+    dependencies = squeue_field(array_job, "%E")  # read at once: the pretraining takes seconds
+    assert dependencies and all(f"afterok:{pretraining_job}" in d for d in dependencies), dependencies
+    status = run_all(*grid, "--status")
+    assert re.search(rf"pretraining resnet26 pretrained on mini_source .*: (queued|running) \(job {pretraining_job};",
+                     status), status
+
+    waited = run_all(*grid, *ON_SLURM, "--wait")
+    assert "nothing to submit" in waited
+    [record] = (tmp_path / "shared-cache" / "pretrained").glob("*.complete.json")
+    record = json.loads(record.read_text())
+    assert record["pretrained_by"]["job"] == pretraining_job
+    for folder in run_folders(tmp_path / "out").values():
+        assert (folder / "done").exists()
+        assert json.loads((folder / "metrics.json").read_text())["pretraining"]["id"] == record["key"]
+        assert json.loads((folder / "submitted.json").read_text())["depends_on"] == [pretraining_job]
+    assert "pretraining resnet26 pretrained on mini_source" in run_all(*grid, "--status")
+    again = run_all(*grid, *ON_SLURM, "--dry-run")
+    assert re.search(r"^pretraining +done ", again, re.M) and "0 backbone(s) to pretrain (1 cached)" in again
+
+
+def test_a_failed_pretraining_fails_its_runs_with_its_error_on_the_console(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    grid = ["--methods", "finetune", "--datasets", "digits", "--seeds", "0", "--no-progress", "--output", tmp_path / "out",
+            "--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.epochs=0"]  # 0 steps: the schedule raises
+    err = io.StringIO()
+    run_all(*grid, *ON_SLURM, "--wait", expect=1, err=err)
+    assert re.search(r"FAILED pretraining resnet26 pretrained on mini_source .*: failed \(job \d+;", err.getvalue())
+    assert "ValueError" in err.getvalue() and "1 run(s) failed" in err.getvalue(), err.getvalue()
+    status = run_all(*grid, "--status", expect=1)
+    assert "never started: its pretraining" in status and "| ValueError" in status, status
+
+
+def test_a_packed_task_requeued_mid_epoch_resumes_both_runs_to_uninterrupted_numbers(tmp_path):
+    """``runs_per_gpu: 2``: two runs in one array task, one process each; ``scontrol requeue``
+    kills the task mid-epoch; both runs resume from their checkpoints and end with the numbers
+    of uninterrupted runs."""
+    grid = ["--methods", "finetune,spottune", "--datasets", "digits", "--seeds", "0", "--set", "epochs=4",
+            "lr_milestones=[]", "backbone.pretrained.max_images=1000", "--no-progress"]
+    output, reference = tmp_path / "slurm", tmp_path / "local"
+    submitted = run_all(*grid, *ON_SLURM, "--slurm-set", "runs_per_gpu=2", "--output", output)
+    assert "submitted 2 run(s) to SLURM as job " in submitted and "in 1 tasks" in submitted, submitted
+    uninterrupted_runs = subprocess.Popen([sys.executable, RUN_ALL.__file__, *grid, "--output", str(reference)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    folders = list((output / "runs").iterdir())
+    submissions = [json.loads((f / "submitted.json").read_text()) for f in folders]
+    assert len({s["job_id"] for s in submissions}) == 1 and all(len(s["packed_with"]) == 1 for s in submissions)
+    job = submissions[0]
+    starts = lambda: Path(job["stdout"]).read_text().count("Starting with JobEnvironment")  # noqa: E731
+
+    wait_for(lambda: all((f / "checkpoint.pt").exists() for f in folders), 300, "both runs' first checkpoint")
+    subprocess.run(["scontrol", "requeue", job["job_id"]], check=True, timeout=30)
+    wait_for(lambda: starts() == 2, 180, "the requeued task to start again")
+    assert not all((f / "done").exists() for f in folders), "the runs finished before the requeue"
+    run_all(*grid, *ON_SLURM, "--slurm-set", "runs_per_gpu=2", "--wait", "--output", output)
+    assert uninterrupted_runs.wait(timeout=300) == 0, uninterrupted_runs.stderr.read()
+
+    uninterrupted = {json.loads((f / "config.json").read_text())["method"]: json.loads((f / "metrics.json").read_text())
+                     for f in (reference / "runs").iterdir()}
+    for folder in folders:
+        resumed = json.loads((folder / "metrics.json").read_text())
+        attempts = (folder / "attempts.log").read_text().splitlines()
+        assert len(attempts) == 2 and json.loads(attempts[1])["from_epoch"] >= 1, attempts
+        expected = uninterrupted[resumed["method"]]
+        assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+        assert resumed["test_accuracy"] == expected["test_accuracy"]
+        for key in ("train_loss", "train_accuracy", "lr"):
+            assert [h[key] for h in resumed["history"]] == [h[key] for h in expected["history"]], key
