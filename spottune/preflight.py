@@ -26,14 +26,16 @@ Hyperparameter rules (the engine's training protocol, whatever sets the value)::
                                           empty with schedule: cosine
     warmup_epochs                         integer w with 0 <= w <= epochs
 
-(the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch would
-silently never apply, and the cosine schedule has none: milestones there would be ignored). A preset's
-declared ``search`` space (:func:`spottune.grid.search_space`) must name hyperparameters the
-runs have, each with a non-empty list of values that pass the rules above. Every value must be plain data (numbers, strings, booleans, null,
-lists, mappings: what a run id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as
-a date). A value given with ``--set`` must also have the type of the value it replaces: a
-number for a number (``--set lr=abc`` is an error), a string for a string, a list for a list,
-true/false for a boolean; a value replacing ``null`` may be anything.
+(the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch
+would silently never apply, and the cosine schedule has none: milestones there would be
+ignored). A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
+hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
+
+Every value must be plain data (numbers, strings, booleans, null, lists, mappings: what a run
+id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as a date). A value given with
+``--set`` must also have the type of the value it replaces: a number for a number (``--set
+lr=abc`` is an error), a string for a string, a list for a list, true/false for a boolean; a
+value replacing ``null`` may be anything.
 """
 from __future__ import annotations
 

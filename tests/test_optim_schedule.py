@@ -150,3 +150,28 @@ def test_declared_search_space_beside_the_defaults_and_its_checks():
     assert search_problems(hp, {"lr": [], "drop_rate": [0.1], "weight_decay": [0.01, -1]}) == [
         "search lr=[]: must be a non-empty list of values", "search drop_rate: not a hyperparameter of the runs",
         "search weight_decay=[0.01, -1]: every value must be a number >= 0"]
+
+
+@pytest.mark.slow  # two tiny runs and a resume: ~40 s on one thread
+def test_engine_runs_and_resumes_adamw_with_warmup_cosine(tmp_path, monkeypatch):
+    from spottune.engine import run
+    from spottune.records import RunSpec
+    from tests.fail_at_epoch import ENV, InjectedFailure
+    from tests.helpers import tiny_run
+
+    base = tiny_run(epochs=2)
+    spec = RunSpec(base.method, base.dataset, base.seed, base.preset,
+                   {**base.hparams, "optimizer": "adamw", "lr": 1e-3, "lr_milestones": [], "schedule": "cosine",
+                    "warmup_epochs": 1})
+    straight = run(spec, tmp_path / "straight")
+    assert [h["lr"] for h in straight["history"]] == [0.0, 1e-3]  # warm-up epoch at 0, then the cosine's start
+    assert straight["protocol"]["schedule"] == \
+        "linear warm-up from 0 over 1 epochs then cosine to 0 at epoch 2 (per epoch)"
+    assert straight["protocol"]["optimizer"] == "adamw"
+    monkeypatch.setenv(ENV, "2")
+    with pytest.raises(InjectedFailure):
+        run(spec, tmp_path / "resumed")
+    monkeypatch.delenv(ENV)
+    resumed = run(spec, tmp_path / "resumed")
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert resumed["test_accuracy"] == straight["test_accuracy"]
