@@ -6,8 +6,11 @@ A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``n
 runs), ``method_hparams`` and ``dataset_hparams`` (per method / per dataset overrides),
 ``data_options`` (handed to the dataset loader), ``protocol`` (named protocol choices,
 recorded in run configs and table footnotes), ``resources`` (what one run needs on a
-cluster) and ``pretraining_resources`` (what the job pretraining a ``kind: suite`` backbone
-needs; default: ``resources``).
+cluster), ``pretraining_resources`` (what the job pretraining a ``kind: suite`` backbone
+needs; default: ``resources``) and ``search`` (the space a reference protocol searches per task, declared beside
+the defaults: ``hparams`` and ``method_hparams`` map hyperparameters to lists of values,
+``data_options`` name the selection split; :func:`search_space`; checked before a launch by
+:mod:`spottune.preflight`, not run by the suite).
 
 The hyperparameters of a run, later entries winning::
 
@@ -45,7 +48,8 @@ from spottune.records import RunSpec
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
-               "dataset_hparams", "variants", "data_options", "protocol", "resources", "pretraining_resources")
+               "dataset_hparams", "variants", "data_options", "protocol", "resources", "pretraining_resources",
+               "search")
 
 
 def list_presets() -> list[str]:
@@ -142,6 +146,14 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
     if hp.get("iterations"):  # a protocol stated in optimiser steps (spottune.iteration_budget)
         hp.update(epochs_for_iterations(hp, dataset))
     return hp
+
+
+def search_space(preset: dict[str, Any], method: str) -> dict[str, Any]:
+    """The values the preset's ``search`` declares for ``method``: ``search.hparams`` updated
+    by ``search.method_hparams[method]`` (each a hyperparameter -> list of values); empty
+    without ``search``."""
+    search = preset.get("search") or {}
+    return {**(search.get("hparams") or {}), **((search.get("method_hparams") or {}).get(method) or {})}
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

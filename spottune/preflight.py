@@ -16,18 +16,26 @@ Hyperparameter rules (the engine's training protocol, whatever sets the value)::
     epochs, batch_size, eval_batch_size   integer >= 1
     num_workers                           integer >= 0
     lr, lr_gamma, backbone.width          number > 0
+    adam_eps                              number > 0
     weight_decay                          number >= 0
     momentum                              number in [0, 1)
-    optimizer                             sgd | adam        (spottune.engine.OPTIMIZERS)
-    precision                             fp32 | bf16       (spottune.acceleration.PRECISIONS)
-    lr_milestones                         list of integers m with 1 <= m <= epochs
+    optimizer                             sgd | adam | adamw   (spottune.training.OPTIMIZERS)
+    schedule                              step | cosine        (spottune.training.SCHEDULES)
+    precision                             fp32 | bf16          (spottune.acceleration.PRECISIONS)
+    lr_milestones                         list of integers m with 1 <= m <= epochs;
+                                          empty with schedule: cosine
+    warmup_epochs                         integer w with 0 <= w <= epochs
 
-(the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch would
-silently never apply). Every value must be plain data (numbers, strings, booleans, null,
-lists, mappings: what a run id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as
-a date). A value given with ``--set`` must also have the type of the value it replaces: a
-number for a number (``--set lr=abc`` is an error), a string for a string, a list for a list,
-true/false for a boolean; a value replacing ``null`` may be anything.
+(the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch
+would silently never apply, and the cosine schedule has none: milestones there would be
+ignored). A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
+hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
+
+Every value must be plain data (numbers, strings, booleans, null, lists, mappings: what a run
+id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as a date). A value given with
+``--set`` must also have the type of the value it replaces: a number for a number (``--set
+lr=abc`` is an error), a string for a string, a list for a list, true/false for a boolean; a
+value replacing ``null`` may be anything.
 """
 from __future__ import annotations
 
@@ -38,8 +46,8 @@ from typing import Any, Callable
 from spottune.acceleration import PRECISIONS
 from spottune.data import DatasetError, load_task
 from spottune.records import RunSpec
-from spottune.training import OPTIMIZERS
-from spottune.grid import Grid, resolve_hparams
+from spottune.training import OPTIMIZERS, SCHEDULES
+from spottune.grid import Grid, resolve_hparams, search_space
 
 
 def _number(value: Any) -> bool:
@@ -58,10 +66,13 @@ RULES: dict[str, Rule] = {
     "num_workers": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
     "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "lr_gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "adam_eps": (lambda v: _number(v) and v > 0, "a number > 0"),
     "backbone.width": (lambda v: _number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "warmup_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
 }
 
@@ -101,10 +112,20 @@ def _not_plain(value: Any, key: str = "") -> list[str]:
 
 
 def milestone_problem(hp: dict[str, Any]) -> str | None:
-    """What is wrong with ``lr_milestones`` given ``epochs``, or None."""
+    """What is wrong with ``lr_milestones`` (or, for ``schedule: cosine``, ``warmup_epochs``)
+    given ``epochs``, or None."""
     milestones, epochs = hp.get("lr_milestones", []), hp.get("epochs")
     if not isinstance(milestones, list) or not all(_integer(m) for m in milestones):
         return f"lr_milestones={milestones!r}: must be a list of integers (epochs), e.g. [2] or []"
+    if hp.get("schedule") == "cosine":
+        if milestones:
+            return (f"lr_milestones={milestones} with schedule=cosine: milestones belong to the step schedule "
+                    f"and would be ignored; set lr_milestones=[]")
+        warmup = hp.get("warmup_epochs", 0)
+        if _integer(epochs) and _integer(warmup) and warmup > epochs:
+            return (f"warmup_epochs={warmup} with epochs={epochs}: the warm-up must fit in the run; with fewer "
+                    f"epochs set it too, e.g. --set warmup_epochs=0")
+        return None
     if _integer(epochs) and epochs >= 1 and any(not 1 <= m <= epochs for m in milestones):
         return (f"lr_milestones={milestones} with epochs={epochs}: every milestone must be within 1..{epochs} "
                 f"(the lr drops after that epoch); with fewer epochs set the milestones too, "
@@ -135,7 +156,21 @@ def hparam_problems(grid: Grid) -> list[str]:
             milestones = None if "lr_milestones" in mistyped else milestone_problem(hp)
             if milestones:
                 problems[milestones] = None
+            problems.update(dict.fromkeys(search_problems(hp, search_space(grid.preset, method))))
     return list(problems)
+
+
+def search_problems(hp: dict[str, Any], space: dict[str, Any]) -> list[str]:
+    """What is wrong with a declared search ``space`` for a run with hyperparameters ``hp``."""
+    problems = []
+    for key, values in space.items():
+        if not _lookup(hp, key)[0]:
+            problems.append(f"search {key}: not a hyperparameter of the runs")
+        elif not isinstance(values, list) or not values:
+            problems.append(f"search {key}={values!r}: must be a non-empty list of values")
+        elif key in RULES and not all(RULES[key][0](v) for v in values):
+            problems.append(f"search {key}={values!r}: every value must be {RULES[key][1]}")
+    return problems
 
 
 def _one_line(err: BaseException) -> str:

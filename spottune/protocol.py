@@ -5,11 +5,15 @@ Every run's ``config.json`` and ``metrics.json`` hold ``protocol``, a flat mappi
 strings (without commas or semicolons, which separate the footnote's entries) that the tables' footnotes print (:func:`spottune.report.tables.protocol_note`, per
 method where runs differ):
 
-* ``optimizer``: ``sgd momentum 0.9`` or ``adam``;
+* ``optimizer``: ``sgd momentum 0.9``, ``adam`` or ``adamw`` (``eps 1e-06`` after either
+  when not PyTorch's 1e-8);
 * ``lr`` and ``weight_decay``: the initial value of every optimiser group that ran,
-  ``0.05`` when all groups agree, else ``network 0.05 / policy 0.005``;
+  ``0.05`` when all groups agree, else ``network 0.05 / policy 0.005`` (AdamW's bias groups:
+  ``all 0.01 / all biases 0``);
 * ``schedule``: ``lr x0.1 at epoch 2 of 3``, ``lr x0.1 at epochs 80/100 of 120``
-  (``lr_milestones``, ``lr_gamma``, ``epochs``) or ``constant lr for 3 epochs``;
+  (``lr_milestones``, ``lr_gamma``, ``epochs``), ``constant lr for 3 epochs`` or, for
+  ``schedule: cosine``, ``linear warm-up from 0 over 10 epochs then cosine to 0 at epoch 100
+  (per epoch)`` (``cosine to 0 over 100 epochs (per epoch)`` without warm-up);
 * the data loader's ``split``, ``eval_split``, ``test_labelled``, ``transforms``,
   ``train_transform``, ``test_transform``;
 * the method's ``protocol_keys`` (e.g. SpotTune's ``freeze`` and ``test_routing``);
@@ -38,8 +42,14 @@ def _per_group(groups: list[dict[str, Any]], key: str) -> str:
 
 
 def schedule_description(hp: dict[str, Any]) -> str:
-    """``lr x0.1 at epoch 2 of 3``, ``lr x0.1 at epochs 40/60 of 90`` or ``constant lr for 3 epochs``."""
+    """``lr x0.1 at epoch 2 of 3``, ``lr x0.1 at epochs 40/60 of 90``, ``constant lr for 3
+    epochs`` or the warm-up and cosine of ``schedule: cosine`` (see the module docstring)."""
     epochs, milestones = int(hp["epochs"]), [int(m) for m in hp.get("lr_milestones", [])]
+    if hp.get("schedule", "step") == "cosine":
+        warmup = int(hp.get("warmup_epochs", 0))
+        if not warmup:
+            return f"cosine to 0 over {epochs} epochs (per epoch)"
+        return f"linear warm-up from 0 over {warmup} epochs then cosine to 0 at epoch {epochs} (per epoch)"
     if not milestones:
         return f"constant lr for {epochs} epochs"
     at = f"epoch{'s' if len(milestones) > 1 else ''} {'/'.join(map(str, milestones))}"
@@ -47,10 +57,13 @@ def schedule_description(hp: dict[str, Any]) -> str:
 
 
 def optimizer_description(optimizer: torch.optim.Optimizer) -> str:
-    """``sgd momentum 0.9`` or ``adam`` (the optimiser's class, lower case)."""
+    """``sgd momentum 0.9``, ``adam`` or ``adamw`` (the optimiser's class, lower case), then
+    ``eps <value>`` for Adam / AdamW when not PyTorch's default 1e-8."""
     name = type(optimizer).__name__.lower()
-    momentum = optimizer.defaults.get("momentum")
-    return f"{name} momentum {momentum:g}" if name == "sgd" else name
+    if name == "sgd":
+        return f"{name} momentum {optimizer.defaults.get('momentum'):g}"
+    eps = optimizer.defaults.get("eps", 1e-8)
+    return name if eps == 1e-8 else f"{name} eps {eps:g}"
 
 
 def run_protocol(hp: dict[str, Any], method: Method, optimizer: torch.optim.Optimizer,

@@ -1,10 +1,22 @@
 """How a model trains and is evaluated: the one loop of the engine, the suite's pretraining and
 the throughput workloads.
 
-* optimiser (:func:`build_optimizer`): SGD with momentum ``hp['momentum']`` or Adam
-  (``hp['optimizer'] == 'adam'``) over the method's parameter groups, each with its own lr and
-  weight decay (what ran is written into the run's protocol, :mod:`spottune.protocol`);
-* schedule (:func:`build_scheduler`): lr x ``lr_gamma`` at every epoch in ``lr_milestones``;
+* optimiser (:func:`build_optimizer`, ``hp['optimizer']`` in :data:`OPTIMIZERS`): SGD with
+  momentum ``hp['momentum']`` (default), Adam, or AdamW (decoupled weight decay, Loshchilov &
+  Hutter 2019) over the method's parameter groups, each with its own lr and weight decay; AdamW
+  splits each group in two, the group's decay on every parameter but the biases, none on the
+  biases (``<group> biases``), as VPT's ``make_optimizer`` runs on its ViT (KMnP/vpt
+  ``src/solver/optimizer.py``: its other no-decay names, ``LayerNorm.*``, match no parameter of
+  that ViT, whose norms are ``attention_norm`` / ``ffn_norm`` / ``encoder_norm``). Adam and
+  AdamW take ``eps = hp['adam_eps']`` (default 1e-8, PyTorch's; VPT's AdamW: 1e-6). What ran is
+  written into the run's protocol (:mod:`spottune.protocol`);
+* schedule (:func:`build_scheduler`, ``hp['schedule']`` in :data:`SCHEDULES`), stepped once
+  per epoch by the engine, so epoch ``e`` (0-based) trains at ``lr * f(e)``: ``step``
+  (default): ``f(e) = lr_gamma ** #{m in lr_milestones : m <= e}``; ``cosine`` with
+  ``W = warmup_epochs`` and ``E = epochs``: ``f(e) = e / W`` for ``e < W`` (a linear warm-up
+  from 0, the first epoch at lr 0), then ``f(e) = (1 + cos(pi (e - W) / (E - W))) / 2``
+  (:func:`warmup_cosine`): VPT's ``WarmupCosineSchedule`` (``src/solver/lr_scheduler.py``),
+  which its trainer steps once per epoch;
 * step (:func:`train_step`): the method's forward (:meth:`spottune.methods.Method.forward`),
   cross-entropy plus the method's regulariser on that forward's outputs, backward, step;
 * epoch (:func:`train_epoch`): seeded from ``(seed, epoch)`` by :mod:`spottune.seeding` (the
@@ -22,8 +34,10 @@ suite's pretraining).
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -37,25 +51,60 @@ from spottune.data import TaskData, make_loader
 from spottune.methods import ForwardOutputs, Method
 from spottune.seeding import TRAINING, SeedStream, seed_epoch
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine")
 PROGRESS_LOSS_EVERY = 50  # batches between two reads of the running loss for the progress bar
 
 
+def _without_decay_on_biases(groups: list[dict[str, Any]], model: nn.Module) -> list[dict[str, Any]]:
+    """Each group split into its non-bias parameters (the group's weight decay) and its biases
+    (``<name> biases``, weight decay 0); empty halves dropped. A bias is a parameter whose name
+    in ``model`` contains ``bias``."""
+    biases = {id(p) for name, p in model.named_parameters() if "bias" in name}
+    split = []
+    for group in groups:
+        kept = {**group, "params": [p for p in group["params"] if id(p) not in biases]}
+        bias = {**group, "name": f"{group.get('name', 'group')} biases", "weight_decay": 0.0,
+                "params": [p for p in group["params"] if id(p) in biases]}
+        split += [g for g in (kept, bias) if g["params"]]
+    return split
+
+
 def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum ``hp['momentum']``) or Adam over the method's non-empty parameter groups."""
+    """SGD (momentum ``hp['momentum']``), Adam or AdamW (biases without weight decay) over the
+    method's non-empty parameter groups (see the module docstring)."""
     groups = [g for g in method.param_groups(model) if g["params"]]
     name = method.hp.get("optimizer", "sgd")
     if name == "sgd":
         return torch.optim.SGD(groups, lr=method.hp["lr"], momentum=method.hp.get("momentum", 0.9))
+    eps = method.hp.get("adam_eps", 1e-8)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=method.hp["lr"])
-    raise ValueError(f"unknown optimizer {name!r}; use {' or '.join(OPTIMIZERS)}")
+        return torch.optim.Adam(groups, lr=method.hp["lr"], eps=eps)
+    if name == "adamw":
+        return torch.optim.AdamW(_without_decay_on_biases(groups, model), lr=method.hp["lr"], eps=eps)
+    raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+def warmup_cosine(epoch: int, warmup: int, total: int) -> float:
+    """The lr factor of epoch ``epoch`` (0-based): ``epoch / warmup`` during the warm-up, then
+    a half cosine from 1 to 0 over the ``total - warmup`` remaining epochs."""
+    if epoch < warmup:
+        return epoch / warmup
+    progress = (epoch - warmup) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
-    """Step schedule: lr x ``lr_gamma`` at every epoch listed in ``lr_milestones``."""
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.get("lr_milestones", [])),
-                                                gamma=hp.get("lr_gamma", 0.1))
+    """``step``: lr x ``lr_gamma`` at every epoch listed in ``lr_milestones``; ``cosine``:
+    :func:`warmup_cosine` over ``epochs`` with ``warmup_epochs`` (stepped once per epoch)."""
+    name = hp.get("schedule", "step")
+    if name == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.get("lr_milestones", [])),
+                                                    gamma=hp.get("lr_gamma", 0.1))
+    if name == "cosine":
+        factor = partial(warmup_cosine, warmup=int(hp.get("warmup_epochs", 0)), total=int(hp["epochs"]))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise ValueError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
 
 
 def forward(method: Method | None, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:

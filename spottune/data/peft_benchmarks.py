@@ -27,7 +27,8 @@ training set into train / val, and the official test set)::
 (image paths relative to the dataset's image folder: ``images/`` for CUB and NABirds,
 ``Images/`` for Dogs, the dataset folder itself for Flowers and Cars, as VPT). Class ids become
 0..C-1 in sorted order of those in the training JSON. ``split``: ``trainval`` (default: train +
-val, the final runs) or ``train``; ``eval_split``: ``test`` or ``val``. VPT's FGVC transforms:
+val) or ``train`` (what VPT's ``train.py`` trains FGVC on, the fgvc preset's); ``eval_split``:
+``test`` or ``val``. VPT's FGVC transforms:
 training ``Resize(256) + RandomCrop(224) + RandomHorizontalFlip``, test
 ``Resize(256) + CenterCrop(224)``, ImageNet mean / std.
 

@@ -24,7 +24,8 @@ PROVENANCE = {
 
 
 def load_published(table: str, reference_dir: str | Path | None = None) -> pd.DataFrame:
-    """Rows of ``published.csv`` for ``table`` (``decathlon``, ``standard``), errors as accuracies.
+    """Rows of ``published.csv`` for ``table`` (``decathlon``, ``standard``, ``vtab1k``, ``fgvc``),
+    errors as accuracies.
 
     Columns: ``method, label, metric, dataset, value, provenance, source`` in file order.
     """

@@ -28,6 +28,13 @@ headers. A scored layout adds:
   (``params.task_specific - params.classifier``), the convention of the published Decathlon
   tables (Piggyback 1.28 there).
 
+A layout's mean columns (:mod:`spottune.report.group_means`: VTAB-1k's Natural / Specialized /
+Structured group means, the mean of the group means and the mean over the tasks; FGVC's mean)
+follow the dataset columns, on every row: a suite row's over its per-dataset means, with the
+t-interval of the per-seed means over the seeds done on every dataset under the column; a
+paper row's as published (``mean_accuracy`` goes to the layout's ``published_mean`` column),
+else computed by the suite from its published per-dataset numbers and said so in a footnote.
+
 A suite row missing a dataset gets ``mean`` and ``score`` over the datasets it has, marked
 ``†``; its Δ for those columns is left empty since it compares different sums. Methods with
 more than one row are set off by rules (LaTeX). Footnotes
@@ -48,6 +55,7 @@ import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
 from spottune.report.comparison import NOT_SIGNIFICANT, not_significant, significance_note
+from spottune.report.group_means import VTAB_MEANS, MeanColumn, mean_columns
 from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
@@ -74,6 +82,8 @@ class Layout:
     ``None`` gives a table without ``mean``, ``score`` and ``#par``. ``target_tasks`` is the
     number of new tasks in ``#par`` (``None``: the number of dataset columns);
     ``published_par`` adds :data:`PUBLISHED_PAR`, ``#par`` without the new classifiers.
+    ``means`` are mean columns after the dataset columns (:mod:`spottune.report.group_means`);
+    ``published_mean`` is the column a published ``mean_accuracy`` is printed in.
     """
 
     name: str
@@ -87,6 +97,8 @@ class Layout:
     source_domain: str | None = None
     dataset_prefix: str = ""
     published_par: bool = False
+    means: tuple[MeanColumn, ...] = ()
+    published_mean: str = "mean"
 
 
 DECATHLON = Layout(
@@ -120,10 +132,13 @@ VTAB1K = Layout(
              "oxford_iiit_pet": "Pets", "svhn": "SVHN", "sun397": "SUN", "patch_camelyon": "Cmlyn",
              "eurosat": "EuroS", "resisc45": "Resisc", "diabetic_retinopathy": "Retino", "clevr_count": "Cl-Cnt",
              "clevr_dist": "Cl-Dst", "dmlab": "DMLab", "kitti": "KITTI", "dsprites_loc": "dS-Loc",
-             "dsprites_ori": "dS-Ori", "smallnorb_azi": "sN-Azi", "smallnorb_ele": "sN-Ele"})
+             "dsprites_ori": "dS-Ori", "smallnorb_azi": "sN-Azi", "smallnorb_ele": "sN-Ele"},
+    published="vtab1k", means=VTAB_MEANS, published_mean="mean (tasks)")
 FGVC = Layout(
     name="fgvc", title="FGVC, test top-1 accuracy (%)", preset="fgvc", dataset_prefix="fgvc/",
-    headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"})
+    headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"},
+    published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
+                                        "mean: mean over the five datasets"),))
 LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
 
 
@@ -238,6 +253,8 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
               high=present["ci_high"].rename(header).to_dict(),
               seeds=present["seeds"].rename(header).to_dict(), markers={})
     missing = [name for name in columns if name not in present.index]
+    if layout.means:
+        _add_means(row, layout.means, present["mean"], runs)
     if layout.baseline is None:
         return row, missing
     complete = runs.astype({"test_accuracy": float}).pivot_table(
@@ -268,27 +285,50 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
     return row, missing
 
 
-def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout) -> tuple[dict, dict]:
+def _add_means(row: Row, means: tuple[MeanColumn, ...], dataset_means: pd.Series, runs: pd.DataFrame) -> None:
+    """The layout's mean columns of a suite row: over its per-dataset means, with the
+    t-interval of the per-seed means over the seeds done on every dataset under each column."""
+    cells = mean_columns(dataset_means.to_frame().T, means).iloc[0]
+    per_seed = mean_columns(runs.astype({"test_accuracy": float}).pivot_table(
+        index="seed", columns="dataset", values="test_accuracy", aggfunc="mean"), means)
+    for header, value in cells.items():
+        interval = t_interval(per_seed[header])
+        row.values[header] = value
+        row.low[header], row.high[header], row.seeds[header] = interval.low, interval.high, interval.n
+
+
+def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout) -> tuple[dict, dict, list[str]]:
     """Numbers (keyed by header) and provenance tags of one method's published row (its
     parameter count under :data:`PUBLISHED_PAR` where the layout has that column: it is
-    counted that way)."""
-    headers = {**columns, **PUBLISHED_SCORES, **({"params": PUBLISHED_PAR} if layout.published_par else {})}
-    values, tags = {}, {}
+    counted that way), and the mean columns computed from its per-dataset numbers because
+    they are not published."""
+    headers = {**columns, **PUBLISHED_SCORES, "mean_accuracy": layout.published_mean,
+               **({"params": PUBLISHED_PAR} if layout.published_par else {})}
+    values, tags, accuracies = {}, {}, {}
     for entry in published.itertuples():
         key = entry.dataset if entry.metric == "accuracy" else entry.metric
         if key in headers:
             values[headers[key]], tags[headers[key]] = entry.value, entry.provenance
-    return values, tags
+        if entry.metric == "accuracy":
+            accuracies[entry.dataset] = entry.value
+    computed = []
+    if accuracies and layout.means:
+        for header, value in mean_columns(pd.DataFrame([accuracies]), layout.means).iloc[0].dropna().items():
+            if header not in values:
+                values[header] = value
+                computed.append(header)
+    return values, tags, computed
 
 
 def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFrame,
                  done: pd.DataFrame, stats: pd.DataFrame, columns: dict[str, str],
                  baseline: dict[str, float], ties: set[tuple[str, str]]
-                 ) -> tuple[list[Row], list[str]]:
-    """The paper, suite and Δ rows of one method, and the datasets its suite row lacks;
-    ``ties``: the (method, dataset) cells to mark :data:`NOT_SIGNIFICANT`."""
+                 ) -> tuple[list[Row], list[str], list[str]]:
+    """The paper, suite and Δ rows of one method, the datasets its suite row lacks and the
+    mean columns of its paper row the suite computed; ``ties``: the (method, dataset) cells to
+    mark :data:`NOT_SIGNIFICANT`."""
     rows, missing = [], []
-    paper, tags = _paper_row(published[published["method"] == method], columns, layout)
+    paper, tags, computed = _paper_row(published[published["method"] == method], columns, layout)
     if paper:
         kinds = sorted(set(tags.values()))
         if len(kinds) == 1:
@@ -309,7 +349,7 @@ def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFram
             rows.append(Row(f"{label} Δ", "delta", method, {
                 h: suite.values[h] - paper[h] for h in suite.values
                 if h in paper and h not in partial}))
-    return rows, missing
+    return rows, missing, computed
 
 
 def _with_pretraining_accuracy(runs: pd.DataFrame, layout: Layout) -> pd.DataFrame:
@@ -350,18 +390,19 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
     published = (load_published(layout.published, reference_dir) if layout.published
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
-    headers = list(columns.values()) + (SCORE_COLUMNS if layout.baseline is not None else []) + (
-        [PUBLISHED_PAR] if layout.published_par else [])
+    headers = list(columns.values()) + [m.header for m in layout.means] + (
+        SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else [])
     baseline = _baseline(layout, means)
     labels = dict(zip(published["method"], published["label"]))
 
     done = runs[runs["status"] == "done"]
     rows: list[Row] = []
-    rules, partial, previous = set(), [], 1
+    rules, partial, previous, computed = set(), [], 1, set()
     for method in dict.fromkeys([*published["method"], *sorted(means.index)]):
         label = labels.get(method, method)
-        group, missing = _method_rows(layout, method, label, published, done, stats, columns,
-                                      baseline, ties)
+        group, missing, derived = _method_rows(layout, method, label, published, done, stats, columns,
+                                               baseline, ties)
+        computed.update(derived)
         if len(group) > 1 or previous > 1:
             rules.add(group[0].name)
         previous = len(group)
@@ -384,8 +425,8 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
                  unranked_rows=deltas, signed_rows=deltas,
                  markers=markers.astype(object).where(markers.notna(), ""), rules_before=rules,
                  footnotes=_footnotes(layout, runs, printed, bool(deltas), partial, baseline,
-                                      columns) + (significance_note(compared, layout.preset)
-                                                  if len(compared) else []))
+                                      columns, [m.header for m in layout.means if m.header in computed])
+                 + (significance_note(compared, layout.preset) if len(compared) else []))
 
 
 def source_column_note(layout: Layout, runs: pd.DataFrame, columns: dict[str, str]) -> str | None:
@@ -401,15 +442,22 @@ def source_column_note(layout: Layout, runs: pd.DataFrame, columns: dict[str, st
 
 
 def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: bool,
-               partial: list[str], baseline: dict[str, float], columns: dict[str, str]
-               ) -> list[str]:
+               partial: list[str], baseline: dict[str, float], columns: dict[str, str],
+               computed: list[str]) -> list[str]:
     """The notes printed under a table (see the module docstring); ``used``: printed
-    published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row."""
+    published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row,
+    ``computed``: the mean columns of paper rows the suite computed."""
     done = runs[runs["status"] == "done"]
     seeds = sorted(done["seed"].dropna().astype(int).unique())
     lines = [f"Suite rows: mean over the done seeds ({', '.join(map(str, seeds))}) ± half-width "
              "of its 95 % Student-t interval, [low, high] where asymmetric; – = no number"
              + ("; Δ = suite − paper." if deltas else ".")]
+    if layout.means:
+        lines.append("; ".join(m.what for m in layout.means) + "; – where a dataset under the mean lacks a number; "
+                     "suite intervals over the seeds done on every dataset under the column.")
+    if computed:
+        lines.append(f"{', '.join(computed)} of the paper rows: computed by the suite from their published "
+                     f"per-dataset accuracies (not printed in the source).")
     if layout.baseline is not None:
         unscored = [name for name in columns if name not in baseline]
         lines.append(
