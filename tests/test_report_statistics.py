@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spottune.cli import write_outputs
 from spottune.report import load_records
 from spottune.report.comparison import mcnemar_table, outcome_counts, paired_comparison, paired_table
 from spottune.report.statistics import (bootstrap_interval, holm, mcnemar_exact, paired_difference,
                                         t_interval)
 from spottune.report.tables import MINI, build_table
-from tests.helpers import load_script
 
 T_975_2 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5 % quantile (printed tables)
 IMAGES = 10
@@ -183,7 +183,7 @@ def test_mini_table_intervals_markers_and_bootstrapped_score(grid):
 
 
 def test_run_all_prints_the_paired_comparison_and_writes_report_html(grid, capsys):
-    load_script("benchmarks/run_all.py").write_outputs(grid, {"data_root": None}, [], "worse")
+    write_outputs(grid, {"data_root": None}, [], "worse")
     out = capsys.readouterr().out
     assert "### Paired comparison with worse, preset mini" in out
     assert f"report: {grid / 'report.html'}" in out
