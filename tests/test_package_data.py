@@ -69,3 +69,10 @@ def test_an_unknown_profile_names_both_places(tmp_path, monkeypatch):
     message = str(err.value)
     assert "unknown SLURM profile 'nosuch'; known: default, gpu-example, local, site" in message
     assert "./slurm/" in message and str(PROFILE_DIR) in message
+
+
+def test_ci_checks_the_installed_package_before_the_test_suite():
+    lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[-2:] == ["bash scripts/check_install.sh", "bash scripts/test.sh"]
+    script = (REPO / "scripts" / "check_install.sh").read_text()
+    assert 'pip install -q --no-compile "$TMP/src"' in script and "-e " not in script  # a wheel, not editable

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spottune.cli import write_outputs
 from spottune.report import load_records
 from spottune.report.comparison import mcnemar_table, outcome_counts, paired_comparison, paired_table
 from spottune.report.statistics import (bootstrap_interval, holm, mcnemar_exact, paired_difference,
                                         t_interval)
 from spottune.report.tables import MINI, build_table
-from spottune.cli import write_outputs
 
 T_975_2 = 4.302652729911275  # Student t, 2 degrees of freedom, 97.5 % quantile (printed tables)
 IMAGES = 10
