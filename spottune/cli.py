@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "worker per allotted CPU, $OMP_NUM_THREADS sets threads per worker; slurm: the array's "
                    "parallelism)")
     p.add_argument("--status", action="store_true",
-                   help="print the grid's state (done/running/pending/failed, errors of failed runs) and exit "
-                        "(status 1 when a run failed)")
+                   help="print the grid's state (its suite pretrainings, then the runs: done/running/queued/"
+                        "failed/..., errors of failed ones) and exit (status 1 when a run or pretraining failed)")
     slurm = p.add_argument_group("SLURM (--cluster slurm)")
     slurm.add_argument("--profile",
                        help="cluster profile: a YAML path, or NAME: ./slurm/NAME.yaml under the current directory, "
@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
     slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the grid (per run: epochs, images, estimated GPU-hours) and exit")
+                   help="print the grid (per run and per suite pretraining it needs: epochs, images, estimated "
+                        "GPU-hours; the pretraining's total apart from the runs') and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
                    help="the method every other is compared with in the tables (paired differences, "
