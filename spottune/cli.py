@@ -12,6 +12,7 @@ Examples:
   spottune --preset decathlon --data-root /data --cluster slurm --wait
                                                    # the paper's grid on a SLURM cluster
   spottune --preset decathlon --status             # done / running / pending / failed
+  spottune --preset vtab1k --search                # the reference's per-task lr x weight-decay search
   spottune --plugins my_pkg.my_method --methods my_method,spottune
 
 Subcommands (optional first word): `spottune run ...` is `spottune ...`; `spottune status ...` is
@@ -23,6 +24,11 @@ done), <output> being results/<preset> under the current directory unless --outp
 otherwise. Re-running the same command skips done runs and resumes interrupted ones from their
 checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/,
 figures to <output>/figures/; `spottune report <output>` regenerates both.
+
+--search runs the per-task search the preset declares (`search:`; spottune/search.py): first
+the selection runs (every point of the space on the selection split, e.g. train800 -> val200),
+then, per method and dataset, the grid's runs with the point of best selection accuracy; the
+tables show these final runs only (their protocol footnote `selection` names each choice).
 
 Before anything runs, the grid is checked: every hyperparameter (types and ranges), then the
 data and pretrained files the runs will read; a bad grid or a wrong argument is one line per
@@ -54,6 +60,7 @@ from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
 from spottune.records import RunFolder, RunSpec, Status
 from spottune.report.__main__ import main as report_main
+from spottune.search import Search, describe_point
 
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
@@ -133,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
                        help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
     slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
+    p.add_argument("--search", action="store_true",
+                   help="run the preset's per-task search (selection runs, then the chosen point's runs; "
+                        "with --cluster slurm, needs --wait)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (per run and per suite pretraining it needs: epochs, images, estimated "
                         "GPU-hours; the pretraining's total apart from the runs') and exit")
@@ -158,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         prepared = check_and_plan(args)
         if isinstance(prepared, int):  # listed, printed or refused: nothing to run here
             return prepared
-        preset, output, runtime, specs = prepared
-        failed = launch_on_slurm(args, preset, output, specs, runtime) if args.cluster == "slurm" else []
+        preset, output, runtime, specs, search = prepared
+        failed = launch(args, preset, output, specs, runtime)
+        if search is not None:  # phase 2: the chosen points on the grid's splits
+            specs = final_runs(search, output)
+            failed += launch(args, preset, output, specs, runtime)
     except USER_ERRORS as err:
         if args.debug:
             raise
@@ -167,13 +180,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if failed is None:  # submitted to SLURM, not waiting
         return 0
-    if args.cluster != "slurm":
-        failed = launch_here(args, output, specs, runtime)
     try:
         write_outputs(output, runtime, specs, args.baseline)
     finally:  # the failures last, where the user looks, even if a table could not be written
         report_failures(output, failed)
     return 1 if failed else 0
+
+
+def launch(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
+           runtime: dict) -> list[RunSpec] | None:
+    """Run ``specs`` where ``--cluster`` says: the failed runs, or None when submitted to SLURM
+    without ``--wait``."""
+    if args.cluster == "slurm":
+        return launch_on_slurm(args, preset, output, specs, runtime)
+    return launch_here(args, output, specs, runtime)
+
+
+def final_runs(search: Search, output: Path) -> list[RunSpec]:
+    """The search's choices (one line each, and one per pair still without a choice) and the
+    final runs they give."""
+    choices, waiting = search.choose(output)
+    for choice in choices.values():
+        print(f"chosen for {choice.method} / {choice.dataset}: {describe_point(choice.point)} "
+              f"(selection top-1 {choice.accuracy:.2f}, best of {choice.candidates})")
+    for line in waiting:
+        print(line, file=sys.stderr)
+    return search.final_runs(choices)
 
 
 def report_failures(output: Path, failed: list[RunSpec]) -> None:
@@ -185,10 +217,10 @@ def report_failures(output: Path, failed: list[RunSpec]) -> None:
         print("(--status shows the end of each error.txt; fix the cause and re-run the same command)", file=sys.stderr)
 
 
-def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[RunSpec]]:
+def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[RunSpec], Search | None]:
     """Everything before a launch: the grid and its checks (one ``error:`` line per problem),
     ``--list``, ``--dry-run`` and ``--status``; an exit status, or ``(preset, output, runtime,
-    specs)``."""
+    specs, search)``: with ``--search`` the specs are its selection runs, else the grid's."""
     load_plugins(args.plugins)
     if args.list:
         print("presets: ", ", ".join(list_presets()))
@@ -208,33 +240,61 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     runtime = {"device": args.device, "progress": not args.no_progress, "plugins": args.plugins,
                "channels_last": args.channels_last, "compile": args.compile,
                "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
-    specs = grid.runs()
+    search = Search(grid) if args.search else None
+    if search and args.cluster == "slurm" and not args.wait and not (args.dry_run or args.status):
+        raise ValueError("--search on --cluster slurm needs --wait (the final runs start once the selection "
+                         "runs are done)")
+    specs = search.selection_runs() if search else grid.runs()
     for notice in resolver.notices:
         print(notice, file=sys.stderr)
     if args.cluster == "slurm":  # the profile's cache_dir is where the jobs look for pretrained weights
         apply_cache_dir(slurm_plan(args, grid.preset)[0])
+    grid_line = (f"{len(grid.methods)} methods x {len(grid.datasets)} datasets x {len(grid.seeds)} seeds "
+                 f"-> {output}")
+    if args.dry_run and search:
+        print("phase 1, selection runs (the search's split):")
+        dry_run(output, specs, f"{len(specs)} selection runs ({grid.preset['name']}): every point of each "
+                               f"method's space x {grid_line}")
+        chosen = search.final_runs(search.choose(output)[0])
+        ready = {(s.method, s.dataset) for s in chosen}
+        awaiting = [s for s in search.plain if (s.method, s.dataset) not in ready]
+        print(f"phase 2, final runs (the grid's split; {len(awaiting)} of them wait for phase 1's choice and "
+              f"are listed with the defaults' cost):")
+        dry_run(output, chosen + awaiting, f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
+                awaiting={s.run_id for s in awaiting})
+        return 0
     if args.dry_run:
-        pretrainings = pretraining_states(output, specs)
-        cost, states = GridCost(specs, [p.pretraining for p in pretrainings]), grid_states(output, specs)
-        for p in pretrainings:
-            print(f"pretraining   {p.status:8s}  {str(p.pretraining):66s} {cost.describe_pretraining(p.pretraining)}")
-        for state in states:
-            spec = state.spec
-            print(f"{spec.run_id}  {state.status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
-                  f"{cost.describe_run(spec)}")
-        print(f"{len(specs)} runs ({grid.preset['name']}): {len(grid.methods)} methods x "
-              f"{len(grid.datasets)} datasets x {len(grid.seeds)} seeds -> {output}")
-        print(cost.summary({state.spec.run_id: state.status for state in states},
-                           frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
+        dry_run(output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
         return 0
     if args.status:
+        if search:  # the selection runs, then the final runs chosen so far
+            specs = specs + search.final_runs(search.choose(output)[0])
         states, pretrainings = grid_states(output, specs), pretraining_states(output, specs)
         print(format_status(output, states, pretrainings=pretrainings))
         return 1 if any(s.status is Status.FAILED for s in [*states, *pretrainings]) else 0
-    if refused(launch_problems(pending_runs(output, specs), args.data_root, args.download)):
+    # with --search, the grid's runs stand in for the final runs (same data, pretrained files)
+    checked = pending_runs(output, specs) + (search.plain if search else [])
+    if refused(launch_problems(checked, args.data_root, args.download)):
         return 2
     writable_output(output)
-    return grid.preset, output, runtime, specs
+    return grid.preset, output, runtime, specs, search
+
+
+def dry_run(output: Path, specs: list[RunSpec], count: str, awaiting: frozenset[str] | set[str] = frozenset()) -> None:
+    """Print each pretraining and run of ``specs`` (status, cost), the ``count`` line and the
+    GPU-hours; the runs in ``awaiting`` (run ids) print ``awaiting`` for id and status."""
+    pretrainings = pretraining_states(output, specs)
+    cost, states = GridCost(specs, [p.pretraining for p in pretrainings]), grid_states(output, specs)
+    for p in pretrainings:
+        print(f"pretraining   {p.status:8s}  {str(p.pretraining):66s} {cost.describe_pretraining(p.pretraining)}")
+    for state in states:
+        spec = state.spec
+        ident, status = ("(choice)    ", "awaiting") if spec.run_id in awaiting else (spec.run_id, state.status)
+        print(f"{ident}  {status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
+              f"{cost.describe_run(spec)}")
+    print(count)
+    print(cost.summary({state.spec.run_id: state.status for state in states if state.spec.run_id not in awaiting},
+                       frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
 
 
 def refused(problems: list[str]) -> bool:

@@ -10,7 +10,7 @@ cluster), ``pretraining_resources`` (what the job pretraining a ``kind: suite`` 
 needs; default: ``resources``) and ``search`` (the space a reference protocol searches per task, declared beside
 the defaults: ``hparams`` and ``method_hparams`` map hyperparameters to lists of values,
 ``data_options`` name the selection split; :func:`search_space`; checked before a launch by
-:mod:`spottune.preflight`, not run by the suite).
+:mod:`spottune.preflight`, run with ``--search``: :mod:`spottune.search`).
 
 The hyperparameters of a run, later entries winning::
 

@@ -7,7 +7,9 @@ into dotted columns (``hparams.lr``, ``protocol.schedule``, ``params.task_specif
 (:class:`spottune.records.Status`), ``run_dir`` and ``has_policy``.
 Only done runs carry numbers: ``metrics.json`` of any other run is ignored, so a report
 never mixes a half-finished run into a mean and never shows a missing run as zero. A record
-that cannot be read is logged as a warning naming the file and left out.
+that cannot be read is logged as a warning naming the file and left out. The selection runs of a
+``--search`` (:mod:`spottune.search`: ``hparams.protocol.search_stage = selection``, scored on
+the selection split, not the test split) are left out too: the reports are of the final runs.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from spottune.records import RecordError, RunFolder
+from spottune.search import SELECTION, STAGE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,13 @@ def load_records(output_dir: str | Path) -> pd.DataFrame:
 
     Columns start with ``run_id, preset, method, dataset, seed, status, run_dir, has_policy``
     followed by every flattened config and metrics field. An output folder without runs
-    gives an empty frame with those key columns.
+    gives an empty frame with those key columns. Selection runs of a search are left out.
     """
     runs = sorted(path for path in (Path(output_dir) / "runs").glob("*") if path.is_dir())
     frame = pd.DataFrame([read_run(RunFolder(path)) for path in runs])
+    stage = f"hparams.protocol.{STAGE_KEY}"
+    if stage in frame:
+        frame = frame[frame[stage] != SELECTION].drop(columns=stage)
     for column in KEY_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
