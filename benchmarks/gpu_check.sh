@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of issue 7: per-method training / evaluation images/s and peak GPU memory, fp32 and
-# bf16, as a Markdown table (benchmarks/gpu_check.py documents it). Usage, from anywhere:
+# bf16, and images/s of 1, 2, 4 runs sharing the GPU (runs_per_gpu, issue 12), as a Markdown table
+# (benchmarks/gpu_check.py documents it). Usage, from anywhere:
 #   bash benchmarks/gpu_check.sh            # on one GPU, well under 5 minutes
 #   bash benchmarks/gpu_check.sh --smoke    # on any machine: tiny shapes (the test suite runs this)
 # Python: $PYTHON if set, else the repository's .venv, else python3 / python on PATH; the first

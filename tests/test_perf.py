@@ -239,7 +239,7 @@ def test_gpu_check_smoke(tmp_path, memory_format):
     option = ["--channels-last"] if memory_format == "channels-last" else []
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke", "--threads", "1",
                            "--warmup", "0", "--methods", "finetune,spottune-split", "--out", str(tmp_path), *option],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"; {memory_format}; torch" in done.stdout
     rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| resnet")]
@@ -249,7 +249,21 @@ def test_gpu_check_smoke(tmp_path, memory_format):
     assert set(table.settings["resnet50@32"]["methods"]["spottune-split"]) == {"fp32", "bf16"}
     vit_rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| vit")]
     assert len(vit_rows) == 2 * 2 and all(line.endswith("| ok |") for line in vit_rows)  # vit_mini
-    assert done.stdout.count("| finetune |") == 6
+    assert done.stdout.count("| finetune |") == 6 + 2  # and the two rows of the section "Runs per GPU"
+    # runs per GPU: finetune and spottune, N = 1 and 2 worker processes each, with numbers
+    report = (tmp_path / "gpu_results.md").read_text()
+    assert "## Runs per GPU" in report and "## Runs per GPU" in done.stdout
+    packed = {}
+    for line in report.split("## Runs per GPU")[1].splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[0] in ("finetune", "spottune"):
+            packed[cells[0], int(cells[1])] = cells
+    assert set(packed) == {(m, n) for m in ("finetune", "spottune") for n in (1, 2)}
+    for (method, n), (_, _, total, per_process, speedup, _, status) in packed.items():
+        assert status == "ok" and float(total.replace(",", "")) > 0
+        assert re.fullmatch(r"[\d,]+ \([\d,]+–[\d,]+\)", per_process)
+        assert float(speedup) > 0 and (n > 1 or speedup == "1.00")
+    assert "Not a GPU: these numbers only check the code path." in report
 
 
 def test_dataset_sizes():
