@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -81,3 +82,21 @@ def test_local_workers_give_the_inline_numbers(tmp_path, capsys):
     assert local["mean"].tolist() == pytest.approx(inline["mean"].tolist(), abs=0.5)
     assert sorted(p.name for p in (tmp_path / "inline" / "runs").iterdir()) == \
         sorted(p.name for p in (tmp_path / "local" / "runs").iterdir())
+
+
+def test_decathlon_dry_run_prints_the_pretraining_and_the_runs_gpu_hours_apart(tmp_path, capsys, monkeypatch):
+    """Without the released checkpoint the decathlon preset falls back to the suite's ImageNet
+    pretraining: --dry-run lists it with its GPU-hours, apart from the runs', and in the total."""
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    assert run_all.main(["--preset", "decathlon", "--methods", "finetune", "--datasets", "decathlon/aircraft",
+                         "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^pretraining +new +resnet26 pretrained on decathlon/imagenet12 .* epochs 60 +train +1232167 ",
+                     out, re.M), out
+    runs = re.search(r"estimated GPU time of the runs: ~([\d.]+) GPU-(\w+) for 1 runs", out)
+    pretraining = re.search(r"estimated GPU time of the pretraining: ~([\d.]+) GPU-h for 1 backbone\(s\) to "
+                            r"pretrain \(0 cached\)", out)
+    total = re.search(r"estimated GPU time still to spend: ~([\d.]+) GPU-h \(pretraining \+ runs", out)
+    assert runs and pretraining and total, out
+    hours = float(runs.group(1)) / {"h": 1, "min": 60, "s": 3600}[runs.group(2)]
+    assert float(total.group(1)) == pytest.approx(float(pretraining.group(1)) + hours, rel=0.01)
