@@ -228,6 +228,7 @@ def test_a_failed_pretraining_fails_its_runs_with_its_error_on_the_console(tmp_p
     run_all(*grid, *ON_SLURM, "--wait", expect=1, err=err)
     assert re.search(r"FAILED pretraining resnet26 pretrained on mini_source .*: failed \(job \d+;", err.getvalue())
     assert "ValueError" in err.getvalue() and "1 run(s) failed" in err.getvalue(), err.getvalue()
+    assert re.search(r"FAILED finetune / digits / seed 0 .*\n    never started: its pretraining \w+ failed", err.getvalue())
     status = run_all(*grid, "--status", expect=1)
     assert "never started: its pretraining" in status and "| ValueError" in status, status
 

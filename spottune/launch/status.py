@@ -103,10 +103,22 @@ def error_line(traceback_text: str) -> str:
 
 
 def failure_lines(folder: RunFolder, spec: RunSpec) -> list[str]:
-    """A failed run on the console: method, dataset, seed and folder, then its error line."""
+    """A failed run on the console: method, dataset, seed and folder, then its error line (or,
+    for a run that never started, that its pretraining job failed)."""
     text = folder.error_text()
-    reason = "no error.txt: its process died (see the launcher's log)" if text is None else error_line(text)
+    if text is not None:
+        reason = error_line(text)
+    elif _pretraining_failed(folder.path.parent.parent, spec):
+        reason = f"never started: its pretraining {pretraining_of(spec)} failed (its error is above; --status shows it)"
+    else:
+        reason = "no error.txt: its process died (see the launcher's log)"
     return [f"FAILED {spec.label}  {folder.path}", f"    {reason}"]
+
+
+def _pretraining_failed(output: Path, spec: RunSpec) -> bool:
+    """Whether the SLURM job pretraining the backbone of ``spec`` left the queue without
+    publishing (called once the grid is no longer in flight)."""
+    return any(p.status is Status.FAILED for p in pretraining_states(output, [spec], queue={}))
 
 
 def grid_states(output: Path, specs: list[RunSpec]) -> list[RunState]:
