@@ -84,6 +84,15 @@ def run_folders(output: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
+def mtime(path: Path) -> float:
+    """``path``'s modification time, 0 while it does not exist (a checkpoint is absent for an
+    instant while it is rotated: spottune.checkpoint.save)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -131,7 +140,7 @@ def test_requeued_and_preempted_run_resumes_from_its_checkpoint(tmp_path):
     subprocess.run(["scontrol", "requeue", submission["job_id"]], check=True, timeout=30)
     wait_for(lambda: starts() == 2, 120, "the requeued job to start again")
     restarted = time.time()
-    wait_for(lambda: checkpoint.stat().st_mtime > restarted, 120, "a checkpoint of the restarted job")
+    wait_for(lambda: mtime(checkpoint) > restarted, 120, "a checkpoint of the restarted job")
     assert not (folder / "done").exists(), "the run finished before it could be preempted"
     subprocess.run(["scancel", "--signal=USR2", submission["job_id"]], check=True, timeout=30)
 
