@@ -52,8 +52,8 @@ from spottune.cpus import allotted_cpus, threads_from_env
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.grid import list_presets, make_grid, parse_overrides
-from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, grid_states, launch_inline,
-                             launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed,
+from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
+                             launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed, states_of,
                              slurm_resources, wait_for_slurm)
 from spottune.methods import load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
@@ -269,7 +269,7 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     if args.status:
         if search:  # the selection runs, then the final runs chosen so far
             specs = specs + search.final_runs(search.choose(output)[0])
-        states, pretrainings = grid_states(output, specs), pretraining_states(output, specs)
+        states, pretrainings = states_of(output, specs)
         print(format_status(output, states, pretrainings=pretrainings))
         return 1 if any(s.status is Status.FAILED for s in [*states, *pretrainings]) else 0
     # with --search, the grid's runs stand in for the final runs (same data, pretrained files)
@@ -283,8 +283,8 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
 def dry_run(output: Path, specs: list[RunSpec], count: str, awaiting: frozenset[str] | set[str] = frozenset()) -> None:
     """Print each pretraining and run of ``specs`` (status, cost), the ``count`` line and the
     GPU-hours; the runs in ``awaiting`` (run ids) print ``awaiting`` for id and status."""
-    pretrainings = pretraining_states(output, specs)
-    cost, states = GridCost(specs, [p.pretraining for p in pretrainings]), grid_states(output, specs)
+    states, pretrainings = states_of(output, specs)
+    cost = GridCost(specs, [p.pretraining for p in pretrainings])
     for p in pretrainings:
         print(f"pretraining   {p.status:8s}  {str(p.pretraining):66s} {cost.describe_pretraining(p.pretraining)}")
     for state in states:

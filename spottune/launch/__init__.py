@@ -11,9 +11,10 @@ from spottune.claim import Claim, RunClaimed, live_holder
 from spottune.launch.inline import launch_inline, pending_runs, skip_claimed
 from spottune.launch.local import launch_local
 from spottune.launch.slurm import RunJob, apply_cache_dir, launch_slurm, read_profile, slurm_resources, wait_for_slurm
-from spottune.launch.status import RunState, error_line, failure_lines, format_status, grid_states, pretraining_states
+from spottune.launch.status import (RunState, error_line, failure_lines, format_status, grid_states, pretraining_states,
+                                    states_of)
 
 __all__ = ["Claim", "RunClaimed", "live_holder", "launch_inline", "pending_runs", "skip_claimed", "launch_local",
            "RunJob", "apply_cache_dir", "launch_slurm", "read_profile", "slurm_resources", "wait_for_slurm", "RunState",
            "error_line",
-           "failure_lines", "format_status", "grid_states", "pretraining_states"]
+           "failure_lines", "format_status", "grid_states", "pretraining_states", "states_of"]

@@ -24,10 +24,9 @@ import torch
 from tqdm import tqdm
 
 from spottune.cpus import allotted_cpus, local_plan, threads_from_env
-from spottune.engine import device_of
-from spottune.pretrain import ensure_pretrained
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
-from spottune.records import RunFolder, RunSpec, Status, canonical_json
+from spottune.launch.pretraining import grid_pretrainings, pretrain_for
+from spottune.records import RunFolder, RunSpec, Status
 
 
 class LocalWorker:
@@ -48,16 +47,11 @@ class LocalWorker:
 
 def pretrain_first(specs: list[RunSpec], runtime: dict[str, Any], progress: bool) -> None:
     """The grid's suite pretrainings that are not cached, here, once each, with every allotted
-    CPU, before any worker starts (else one worker pretrains while the others wait on its lock)."""
-    backbones = {canonical_json(s.hparams["backbone"]): s.hparams["backbone"] for s in specs}
-    for spec in backbones.values():
-        if spec.get("pretrained", {}).get("kind") != "suite":
-            continue
+    CPU, before any worker starts (else one worker pretrains while the others wait for it)."""
+    for pretraining in grid_pretrainings(specs):
         torch.set_num_threads(threads_from_env() or allotted_cpus())
-        data_root = runtime.get("data_root")
-        if ensure_pretrained(spec, Path(data_root) if data_root else None, device_of(runtime), progress,
-                             bool(runtime.get("download"))):
-            print(f"pretrained {spec['arch']} on {spec['pretrained']['dataset']} (cached for every run)", flush=True)
+        if pretrain_for(pretraining.spec, runtime, progress):
+            print(f"pretrained {pretraining} (cached for every run)", flush=True)
 
 
 def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], max_parallel: int | None = None,

@@ -41,6 +41,14 @@ def pretraining_of(spec: RunSpec) -> str | None:
     return SuitePretraining(backbone).key if backbone.get("pretrained", {}).get("kind") == "suite" else None
 
 
+def pretrain_for(backbone: dict[str, Any], runtime: dict[str, Any], progress: bool) -> bool:
+    """:func:`spottune.pretrain.ensure_pretrained` with a launch's ``runtime`` (device, data
+    root, download); whether this call published the weights."""
+    data_root = runtime.get("data_root")
+    return ensure_pretrained(backbone, Path(data_root) if data_root else None, device_of(runtime), progress,
+                             bool(runtime.get("download")))
+
+
 class PretrainingJob:
     """One suite pretraining as a submitit job, requeue-safe like a run: it checkpoints every
     epoch in the cache's partial folder, and a requeued job resumes there."""
@@ -50,9 +58,7 @@ class PretrainingJob:
         self.runtime = runtime
 
     def __call__(self) -> dict[str, Any]:
-        data_root = self.runtime.get("data_root")
-        ensure_pretrained(self.backbone, Path(data_root) if data_root else None, device_of(self.runtime),
-                          progress=False, download=bool(self.runtime.get("download")))
+        pretrain_for(self.backbone, self.runtime, progress=False)
         return SuitePretraining(self.backbone).record()
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:

@@ -40,7 +40,7 @@ from spottune.grid import read_yaml
 from spottune.launch.inline import without_progress
 from spottune.launch.packed import PackedRunJob
 from spottune.launch.pretraining import PretrainingJob, PretrainingState, pretraining_of, write_record
-from spottune.launch.status import RunState, count_states, grid_states, pretraining_states
+from spottune.launch.status import RunState, count_states, grid_states, pretraining_states, states_of
 from spottune.pretrain_cache import CACHE_ENV
 from spottune.records import RunFolder, RunSpec, Status
 
@@ -257,8 +257,8 @@ def wait_for_slurm(output: Path, specs: list[RunSpec], progress: bool = True,
     start = time.monotonic()
     with tqdm(total=len(specs), desc="runs finished", unit="run", disable=not progress) as bar:
         while True:
-            states = grid_states(output, specs)
-            cancel_runs_of_failed_pretrainings(states, pretraining_states(output, specs))
+            states, pretrainings = states_of(output, specs)
+            cancel_runs_of_failed_pretrainings(states, pretrainings)
             counts = count_states(states)
             bar.n = counts[Status.DONE] + counts[Status.FAILED]
             bar.set_postfix({str(status): n for status, n in counts.items() if n}, refresh=True)

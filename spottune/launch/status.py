@@ -122,13 +122,21 @@ def _pretraining_failed(output: Path, spec: RunSpec) -> bool:
 
 
 def grid_states(output: Path, specs: list[RunSpec]) -> list[RunState]:
-    """Every run's state; asks the queue only when a run submitted to SLURM is not done."""
-    folders = [RunFolder.of(output, spec) for spec in specs]
-    unfinished = any(f.read_submission() is not None and f.status() is not Status.DONE for f in folders)
+    """Every run's state (:func:`states_of`)."""
+    return states_of(output, specs)[0]
+
+
+def states_of(output: Path, specs: list[RunSpec]) -> tuple[list[RunState], list[PretrainingState]]:
+    """Every run's state and the state of every suite pretraining they start from, from one
+    read of the queue, asked only when a run or a pretraining submitted to SLURM is unfinished."""
+    pretrainings = grid_pretrainings(specs)
+    unfinished = (any(read_record(output, p) is not None and not p.complete for p in pretrainings)
+                  or any(f.read_submission() is not None and f.status() is not Status.DONE
+                         for f in (RunFolder.of(output, spec) for spec in specs)))
     queue = slurm_queue() if unfinished else {}
-    failed = frozenset(s.pretraining.key for s in pretraining_states(output, specs, queue if unfinished else None)
-                       if s.status is Status.FAILED) if unfinished else frozenset()
-    return [run_state(output, spec, queue, failed) for spec in specs]
+    pretraining = [pretraining_state(output, p, queue) for p in pretrainings]
+    failed = frozenset(p.pretraining.key for p in pretraining if p.status is Status.FAILED)
+    return [run_state(output, spec, queue, failed) for spec in specs], pretraining
 
 
 def pretraining_states(output: Path, specs: list[RunSpec], queue: dict[str, str] | None = None
