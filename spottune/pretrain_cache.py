@@ -94,8 +94,7 @@ class SuitePretraining:
         the record, or an earlier suite version cached it without one); whether there was one."""
         if not self.weights.exists():
             return False
-        source = torch.load(self.weights, map_location="cpu", weights_only=True).get("source")
-        self._write_record(source, {"adopted": True})
+        self._write_record(self._read_weights().get("source"), {"adopted": True})
         return True
 
     @contextmanager
@@ -141,4 +140,17 @@ class SuitePretraining:
         if file_sha256(self.weights) != record["sha256"]:
             raise CorruptCache(f"{self.weights}: its SHA-256 differs from the one in {self.record_path}; the file was "
                                f"changed after it was published: delete both files to pretrain again")
-        return torch.load(self.weights, map_location="cpu", weights_only=True)
+        return self._read_weights()
+
+    def _read_weights(self) -> dict[str, Any]:
+        """The weights file as tensors and plain data (``weights_only``: nothing in it runs);
+        :class:`CorruptCache` naming it when it is not a pretraining the suite wrote."""
+        try:
+            blob = torch.load(self.weights, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - unreadable, truncated, or a pickle of more than tensors
+            raise CorruptCache(f"{self.weights}: not a pretraining the suite wrote ({type(err).__name__}); "
+                               f"delete it (and {self.record_path.name}) to pretrain again") from None
+        if not isinstance(blob, dict) or "state_dict" not in blob:
+            raise CorruptCache(f"{self.weights}: not a pretraining the suite wrote (no state_dict); "
+                               f"delete it (and {self.record_path.name}) to pretrain again")
+        return blob

@@ -132,3 +132,29 @@ def test_a_requeued_job_takes_over_the_claim_its_first_start_left_on_another_nod
     assert not read_holder(folder).stale()
     with Claim(folder.parent / "other"):
         assert json.loads((folder.parent / "other" / "claim.json").read_text())["job"] is None
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"\x80\x04\x95\x05\x00cos\nsystem\n."])
+def test_an_unreadable_or_hostile_weights_file_is_one_named_error(cache, content):
+    """A file planted at the weights' name (no record: adopted; with a matching record: loaded)
+    is refused with its path; nothing in it runs."""
+    cache.folder.mkdir(parents=True)
+    cache.weights.write_bytes(content)
+    with pytest.raises(CorruptCache, match=f"{cache.weights}: not a pretraining the suite wrote"):
+        cache.adopt()
+    cache.publish(b"ignored: the planted file was there first", None)  # records the planted file
+    with pytest.raises(CorruptCache, match=f"{cache.weights}: not a pretraining the suite wrote"):
+        cache.load()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{\"job_id\": \"7\"}", "{torn"])
+def test_a_damaged_pretraining_job_record_is_one_named_error(tmp_path, text):
+    from spottune.launch.pretraining import read_record, record_path
+    from spottune.records import RecordError
+
+    pretraining = SuitePretraining(SPEC, tmp_path / "cache")
+    path = record_path(tmp_path, pretraining)
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(RecordError, match=str(path)):
+        read_record(tmp_path, pretraining)

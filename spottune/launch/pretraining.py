@@ -22,7 +22,7 @@ import submitit
 from spottune.engine import device_of
 from spottune.pretrain import ensure_pretrained
 from spottune.pretrain_cache import SuitePretraining
-from spottune.records import RunSpec, Status, atomic_write_json, canonical_json, read_json
+from spottune.records import RecordError, RunSpec, Status, atomic_write_json, canonical_json, read_json
 
 PRETRAINING_DIR = "pretraining"
 
@@ -79,8 +79,15 @@ def write_record(output: Path, pretraining: SuitePretraining, job: submitit.Job,
 
 
 def read_record(output: Path, pretraining: SuitePretraining) -> dict[str, Any] | None:
+    """The launch's record of ``pretraining`` (None if it was never submitted); a
+    :class:`~spottune.records.RecordError` naming the file when it is not one."""
     path = record_path(output, pretraining)
-    return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if not (isinstance(record, dict) and isinstance(record.get("cache"), str)):
+        raise RecordError(f"{path}: not a pretraining job record (no cache folder); delete it and launch again")
+    return record
 
 
 @dataclass
