@@ -8,6 +8,7 @@ Examples:
   spottune --dry-run                               # list the runs, run nothing
   spottune --methods spottune,finetune --datasets digits --seeds 0,1
   spottune --set epochs=1 lr_milestones=[] batch_size=8   # override any preset / method hyperparameter
+  spottune --plugins my_pkg.my_method --sweep bn_lr_mult=1,3   # a study: one labelled row per value
   spottune --list                                  # presets, methods and datasets known
   spottune --preset decathlon --data-root /data --cluster slurm --wait
                                                    # the paper's grid on a SLURM cluster
@@ -51,7 +52,7 @@ from spottune.cost import GridCost
 from spottune.cpus import allotted_cpus, threads_from_env
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
-from spottune.grid import list_presets, make_grid, parse_overrides
+from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
 from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
                              launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed, states_of,
                              slurm_resources, wait_for_slurm)
@@ -111,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--output", type=Path, help="output folder (default: results/<preset>)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override hyperparameters, e.g. --set epochs=2 batch_size=8 backbone.width=0.5")
+                   help="override hyperparameters, e.g. --set epochs=2 batch_size=8 backbone.width=0.5 "
+                        "(an int for a float default is the same value: bn_lr_mult=1 is bn_lr_mult=1.0)")
+    p.add_argument("--sweep", dest="sweeps", nargs="+", default=[], metavar="KEY=V1,V2",
+                   help="a hyperparameter study: the grid's runs for each value (several keys: each "
+                        "combination), for the methods that have the key; the tables give each value its "
+                        "own labelled row, compared with the baseline like any method, e.g. --sweep "
+                        "bn_lr_mult=1,3 or --sweep lr_milestones=[2],[3]")
     p.add_argument("--data-root", type=Path, help="where datasets live (default: $SPOTTUNE_DATA)")
     p.add_argument("--pretrained", type=Path, help="backbone checkpoint replacing the preset's: a state_dict "
                    "or the released ResNet-26 pickle (default: the preset's backbone.pretrained)")
@@ -231,7 +238,7 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     overrides = parse_overrides(args.overrides)
     if args.pretrained:
         overrides["backbone.pretrained"] = describe_checkpoint_file(args.pretrained)
-    grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides)
+    grid = make_grid(args.preset, args.methods, args.datasets, args.seeds, overrides, parse_sweeps(args.sweeps))
     # each row's released checkpoint where the preset documents it, else its fallback (a notice)
     grid.resolve_pretrained = resolver = PretrainedResolver(args.data_root)
     if refused(hparam_problems(grid)):
@@ -249,7 +256,8 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
         print(notice, file=sys.stderr)
     if args.cluster == "slurm":  # the profile's cache_dir is where the jobs look for pretrained weights
         apply_cache_dir(slurm_plan(args, grid.preset)[0])
-    grid_line = (f"{len(grid.methods)} methods x {len(grid.datasets)} datasets x {len(grid.seeds)} seeds "
+    swept = "".join(f" x {len(values)} {key} values" for key, values in grid.sweeps.items())
+    grid_line = (f"{len(grid.methods)} methods x {len(grid.datasets)} datasets{swept} x {len(grid.seeds)} seeds "
                  f"-> {output}")
     if args.dry_run and search:
         print("phase 1, selection runs (the search's split):")
@@ -290,7 +298,7 @@ def dry_run(output: Path, specs: list[RunSpec], count: str, awaiting: frozenset[
     for state in states:
         spec = state.spec
         ident, status = ("(choice)    ", "awaiting") if spec.run_id in awaiting else (spec.run_id, state.status)
-        print(f"{ident}  {status:8s}  {spec.method:28s} {spec.dataset:22s} seed {spec.seed}  "
+        print(f"{ident}  {status:8s}  {spec.row:28s} {spec.dataset:22s} seed {spec.seed}  "
               f"{cost.describe_run(spec)}")
     print(count)
     print(cost.summary({state.spec.run_id: state.status for state in states if state.spec.run_id not in awaiting},

@@ -15,6 +15,7 @@ benchmarks/RESULTS.md ("Workers and threads"): see there for the numbers and the
 from __future__ import annotations
 
 import os
+import platform
 
 THREADS_ENV = "OMP_NUM_THREADS"
 
@@ -47,3 +48,16 @@ def local_plan(runs: int, max_parallel: int | None = None, cpus: int | None = No
     workers = max_parallel or max(1, cpus // (fixed or 1))
     workers = max(1, min(workers, runs, cpus))
     return workers, fixed or max(1, cpus // workers)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else :func:`platform.processor`): the numbers of a
+    CPU run are reproducible on the same CPU type and thread count, so every run records it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

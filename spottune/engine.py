@@ -39,6 +39,7 @@ import torch
 from spottune import __version__, checkpoint
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
+from spottune.cpus import cpu_model
 from spottune.data import load_task
 from spottune.methods import create_method, load_plugins
 from spottune.pretrain import pretrained_backbone
@@ -102,10 +103,11 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any]) -> dict[str,
     task = load_task(spec.dataset, data_root, **hp.get("data", {}), **download)
     method = create_method(hp.get("variant_of", spec.method), hp)
     accel = Acceleration.from_config(hp, runtime)
-    stored = {"run_id": spec.run_id, **spec.identity(), "backbone": hp["backbone"]["arch"],
+    stored = {"run_id": spec.run_id, **spec.record(), "backbone": hp["backbone"]["arch"],
               "suite_version": __version__, "data": task.info, "acceleration": accel.describe(),
               # how it computed: the numbers of a CPU run depend on its thread count (spottune.cpus)
-              "compute": {"device": str(device), "torch_threads": torch.get_num_threads()}}
+              "compute": {"device": str(device), "torch_threads": torch.get_num_threads(),
+                          "cpu": cpu_model()}}
     folder.write_config(stored)
 
     torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed

@@ -28,13 +28,23 @@ registered method it runs is ``hparams.variant_of``.
 and ``backbone`` / ``data`` / ``protocol`` nested inside them, so that the run id (a hash of
 method, dataset, seed, preset and hparams) changes whenever anything that changes the
 numbers does. ``--set`` keys must already exist (dotted keys reach nested values, e.g.
-``backbone.width=0.5``); values are parsed as YAML (``epochs=1``, ``lr_milestones=[2,3]``).
+``backbone.width=0.5``); values are parsed as YAML (``epochs=1``, ``lr_milestones=[2,3]``) and
+take the type of the value they replace where that loses nothing (``bn_lr_mult=1`` for a float
+default is ``1.0``, ``epochs=6.0`` is ``6``), so one configuration has one run id however it is
+typed.
+
+``--sweep KEY=V1,V2,...`` (:func:`parse_sweeps`) is a hyperparameter study in one command: the
+grid's runs for each value (several sweeps: each combination), applied to the methods that have
+the key (the others run once). Each run records in ``configuration`` what it sets apart from the
+preset's resolution for its method and dataset (:attr:`spottune.records.RunSpec.configuration`),
+and the report gives each configuration its own labelled row (``bn_last_stage [bn_lr_mult=3.0]``).
 """
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +54,7 @@ from spottune.backbones.vit import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
 from spottune.methods import family_problem, get_method, list_methods
-from spottune.records import RunSpec
+from spottune.records import RunSpec, flatten
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
@@ -100,6 +110,24 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_sweeps(items: list[str]) -> dict[str, list[Any]]:
+    """``["bn_lr_mult=1,3", "lr_milestones=[2],[3]"]`` -> ``{"bn_lr_mult": [1, 3],
+    "lr_milestones": [[2], [3]]}`` (the values are read as one YAML flow sequence)."""
+    out = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        try:
+            parsed = yaml.safe_load(f"[{values}]") if sep and key and values else None
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, list) or not parsed:
+            raise ValueError(f"--sweep expects KEY=V1,V2,..., got {item!r}")
+        if key.strip() in out:
+            raise ValueError(f"--sweep {key.strip()} is given twice")
+        out[key.strip()] = [_number_or_value(value) for value in parsed]
+    return out
+
+
 def _number_or_value(value: Any) -> Any:
     """YAML 1.1 reads ``1e-3`` as a string; hyperparameters mean the number."""
     if isinstance(value, str):
@@ -110,8 +138,21 @@ def _number_or_value(value: Any) -> Any:
     return value
 
 
+def _like(value: Any, current: Any) -> Any:
+    """``value`` in the type of ``current`` where that loses nothing: an int for a float
+    (``1`` -> ``1.0``), an integral float for an int (``6.0`` -> ``6``); else ``value``."""
+    if isinstance(current, bool) or isinstance(value, bool):
+        return value
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(current, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _apply(hp: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """Set ``hp[key]`` (dotted for nested dicts); an unknown key is an error naming the known ones."""
+    """Set ``hp[key]`` (dotted for nested dicts) to ``value`` in the type of the value it replaces
+    (:func:`_like`); an unknown key is an error naming the known ones."""
     parts = key.split(".")
     node = hp
     for part in parts[:-1]:
@@ -122,7 +163,7 @@ def _apply(hp: dict[str, Any], key: str, value: Any, where: str) -> None:
         known = sorted(k for k in hp if not isinstance(hp[k], dict))
         raise KeyError(f"{where}: unknown hyperparameter {key!r}; known: {', '.join(known)} "
                        f"(nested: backbone.*, data.*, protocol.*)")
-    node[parts[-1]] = value
+    node[parts[-1]] = _like(value, node[parts[-1]])
 
 
 def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
@@ -168,9 +209,17 @@ def _all_method_keys() -> set[str]:
     return {k for name in list_methods() for k in get_method(name).defaults}
 
 
+def configuration(preset: dict[str, Any], method: str, dataset: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The dotted hyperparameters of ``hparams`` that differ from what ``preset`` resolves for
+    ``method`` on ``dataset`` without overrides (what ``--set`` / ``--sweep`` changed)."""
+    base = flatten(resolve_hparams(preset, method, dataset))
+    return {key: value for key, value in flatten(hparams).items() if key not in base or base[key] != value}
+
+
 @dataclass
 class Grid:
-    """The runs of a preset restricted to some methods, datasets and seeds."""
+    """The runs of a preset restricted to some methods, datasets and seeds, with ``--set``
+    ``overrides`` and ``--sweep`` ``sweeps`` (a list of values per key)."""
 
     preset: dict[str, Any]
     methods: list[str]
@@ -180,17 +229,30 @@ class Grid:
     # turns a preset's ``backbone.pretrained`` into the file or spec that runs (the released
     # checkpoint where documented, else the fallback: spottune.pretrain.PretrainedResolver)
     resolve_pretrained: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    sweeps: dict[str, list[Any]] = field(default_factory=dict)
+
+    def settings(self) -> list[dict[str, Any]]:
+        """The overrides of each point of the sweeps (one, ``overrides``, without sweeps)."""
+        keys = list(self.sweeps)
+        return [{**self.overrides, **dict(zip(keys, values))}
+                for values in itertools.product(*self.sweeps.values())]
 
     def runs(self) -> list[RunSpec]:
-        """Every run of the grid, datasets outermost, then methods, then seeds."""
-        out = []
+        """Every run of the grid, datasets outermost, then methods, then the sweeps' points,
+        then seeds; a method the sweeps do not reach runs once."""
+        out, seen = [], set()
         for dataset in self.datasets:
             for method in self.methods:
-                for seed in self.seeds:
-                    hparams = resolve_hparams(self.preset, method, dataset, self.overrides)
+                for overrides in self.settings():
+                    hparams = resolve_hparams(self.preset, method, dataset, overrides)
+                    changed = configuration(self.preset, method, dataset, hparams)
                     if self.resolve_pretrained and "pretrained" in hparams["backbone"]:
                         hparams["backbone"]["pretrained"] = self.resolve_pretrained(hparams["backbone"]["pretrained"])
-                    out.append(RunSpec(method, dataset, int(seed), self.preset["name"], hparams))
+                    for seed in self.seeds:
+                        spec = RunSpec(method, dataset, int(seed), self.preset["name"], hparams, changed)
+                        if spec.run_id not in seen:
+                            seen.add(spec.run_id)
+                            out.append(spec)
         return out
 
 
@@ -201,8 +263,10 @@ def _check_names(kind: str, wanted: list[str], known: list[str]) -> None:
 
 
 def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list[str] | None = None,
-              seeds: list[int] | None = None, overrides: dict[str, Any] | None = None) -> Grid:
-    """The grid of ``preset_name``, optionally restricted; unknown names fail with the known ones."""
+              seeds: list[int] | None = None, overrides: dict[str, Any] | None = None,
+              sweeps: dict[str, list[Any]] | None = None) -> Grid:
+    """The grid of ``preset_name``, optionally restricted; unknown names fail with the known ones,
+    a key both set and swept or swept for no method of the grid is an error."""
     preset = load_preset(preset_name)
     preset_methods = preset.get("methods", "all")
     variants = list(preset.get("variants") or {})
@@ -218,7 +282,20 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     datasets = datasets or list(preset["datasets"])
     _check_names("dataset", datasets, list_datasets())
     seeds = seeds if seeds is not None else list(preset.get("seeds", [0]))
-    grid = Grid(preset, methods, datasets, seeds, dict(overrides or {}))
+    grid = Grid(preset, methods, datasets, seeds, dict(overrides or {}), sweeps=dict(sweeps or {}))
+    both = sorted(set(grid.overrides) & set(grid.sweeps))
+    if both:
+        raise ValueError(f"{', '.join(both)}: both --set and --sweep; give each key one of them")
     if grid.methods and grid.datasets:
-        resolve_hparams(preset, grid.methods[0], grid.datasets[0], grid.overrides)  # fail early on bad --set
+        for settings in grid.settings():  # fail early on a bad --set / --sweep
+            resolve_hparams(preset, grid.methods[0], grid.datasets[0], settings)
+    for key in grid.sweeps:
+        reached = [m for m in grid.methods if _reaches(preset, m, grid.datasets, key)]
+        if not reached:
+            raise ValueError(f"--sweep {key}: no method of this grid has it ({', '.join(grid.methods)})")
     return grid
+
+
+def _reaches(preset: dict[str, Any], method: str, datasets: list[str], key: str) -> bool:
+    """Whether ``key`` is a hyperparameter of ``method`` in ``preset`` (so a sweep changes its runs)."""
+    return bool(datasets) and key in flatten(resolve_hparams(preset, method, datasets[0]))

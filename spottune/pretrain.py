@@ -336,7 +336,10 @@ def _cached_suite_pretraining(spec: dict[str, Any], data_root: Path | None, devi
     num_classes = blob["state_dict"]["head.fc.weight"].shape[0]
     model = build_backbone(spec, num_classes)
     model.load_state_dict(blob["state_dict"])
-    model.pretraining = {"kind": "suite", "id": cache.key, **(blob.get("source") or {})}
+    # the weights' own hash beside the spec's: the same spec pretrained on another CPU type or
+    # thread count gives other weights, and the report names the ones its intervals rest on
+    model.pretraining = {"kind": "suite", "id": cache.key, "sha256": cache.record()["sha256"],
+                         **(blob.get("source") or {})}
     model.series_adapter_bns = blob.get("series_adapter_bns")
     if model.series_adapter_bns is not None:
         model.pretraining["series_adapters"] = True

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -145,21 +145,42 @@ class Status(str, Enum):
         return self in (Status.QUEUED, Status.RUNNING)
 
 
+def row_label(method: str, settings: dict[str, Any]) -> str:
+    """``method [key=value, ...]`` (keys sorted), or ``method`` without settings: how a table
+    row and a run listing name one configuration of a method."""
+    if not settings:
+        return method
+
+    def text(value: Any) -> str:
+        return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+    return f"{method} [{', '.join(f'{key}={text(settings[key])}' for key in sorted(settings))}]"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run of a grid: ``(method, dataset, seed, preset, hparams)``, every hyperparameter
     resolved (:mod:`spottune.grid`). How it is launched (device, data root, progress bars,
-    plugins) is not part of it: that is the launcher's ``runtime``."""
+    plugins) is not part of it: that is the launcher's ``runtime``.
+
+    ``configuration`` (not part of the identity) names the hyperparameters, dotted, that its grid
+    set apart from what the preset resolves for the method and dataset (``--set``, ``--sweep``);
+    the report labels the run's row with them (:mod:`spottune.report.rows`)."""
 
     method: str
     dataset: str
     seed: int
     preset: str
     hparams: dict[str, Any]
+    configuration: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def identity(self) -> dict[str, Any]:
         return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "preset": self.preset,
                 "hparams": self.hparams}
+
+    def record(self) -> dict[str, Any]:
+        """The identity and the configuration, as ``config.json`` holds them."""
+        return {**self.identity(), "configuration": self.configuration}
 
     @property
     def run_id(self) -> str:
@@ -169,10 +190,15 @@ class RunSpec:
     def label(self) -> str:
         return f"{self.method} / {self.dataset} / seed {self.seed}"
 
+    @property
+    def row(self) -> str:
+        """The method and what this run's grid set apart (:func:`row_label`)."""
+        return row_label(self.method, self.configuration)
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "RunSpec":
-        """The spec a ``config.json`` (or a checkpoint's ``args``) records."""
-        return cls(**{k: record[k] for k in IDENTITY_FIELDS})
+        """The spec a ``config.json`` (or a checkpoint's ``args``, or :meth:`record`) records."""
+        return cls(**{k: record[k] for k in IDENTITY_FIELDS}, configuration=record.get("configuration") or {})
 
 
 class RunFolder:

@@ -75,7 +75,7 @@ def with_values(spec: RunSpec, point: dict[str, Any], data: dict[str, Any] | Non
         _set(hp, key, value)
     hp["data"] = {**hp.get("data", {}), **(data or {})}
     hp["protocol"] = {**(hp.get("protocol") or {}), **(protocol or {})}
-    return RunSpec(spec.method, spec.dataset, spec.seed, spec.preset, hp)
+    return RunSpec(spec.method, spec.dataset, spec.seed, spec.preset, hp, spec.configuration)
 
 
 @dataclass(frozen=True)

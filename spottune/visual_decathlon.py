@@ -36,11 +36,13 @@ FINETUNE_BASELINE = {"imagenet12": 59.87, "aircraft": 60.34, "cifar100": 82.12,
 """Rebuffi et al. 2017, "Finetune" test accuracies (%), the score's reference point."""
 
 MAX_DOMAIN_SCORE = 1000.0
+SCORE_FORMULA = "S = Σ_d 1000·max(0, 1 − E_d / (2·E_d^base))²"
+"""The score as the tables' footnotes print it (E: test error; see the module docstring)."""
 
 
 def domain_score(accuracy: float | np.ndarray, baseline: float) -> float | np.ndarray:
     """``S_d`` for one domain from accuracies in percent (see the module docstring);
-    elementwise for an array of accuracies (e.g. bootstrap resamples)."""
+    elementwise for an array of accuracies."""
     error, max_error = 1 - np.asarray(accuracy, dtype=float) / 100, 2 * (1 - baseline / 100)
     if max_error <= 0:
         return np.where(error <= 0, MAX_DOMAIN_SCORE, 0.0)[()]

@@ -48,7 +48,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
     (["epochs=-1"], "epochs=-1: must be an integer >= 1"),
     (["lr=abc"], "--set lr='abc': must be a number (like 0.05)"),
     (["batch_size=0"], "batch_size=0: must be an integer >= 1"),
-    (["lr=0"], "lr=0: must be a number > 0"),
+    (["lr=0"], "lr=0.0: must be a number > 0"),
     (["optimizer=rmsprop"], "optimizer='rmsprop': must be one of sgd, adam"),
     (["epochs=2", "lr_milestones=[3]"], "lr_milestones=[3] with epochs=2: every milestone must be within 1..2"),
     (["epochs=1"], "lr_milestones=[4] with epochs=1"),  # the preset's milestone, past a shortened run

@@ -34,8 +34,8 @@ def test_routing_pools_seeds_of_each_dataset(records):
     assert set(loaded) == {("decathlon", "spottune"), ("mini", "spottune"),
                            ("standard", "spottune")}
     digits = loaded[("mini", "spottune")]["digits"]
-    assert digits.decisions.shape == (2 * 40, 12) and digits.train_fraction.shape == (4, 12)
-    assert len(loaded[("mini", "spottune")]["glyph_letters"].decisions) == 40  # seed 1 failed
+    assert digits.decisions.shape == (3 * 40, 12) and digits.train_fraction.shape == (4, 12)
+    assert len(loaded[("mini", "spottune")]["glyph_letters"].decisions) == 2 * 40  # seed 1 failed
 
 
 def test_heatmap_has_one_cell_per_dataset_and_block(routing):

@@ -43,7 +43,8 @@ def test_report_holds_every_table_the_statistics_and_the_failed_runs(report):
     written = {path.stem for path in (report.parent / "tables").glob("*.md")} - {"summary"}
     summaries = {f"summary_{preset}" for preset in ("decathlon", "mini", "standard")}
     assert written | summaries | {"runs", "unfinished"} == tables
-    assert "Holm-corrected" in page and "percentile bootstrap" in page
+    assert "Holm-corrected" in page and "paired t-test over the seeds" in page
+    assert "<strong>spottune</strong> against finetune (paired t-test over 3 seeds" in page
     assert "Protocol of the suite&#x27;s runs: backbone = resnet26; weights = suite pretraining" in page
     failed = re.search(r"<tr><td>mini</td><td>spottune</td><td>glyph_letters</td><td>1</td>"
                        r"<td>failed</td><td>([^<]+)</td><td>([^<]+)</td></tr>", page)

@@ -27,8 +27,10 @@ class TaskData:
     """A target task: its splits, class count and the protocol details to record.
 
     ``info`` lands in the run's config and metrics (split names and sizes, transforms,
-    normalisation, where the files were read). ``test_ids``: the devkit image ids of the test
-    split, for a Decathlon submission. ``raw_test_images``: returns the unnormalised test
+    normalisation, where the files were read). ``test_ids``: one id per test image that
+    names it in its source (the Decathlon's devkit image ids, for a submission; elsewhere the
+    image's index in its source split or listing), stored in ``predictions.npz`` so that the
+    report pairs two runs' predictions only on the same images; every loader sets them. ``raw_test_images``: returns the unnormalised test
     images (N, H, W, 3 uint8) at given indices, for figures.
     """
 

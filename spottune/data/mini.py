@@ -21,6 +21,10 @@ coat, sandal), its training split. Target tasks, from near to far from the sourc
     the classes are about the same size); a style task far from the source; split 60/40 at
     random (seed 0).
 
+Each task's ``test_ids`` number its test images in their source (the index in Fashion-MNIST's
+test split, in ``load_digits``, in the rendering order of the glyphs), so that two runs' per-image
+predictions are paired only when they scored the same images.
+
 Images are grey (1 channel, repeated to 3); normalisation uses the training split's mean
 and std; training augmentation is a random crop of a 2-px zero-padded image. Fashion-MNIST
 is read from ``--data-root`` (``FashionMNIST/raw/`` as torchvision writes it, or
@@ -113,7 +117,7 @@ def _to_32(images: torch.Tensor) -> torch.Tensor:
 
 
 def _task(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-          test_y: torch.Tensor, info: dict) -> TaskData:
+          test_y: torch.Tensor, test_ids: torch.Tensor, info: dict) -> TaskData:
     mean, std = channel_stats(train_x)
     num_classes = int(train_y.max()) + 1
     info = {**info, "image_size": IMAGE_SIZE, "mean": mean, "std": std,
@@ -122,12 +126,14 @@ def _task(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch
     return TaskData(name=name, num_classes=num_classes,
                     train=TensorImageDataset(train_x, train_y, mean, std, augment=True, pad=PAD),
                     test=TensorImageDataset(test_x, test_y, mean, std),
-                    image_size=IMAGE_SIZE, info=info,
+                    image_size=IMAGE_SIZE, info=info, test_ids=test_ids.tolist(),
                     raw_test_images=lambda idx: test_x[idx].expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy())
 
 
 def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[int, ...],
-                    per_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+                    per_class: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The images of ``classes`` (the first ``per_class`` of each), their labels renumbered
+    0..k-1, and their indices in ``images``."""
     keep = []
     for c in classes:
         idx = torch.nonzero(labels == c).flatten()
@@ -135,19 +141,19 @@ def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[i
     order = torch.cat(keep).sort().values
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[list(classes)] = torch.arange(len(classes))
-    return images[order], remap[labels[order]]
+    return images[order], remap[labels[order]], order
 
 
 def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tuple[int, ...],
                  per_class: int | None, source: str) -> TaskData:
     """Fashion-MNIST ``classes`` (the first ``per_class`` of each, all when ``None``) of the
     training and test splits, padded to 32 px (after the selection: padding is per image)."""
-    splits = []
+    splits, test_ids = [], None
     for split in ("train", "test"):
         images, labels = read_fashion_mnist(split, data_root, download)
-        images, labels = _select_classes(images, labels, classes, per_class)
+        images, labels, test_ids = _select_classes(images, labels, classes, per_class)
         splits += [_to_32(images), labels]
-    return _task(name, *splits, {"source": source})
+    return _task(name, *splits, test_ids, {"source": source})  # test_ids: of the test split, read last
 
 
 @register_dataset("mini_source")
@@ -163,7 +169,8 @@ def fmnist_heldout(data_root: Path | None, download: bool = False, **_: object) 
 
 
 def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: float, seed: int,
-                  stratified: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  stratified: bool) -> tuple[torch.Tensor, ...]:
+    """Training images and labels, test images and labels, and the test images' indices."""
     g = torch.Generator().manual_seed(seed)
     if stratified:
         train_idx, test_idx = [], []
@@ -178,7 +185,7 @@ def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: fl
         perm = torch.randperm(len(labels), generator=g)
         n = int(round(train_fraction * len(labels)))
         tr, te = perm[:n].sort().values, perm[n:].sort().values
-    return images[tr], labels[tr], images[te], labels[te]
+    return images[tr], labels[tr], images[te], labels[te], te
 
 
 @register_dataset("digits")

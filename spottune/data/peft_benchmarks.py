@@ -111,7 +111,8 @@ def _task(name: str, splits: dict[str, tuple[list[Path], list[int], str]], num_c
     return TaskData(name=name, num_classes=num_classes,
                     train=LabelledImages(ImageFiles(train_files), train_labels, _transform(geometry[0])),
                     test=LabelledImages(test_images, test_labels, _transform(geometry[1])),
-                    image_size=size, info=info, raw_test_images=raw_test_images)
+                    image_size=size, info=info, raw_test_images=raw_test_images,
+                    test_ids=list(range(len(test_labels))))  # line numbers of the test list, from 0
 
 
 def read_image_list(path: Path, root: Path) -> tuple[list[Path], list[int], str]:

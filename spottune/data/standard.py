@@ -165,8 +165,10 @@ def standard_task(name: str, train: Listing, test: Listing, num_classes: int, in
     """The :class:`TaskData` of two listings with the 224-px transforms and the scoring choice."""
     for listing in (train, test):
         check_labels(listing.labels, num_classes, listing.names(), listing.source)
+    test_ids = list(range(len(test.labels)))  # positions in the test listing (the held-out ones: in the training listing)
     if eval_split == "holdout":
         kept, held = stratified_holdout(train.labels, holdout, holdout_seed)
+        test_ids = [int(i) for i in held]
         train, test = (Listing(Subset(train.images, idx), [train.labels[i] for i in idx],
                                f"{train.source} ({part})")
                        for idx, part in ((kept, "kept"), (held, "held out")))
@@ -187,7 +189,7 @@ def standard_task(name: str, train: Listing, test: Listing, num_classes: int, in
     return TaskData(name=name, num_classes=num_classes,
                     train=LabelledImages(train.images, train.labels, training_transform()),
                     test=LabelledImages(test.images, test.labels, evaluation_transform()),
-                    image_size=CROP, info=info, raw_test_images=raw_test_images)
+                    image_size=CROP, info=info, raw_test_images=raw_test_images, test_ids=test_ids)
 
 
 def load_folder_dataset(name: str, data_root: Path | None, *, download: bool = False,

@@ -55,7 +55,7 @@ class PackedRunJob:
             with open(folder.path / LOG, "ab") as log:
                 child = subprocess.Popen([sys.executable, "-m", "spottune.launch.packed"], stdin=subprocess.PIPE,
                                          stdout=log, stderr=subprocess.STDOUT, env=env)
-            child.stdin.write(json.dumps({"spec": spec.identity(), "run_dir": str(folder.path),
+            child.stdin.write(json.dumps({"spec": spec.record(), "run_dir": str(folder.path),
                                           "runtime": self.runtime, "sys_path": self.sys_path}).encode())
             child.stdin.close()
             self._children.append(child)
@@ -96,7 +96,7 @@ def main() -> None:
     from spottune.engine import run
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    run(RunSpec(**job["spec"]), job["run_dir"], job["runtime"])
+    run(RunSpec.from_record(job["spec"]), job["run_dir"], job["runtime"])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ no done run has ``mean = NaN`` (printed as missing), never zero.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from spottune.report.rows import DUPLICATE
 from spottune.report.statistics import t_interval
 
 GROUP = ["preset", "method", "dataset"]
@@ -33,9 +36,12 @@ def seed_stats(records: pd.DataFrame, value: str = "test_accuracy") -> pd.DataFr
 
 
 def runs_not_done(records: pd.DataFrame) -> list[str]:
-    """``method/dataset/seed (status)`` for every run that is not done, in record order."""
+    """``method/dataset/seed (status)`` for every run that is not done, in record order; a
+    duplicate (:data:`spottune.report.rows.DUPLICATE`) names the folder used instead."""
     pending = records[records["status"] != "done"]
-    return [f"{r.method}/{r.dataset}/seed {r.seed:g} ({r.status})" for r in pending.itertuples()]
+    return [f"{r.method}/{r.dataset}/seed {r.seed:g} ({r.status}"
+            + (f" of {Path(r.duplicate_of).name}, left out: {Path(r.run_dir).name}"
+               if r.status == DUPLICATE else "") + ")" for r in pending.itertuples()]
 
 
 def pivot(stats: pd.DataFrame, preset: str, column: str = "mean") -> pd.DataFrame:

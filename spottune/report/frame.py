@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from spottune.records import RecordError, RunFolder
+from spottune.report.rows import label_rows, one_run_per_seed
 from spottune.search import SELECTION, STAGE_KEY
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ def load_records(output_dir: str | Path) -> pd.DataFrame:
     """All runs under ``<output_dir>/runs/``, one row each, sorted by preset, method, dataset, seed.
 
     Columns start with ``run_id, preset, method, dataset, seed, status, run_dir, has_policy``
-    followed by every flattened config and metrics field. An output folder without runs
-    gives an empty frame with those key columns. Selection runs of a search are left out.
+    followed by every flattened config and metrics field. ``method`` is the run's row label
+    (its registered name in ``method_name``; :func:`spottune.report.rows.label_rows`) and a
+    second done run of one label, dataset and seed has the status ``duplicate``
+    (:func:`spottune.report.rows.one_run_per_seed`). An output folder without runs gives an
+    empty frame with those key columns. Selection runs of a search are left out.
     """
     runs = sorted(path for path in (Path(output_dir) / "runs").glob("*") if path.is_dir())
     frame = pd.DataFrame([read_run(RunFolder(path)) for path in runs])
@@ -53,5 +57,6 @@ def load_records(output_dir: str | Path) -> pd.DataFrame:
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     frame = frame[KEY_COLUMNS + [c for c in frame.columns if c not in KEY_COLUMNS]]
+    frame = one_run_per_seed(label_rows(frame))
     return frame.sort_values(["preset", "method", "dataset", "seed", "run_id"],
                              na_position="last", ignore_index=True)

@@ -1,8 +1,10 @@
 """``<report_dir>/report.html``: one self-contained page to read a grid's results.
 
 In order: the runs (done / not done per preset), the protocol of each preset
-(:func:`~spottune.report.tables.protocol_note`) and how its statistics are computed, each
-preset's summary with its paired comparison and McNemar tests, the paper tables, every PNG
+(:func:`~spottune.report.tables.protocol_note`) and how its statistics are computed, what the
+comparisons support (sentences generated from the comparison table,
+:mod:`spottune.report.claims`), each preset's summary with its paired comparison, power and
+per-seed McNemar tables, the paper tables, every PNG
 figure inlined as a ``data:`` URI, and the runs that failed or did not finish, each with the
 exception line of its ``error.txt``. No script, no external file, no date: regenerating from the
 same records gives the same bytes.
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +22,7 @@ import pandas as pd
 from spottune.records import RunFolder
 from spottune.launch.status import error_line
 from spottune.report.render import Table, to_html
-from spottune.report.statistics import ALPHA, BOOTSTRAP_RESAMPLES, LEVEL
+from spottune.report.statistics import ALPHA, LEVEL, MIN_SEEDS, POWER, percent
 from spottune.report.tables import protocol_note
 
 REPORT = "report.html"
@@ -81,13 +84,18 @@ def _protocol(records: pd.DataFrame, baseline: str) -> str:
         items.append(f"<li><strong>{html.escape(preset)}</strong> (seeds {seeds or '–'}): "
                      f"{html.escape(note)}</li>")
     statistics = (
-        f"Cells: mean over the done seeds with its {LEVEL:.0%} Student-t interval (none with one "
-        f"seed) and the number of seeds. Paired comparison with <code>{html.escape(baseline)}"
-        "</code>: per dataset the mean difference over the common seeds with its t-interval, "
-        "and an exact McNemar test (binomial test on the discordant images) on the per-image "
-        "test predictions pooled over those seeds, Holm-corrected across each method's datasets; "
-        f"a difference is significant when the corrected p &lt; {ALPHA:g}. Decathlon-style "
-        f"scores: percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples).")
+        f"Cells: mean over the done seeds with its {percent(LEVEL)} Student-t interval (none with one "
+        "seed) and the number of seeds. The seed, one trained network, is the unit of every interval "
+        f"and test. Paired comparison with <code>{html.escape(baseline)}</code>: per dataset the "
+        "mean difference over the seeds both have, with its t-interval, and a two-sided paired "
+        f"t-test over those seeds (at least {MIN_SEEDS}; fewer: untested, with the reason), "
+        f"Holm-corrected across each method's datasets; a win or a loss needs a corrected p &lt; "
+        f"{ALPHA:g}, otherwise the difference is n.s. (not significant). Power: the smallest "
+        f"difference those seeds detect with {percent(POWER)} power. The exact McNemar test per "
+        "seed describes whether two trained networks differ on the same test images, not whether "
+        "the methods do. Decathlon-style scores: each seed's score against the baseline, averaged, "
+        "with the t-interval over seeds. Every interval is conditional on the source network the "
+        "runs started from (named under each table).")
     return f"<ul>{''.join(items)}</ul><p>{statistics}</p>"
 
 
@@ -98,13 +106,26 @@ def _figure(path: Path) -> str:
             f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
 
 
+def _claims(claims: Mapping[str, Sequence[str]]) -> str:
+    """Per preset, the generated sentences of :mod:`spottune.report.claims` (Markdown bold as HTML)."""
+    items = []
+    for preset, sentences in claims.items():
+        bullets = "".join("<li>" + re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(s)) + "</li>"
+                          for s in sentences)
+        items.append(f"<h3>Preset {html.escape(preset)}</h3><ul>{bullets}</ul>")
+    return "".join(items) or "<p>Nothing was compared.</p>"
+
+
 def report_html(records: pd.DataFrame, sections: Sequence[tuple[str, Sequence[Table]]],
-                figures: Sequence[Path], baseline: str, title: str) -> str:
+                figures: Sequence[Path], baseline: str, title: str,
+                claims: Mapping[str, Sequence[str]] | None = None) -> str:
     """The page (see the module docstring); ``sections``: (heading, tables) in order,
-    ``figures``: PNG files to inline (none: the page says so)."""
+    ``figures``: PNG files to inline (none: the page says so), ``claims``: per preset the
+    sentences stating its comparisons (:func:`spottune.report.claims.comparison_claims`)."""
     overview = to_html(runs_overview(records)) if len(records) else "<p>No runs found.</p>"
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>Runs</h2>", overview,
-            "<h2>Protocol and statistics</h2>", _protocol(records, baseline)]
+            "<h2>Protocol and statistics</h2>", _protocol(records, baseline),
+            f"<h2>What the comparisons with {html.escape(baseline)} support</h2>", _claims(claims or {})]
     for heading, tables in sections:
         if tables:
             body += [f"<h2>{html.escape(heading)}</h2>",
@@ -118,8 +139,9 @@ def report_html(records: pd.DataFrame, sections: Sequence[tuple[str, Sequence[Ta
 
 
 def write_report(path: Path, records: pd.DataFrame, sections: Sequence[tuple[str, Sequence[Table]]],
-                 figures: Sequence[Path], baseline: str, title: str) -> Path:
+                 figures: Sequence[Path], baseline: str, title: str,
+                 claims: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Write :func:`report_html` to ``path``; return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(records, sections, figures, baseline, title), encoding="utf-8")
+    path.write_text(report_html(records, sections, figures, baseline, title, claims), encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""One table, four formats: Markdown, LaTeX (booktabs) and CSV written side by side, and HTML.
+"""One table, four formats: Markdown, LaTeX (booktabs, amssymb) and CSV written side by side, and HTML.
 
 A :class:`Table` holds numbers, not strings: ``mean`` (rows x columns, NaN = missing) and
 optionally the bounds ``low`` and ``high`` of its 95 % interval (NaN = none, e.g. one seed)
@@ -8,7 +8,9 @@ and ``seeds``, the number of seeds behind each number. Printing rules, shared by
   interval is symmetric at that precision (``h = high - mean``), else `` [low, high]``, then
   `` (n=k)`` when its ``k`` seeds differ from the table's usual number
   (:meth:`Table.usual_seeds`); a missing number prints as ``–`` (``--`` in LaTeX), never as zero;
-- rows in ``signed_rows`` (differences) print an explicit sign;
+  when every value behind the number is equal (``low == high``) it prints :data:`EQUAL` instead
+  of an interval;
+- rows in ``signed_rows`` and columns in ``signed_columns`` (differences) print an explicit sign;
 - for each column in ``best`` (``"max"`` or ``"min"``), the best *displayed* value among the
   rows not in ``unranked_rows`` is bold, ties included;
 - ``markers`` (same shape, strings) are appended to cells, e.g. provenance tags or ``†``;
@@ -28,11 +30,16 @@ from pathlib import Path
 import pandas as pd
 
 MISSING = "–"
+EQUAL = "(all equal)"
+"""Printed instead of an interval when every value behind it is the same: a zero-width
+interval there says nothing about the spread of new seeds, so no ``± 0.00`` is printed."""
 LATEX_REPLACEMENTS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "–": "--", "−": "-", "Δ": r"$\Delta$", "†": r"$^\dagger$",
-    "×": r"$\times$", "°": r"$^\circ$",
+    "×": r"$\times$", "°": r"$^\circ$", "‡": r"$^\ddagger$",
+    "▲": r"$^{\blacktriangle}$", "▼": r"$^{\blacktriangledown}$",  # amssymb
+    "Σ": r"$\Sigma$", "·": r"$\cdot$", "²": r"$^2$",
 }
 
 
@@ -51,12 +58,13 @@ class Table:
     best: dict[str, str] = field(default_factory=dict)
     unranked_rows: set[str] = field(default_factory=set)
     signed_rows: set[str] = field(default_factory=set)
+    signed_columns: set[str] = field(default_factory=set)
     markers: pd.DataFrame | None = None
     rules_before: set[str] = field(default_factory=set)
     footnotes: list[str] = field(default_factory=list)
 
     def _number(self, value: float, row: str, column: str) -> str:
-        sign = "+" if row in self.signed_rows else ""
+        sign = "+" if row in self.signed_rows or column in self.signed_columns else ""
         return f"{value:{sign}.{self.decimals.get(column, 2)}f}"
 
     def bold_mask(self) -> pd.DataFrame:
@@ -79,6 +87,8 @@ class Table:
         if pd.isna(low) or pd.isna(high):
             return ""
         digits = self.decimals.get(column, 2)
+        if low == high:
+            return f" {EQUAL}"
         if round(high - value, digits) == round(value - low, digits):
             return f" ± {high - value:.{digits}f}"
         return f" [{low:.{digits}f}, {high:.{digits}f}]"

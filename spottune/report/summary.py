@@ -2,9 +2,11 @@
 
 One Markdown table per preset found in the records (methods as rows, datasets as columns,
 mean over the done seeds with its 95 % interval and seed count, best per dataset in bold,
-``°`` where not significantly different from the baseline method, ``–`` where no run is
-done), followed by the runs that are not done, then the preset's paired comparison with the
-baseline (:mod:`spottune.report.comparison`). ``summary.csv`` is the tidy form of the
+each compared cell marked with the outcome of its seed-level comparison with the baseline
+method (:data:`spottune.report.comparison.MARKERS`), ``–`` where no run is done), followed by
+the runs that are not done and what the intervals are conditional on
+(:func:`spottune.report.source.conditioning_note`), then the preset's paired comparison with
+the baseline (:mod:`spottune.report.comparison`). ``summary.csv`` is the tidy form of the
 accuracies: one row per (preset, method, dataset) with ``mean, std, ci_low, ci_high, seeds,
 runs`` (see :mod:`spottune.report.aggregate`).
 """
@@ -15,33 +17,46 @@ from pathlib import Path
 import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
-from spottune.report.comparison import (DEFAULT_BASELINE, NOT_SIGNIFICANT, not_significant,
-                                        paired_comparison, paired_table, significance_note)
+from spottune.report.comparison import (DEFAULT_BASELINE, cell_markers, paired_comparison, paired_table,
+                                        significance_note)
 from spottune.report.frame import load_records
-from spottune.report.render import Table, to_markdown
+from spottune.report.render import EQUAL, Table, to_markdown
+from spottune.report.source import conditioning_note
+from spottune.report.statistics import LEVEL, percent
 
 
 def summary_tables(records: pd.DataFrame, stats: pd.DataFrame,
                    comparison: pd.DataFrame) -> dict[str, Table]:
     """One accuracy :class:`Table` per preset, in preset order (``stats``: of ``records``,
-    ``comparison``: their :func:`paired_comparison`, whose ties are marked)."""
+    ``comparison``: their :func:`paired_comparison`, whose outcomes mark the cells)."""
     tables = {}
     for preset in sorted(stats["preset"].unique()):
         mean = pivot(stats, preset)
         markers = pd.DataFrame("", index=mean.index, columns=mean.columns)
-        for method, dataset in not_significant(comparison, preset):
-            markers.at[method, dataset] = NOT_SIGNIFICANT
-        notes = ["Test top-1 accuracy (%), mean over the done seeds ± half-width of its 95 % "
-                 "Student-t interval; – = no done run.", *significance_note(comparison, preset)]
-        pending = runs_not_done(records[records["preset"] == preset])
+        for (method, dataset), mark in cell_markers(comparison, preset).items():
+            markers.at[method, dataset] = mark
+        runs = records[records["preset"] == preset]
+        notes = [f"Test top-1 accuracy (%), mean over the done seeds ± half-width of its {percent(LEVEL)} "
+                 f"Student-t interval ({EQUAL}: every seed gave the same number); – = no done run.",
+                 *significance_note(comparison, preset)]
+        pending = runs_not_done(runs)
         if pending:
             notes.append("Not done: " + ", ".join(pending) + ".")
+        source = conditioning(records, preset)
+        if source:
+            notes.append(source)
         tables[preset] = Table(name=f"summary_{preset}", title=f"Summary: preset {preset}",
                                mean=mean, low=pivot(stats, preset, "ci_low"),
                                high=pivot(stats, preset, "ci_high"),
                                seeds=pivot(stats, preset, "seeds"), markers=markers,
                                best={column: "max" for column in mean.columns}, footnotes=notes)
     return tables
+
+
+def conditioning(records: pd.DataFrame, preset: str) -> str | None:
+    """:func:`~spottune.report.source.conditioning_note` of ``preset``'s done runs (None without)."""
+    done = records[(records["preset"] == preset) & (records["status"] == "done")]
+    return conditioning_note(done) if len(done) else None
 
 
 def write_summary_tables(records: pd.DataFrame, stats: pd.DataFrame, comparison: pd.DataFrame,
@@ -51,7 +66,8 @@ def write_summary_tables(records: pd.DataFrame, stats: pd.DataFrame, comparison:
     their :func:`paired_comparison`) into ``tables_dir``."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     printed = [table for preset, summary in summary_tables(records, stats, comparison).items()
-               for table in (summary, paired_table(comparison, preset)) if table is not None]
+               for table in (summary, paired_table(comparison, preset, conditioning(records, preset)))
+               if table is not None]
     markdown = "\n".join(to_markdown(table) for table in printed)
     paths = [tables_dir / "summary.md", tables_dir / "summary.csv"]
     paths[0].write_text(markdown or "No runs found.\n")

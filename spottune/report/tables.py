@@ -7,20 +7,23 @@ methods; for every method that has them, in this order:
   tagged with their provenance (per cell when a row mixes tags);
 - ``<label> (suite)``: this suite's runs, each column the mean over the done seeds of that
   dataset with its 95 % Student-t interval and seed count (:mod:`spottune.report.aggregate`),
-  marked ``°`` where the difference from the comparison's baseline method is not significant
-  (:mod:`spottune.report.comparison`);
+  marked with the outcome of its seed-level comparison with the baseline method (``▲`` / ``▼``
+  significantly above / below, ``°`` n.s., ``‡`` untested; :mod:`spottune.report.comparison`);
 - ``<label> Δ``: suite − paper wherever both exist (never bold).
 
 Columns are keyed by dataset name (never by position) and printed under the layout's
 headers. A scored layout adds:
 
-- ``mean``: the mean of the row's dataset columns, with the t-interval of the per-seed mean
-  over the seeds done on every dataset of the row;
-- ``score``: :func:`~spottune.visual_decathlon.decathlon_score` of the row's mean
-  accuracies against the layout's baseline (the published Finetune row on the Decathlon,
-  the preset's own ``finetune`` runs on ``mini``), with a percentile bootstrap interval
-  over those seeds (:func:`~spottune.report.statistics.bootstrap_interval`; the baseline's
-  accuracies held fixed);
+- ``mean``: over the seeds done on every dataset of the row, the mean of each seed's accuracies
+  over the row's dataset columns, averaged, with the t-interval of those per-seed means (point
+  and interval from the same seeds);
+- ``score``: :func:`~spottune.visual_decathlon.decathlon_score` of each seed's accuracies
+  against the layout's baseline (the published Finetune row on the Decathlon; on ``mini`` the
+  preset's own ``finetune`` run **of the same seed**, so the baseline's seed-to-seed spread
+  enters the interval), averaged over the seeds done on every scored dataset by the row and
+  the baseline, with the t-interval of those per-seed scores. The mean of per-seed scores is
+  the expected score of one run, as a single published run is scored; the baseline's own row
+  scores 250 per dataset in every seed (printed as ``(all equal)``);
 - ``#par``: :func:`~spottune.visual_decathlon.parameter_cost` from the runs' mean
   ``params.task_specific`` and ``params.backbone`` (source-domain runs excluded): the suite's
   convention, the new classifier counted as task-specific;
@@ -30,8 +33,8 @@ headers. A scored layout adds:
 
 A layout's mean columns (:mod:`spottune.report.group_means`: VTAB-1k's Natural / Specialized /
 Structured group means, the mean of the group means and the mean over the tasks; FGVC's mean)
-follow the dataset columns, on every row: a suite row's over its per-dataset means, with the
-t-interval of the per-seed means over the seeds done on every dataset under the column; a
+follow the dataset columns, on every row: a suite row's is the mean, over the seeds done on
+every dataset under the column, of each seed's mean, with the t-interval of those per-seed means; a
 paper row's as published (``mean_accuracy`` goes to the layout's ``published_mean`` column),
 else computed by the suite from its published per-dataset numbers and said so in a footnote.
 
@@ -40,8 +43,10 @@ A suite row missing a dataset gets ``mean`` and ``score`` over the datasets it h
 more than one row are set off by rules (LaTeX). Footnotes
 state the seeds, the runs not done, the protocol choices recorded in the runs' ``protocol``
 dicts, the backbone and where its weights come from (see :func:`protocol_note` and
-:func:`weights_description`), why a source-domain column is empty, and the provenance of
-the published numbers (whose own setting, e.g. the backbone, is named in their source).
+:func:`~spottune.report.source.weights_description`), what the intervals are conditional on
+(:func:`~spottune.report.source.conditioning_note`), why a source-domain column is empty, and
+the provenance of the published numbers (whose own setting, e.g. the backbone, is named in
+their source).
 """
 from __future__ import annotations
 
@@ -50,17 +55,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
-from spottune.report.comparison import NOT_SIGNIFICANT, not_significant, significance_note
+from spottune.report.comparison import cell_markers, significance_note
 from spottune.report.group_means import VTAB_MEANS, MeanColumn, mean_columns
-from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
+from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SCORE_FORMULA, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
-from spottune.report.render import Table
-from spottune.report.statistics import bootstrap_interval, t_interval
+from spottune.report.render import EQUAL, Table
+from spottune.report.source import conditioning_note, weights_description
+from spottune.report.statistics import LEVEL, Interval, percent, t_interval
 
 SCORE_COLUMNS = ["mean", "score", "#par"]
 PUBLISHED_PAR = "#par (pub.)"
@@ -159,32 +164,6 @@ def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
     return ", ".join(owners)
 
 
-def weights_description(runs: pd.DataFrame) -> pd.Series | None:
-    """Where each run's pretrained weights come from, from its ``pretraining`` record
-    (:mod:`spottune.pretrain`): ``released file sha256:<12 hex>``, ``suite pretraining on
-    <dataset> spec:<hash>`` (``with series adapters``), ``state_dict sha256:<12 hex>`` or
-    ``random init``; None when no run recorded it (records older than that field)."""
-    if "pretraining.kind" not in runs.columns or runs["pretraining.kind"].isna().all():
-        return None
-    names = {"released": "released file", "state_dict": "state_dict file", "suite": "suite pretraining"}
-
-    def describe(run: pd.Series) -> str | None:
-        kind = run.get("pretraining.kind")
-        if not isinstance(kind, str):
-            return None
-        if kind == "none":
-            return "random init"
-        ident = str(run.get("pretraining.id") or "?")
-        text = names.get(kind, kind)
-        if kind == "suite":
-            text += f" on {run.get('pretraining.dataset')} spec:{ident[:12]}"
-        else:
-            text += f" sha256:{ident[:12]}"
-        return text + (" with series adapters" if run.get("pretraining.series_adapters") is True else "")
-
-    return runs.apply(describe, axis=1)
-
-
 def protocol_note(runs: pd.DataFrame) -> str | None:
     """``Protocol ...: key = value; key: value (who), ...`` over ``backbone``, its ``weights``
     (:func:`weights_description`) and ``protocol.*``: what every run recorded it ran (its
@@ -217,13 +196,40 @@ def _columns(layout: Layout, datasets: list[str]) -> dict[str, str]:
     return {**layout.headers, **{name: name for name in extra}}
 
 
-def _baseline(layout: Layout, means: pd.DataFrame) -> dict[str, float]:
-    """The score's reference accuracies: given, or the means of the baseline method's runs."""
+def per_seed_accuracies(runs: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy as seeds x datasets (one done run per seed and dataset; empty without any)."""
+    if runs.empty or "test_accuracy" not in runs:
+        return pd.DataFrame(dtype=float)
+    return runs.astype({"test_accuracy": float}).pivot_table(
+        index="seed", columns="dataset", values="test_accuracy", aggfunc="mean")
+
+
+class ScoreBaseline(NamedTuple):
+    """The score's reference accuracies: ``fixed`` per dataset (a published row), or
+    ``per_seed`` (seeds x datasets) of the baseline method's runs, each seed scored against
+    the baseline's run of the same seed."""
+
+    fixed: Mapping[str, float]
+    per_seed: pd.DataFrame | None = None
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.fixed) if self.per_seed is None else list(self.per_seed.columns)
+
+    def of(self, seed: float) -> dict[str, float] | None:
+        """The accuracies seed ``seed`` is scored against (None: the baseline lacks that seed)."""
+        if self.per_seed is None:
+            return dict(self.fixed)
+        if seed not in self.per_seed.index:
+            return None
+        return self.per_seed.loc[seed].dropna().to_dict()
+
+
+def _baseline(layout: Layout, done: pd.DataFrame) -> ScoreBaseline:
+    """The score's reference (see :class:`ScoreBaseline`) for the done runs of ``layout``."""
     if isinstance(layout.baseline, str):
-        if layout.baseline not in means.index:
-            return {}
-        return means.loc[layout.baseline].dropna().to_dict()
-    return dict(layout.baseline or {})
+        return ScoreBaseline({}, per_seed_accuracies(done[done["method"] == layout.baseline]))
+    return ScoreBaseline(dict(layout.baseline or {}))
 
 
 class Row(NamedTuple):
@@ -241,8 +247,26 @@ class Row(NamedTuple):
     markers: dict[str, str] = {}
 
 
+def _per_seed_scores(accuracies: pd.DataFrame, baseline: ScoreBaseline) -> pd.Series:
+    """The Decathlon score of each seed of ``accuracies`` (seeds x datasets, complete rows)
+    against the baseline (the baseline's run of the same seed, or its fixed accuracies), over
+    the datasets the baseline has; seeds the baseline lacks are left out."""
+    scored = [name for name in baseline.datasets if name in accuracies.columns]
+    scores = {}
+    for seed, values in accuracies[scored].iterrows():
+        reference = baseline.of(seed)
+        if scored and reference is not None and set(scored) <= set(reference):
+            scores[seed] = float(decathlon_score(values.to_dict(), baseline=reference, allow_partial=True))
+    return pd.Series(scores, dtype=float)
+
+
+def _set(row: Row, header: str, interval: Interval) -> None:
+    row.values[header] = interval.estimate
+    row.low[header], row.high[header], row.seeds[header] = interval.low, interval.high, interval.n
+
+
 def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFrame,
-               columns: dict[str, str], baseline: dict[str, float]) -> tuple[Row, list[str]]:
+               columns: dict[str, str], baseline: ScoreBaseline) -> tuple[Row, list[str]]:
     """One method's suite row (``stats``: its :func:`seed_stats` indexed by dataset) and the
     columns it lacks."""
     present = stats[stats["mean"].notna() & stats.index.isin(list(columns))]
@@ -253,27 +277,14 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
               high=present["ci_high"].rename(header).to_dict(),
               seeds=present["seeds"].rename(header).to_dict(), markers={})
     missing = [name for name in columns if name not in present.index]
-    if layout.means:
-        _add_means(row, layout.means, present["mean"], runs)
+    accuracies = per_seed_accuracies(runs)
+    for header, values in mean_columns(accuracies, layout.means).items():
+        _set(row, header, t_interval(values))
     if layout.baseline is None:
         return row, missing
-    complete = runs.astype({"test_accuracy": float}).pivot_table(
-        index="seed", columns="dataset", values="test_accuracy", aggfunc="mean",
-    ).reindex(columns=present.index).dropna()
-    row.values["mean"] = float(present["mean"].mean()) if len(present) else np.nan
-    per_seed = t_interval(complete.mean(axis=1))
-    row.low["mean"], row.high["mean"] = per_seed.low, per_seed.high
-    scored = [name for name in baseline if name in present.index]
-    if scored:
-        def score(accuracies: np.ndarray) -> np.ndarray:
-            means = accuracies.mean(axis=-2)
-            return decathlon_score({name: means[..., j] for j, name in enumerate(scored)},
-                                   baseline=baseline, allow_partial=True)
-        row.values["score"] = score(present.loc[scored, "mean"].to_numpy()[None, :])
-        row.low["score"], row.high["score"] = bootstrap_interval(complete[scored].to_numpy(), score)
-    else:
-        row.values["score"] = np.nan
-    row.seeds.update(mean=len(complete), score=len(complete))
+    complete = accuracies.reindex(columns=present.index).dropna()
+    _set(row, "mean", t_interval(complete.mean(axis=1)))
+    _set(row, "score", t_interval(_per_seed_scores(complete, baseline)))
     targets = runs[runs["dataset"] != layout.source_domain]
     tasks = layout.target_tasks or len(columns)
     if {"params.task_specific", "params.backbone"} <= set(targets.columns) and len(targets):
@@ -283,18 +294,6 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
             without = (targets["params.task_specific"] - targets["params.classifier"]).mean()
             row.values[PUBLISHED_PAR] = parameter_cost(without, targets["params.backbone"].mean(), tasks)
     return row, missing
-
-
-def _add_means(row: Row, means: tuple[MeanColumn, ...], dataset_means: pd.Series, runs: pd.DataFrame) -> None:
-    """The layout's mean columns of a suite row: over its per-dataset means, with the
-    t-interval of the per-seed means over the seeds done on every dataset under each column."""
-    cells = mean_columns(dataset_means.to_frame().T, means).iloc[0]
-    per_seed = mean_columns(runs.astype({"test_accuracy": float}).pivot_table(
-        index="seed", columns="dataset", values="test_accuracy", aggfunc="mean"), means)
-    for header, value in cells.items():
-        interval = t_interval(per_seed[header])
-        row.values[header] = value
-        row.low[header], row.high[header], row.seeds[header] = interval.low, interval.high, interval.n
 
 
 def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout) -> tuple[dict, dict, list[str]]:
@@ -322,11 +321,11 @@ def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout)
 
 def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFrame,
                  done: pd.DataFrame, stats: pd.DataFrame, columns: dict[str, str],
-                 baseline: dict[str, float], ties: set[tuple[str, str]]
+                 baseline: ScoreBaseline, markers: dict[tuple[str, str], str]
                  ) -> tuple[list[Row], list[str], list[str]]:
     """The paper, suite and Δ rows of one method, the datasets its suite row lacks and the
-    mean columns of its paper row the suite computed; ``ties``: the (method, dataset) cells to
-    mark :data:`NOT_SIGNIFICANT`."""
+    mean columns of its paper row the suite computed; ``markers``: the comparison's marker of
+    each (method, dataset) cell (:func:`~spottune.report.comparison.cell_markers`)."""
     rows, missing = [], []
     paper, tags, computed = _paper_row(published[published["method"] == method], columns, layout)
     if paper:
@@ -340,7 +339,7 @@ def _method_rows(layout: Layout, method: str, label: str, published: pd.DataFram
     if own["mean"].notna().any():
         suite, missing = _suite_row(layout, label, done[done["method"] == method], own, columns,
                                     baseline)
-        suite.markers.update({columns[d]: NOT_SIGNIFICANT for m, d in ties
+        suite.markers.update({columns[d]: mark for (m, d), mark in markers.items()
                               if m == method and d in columns})
         partial = {h: PARTIAL for h in ("mean", "score") if h in suite.values} if missing else {}
         suite.markers.update(partial)
@@ -374,7 +373,7 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
     """The :class:`Table` of ``layout`` from ``records``; ``None`` when the preset has no runs.
 
     ``comparison`` (:func:`~spottune.report.comparison.paired_comparison` of ``records``)
-    marks the suite cells not significantly different from its baseline method.
+    marks each suite cell with the outcome of its comparison with the baseline method.
     """
     runs = records[records["preset"] == layout.preset]
     if runs.empty:
@@ -386,22 +385,21 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
     compared = pd.DataFrame() if comparison is None else comparison[
         comparison["preset"] == layout.preset].assign(dataset=lambda frame: frame[
             "dataset"].str.removeprefix(layout.dataset_prefix))
-    ties = not_significant(compared, layout.preset) if len(compared) else set()
+    markers = cell_markers(compared, layout.preset) if len(compared) else {}
     published = (load_published(layout.published, reference_dir) if layout.published
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
     headers = list(columns.values()) + [m.header for m in layout.means] + (
         SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else [])
-    baseline = _baseline(layout, means)
-    labels = dict(zip(published["method"], published["label"]))
-
     done = runs[runs["status"] == "done"]
+    baseline = _baseline(layout, done)
+    labels = dict(zip(published["method"], published["label"]))
     rows: list[Row] = []
     rules, partial, previous, computed = set(), [], 1, set()
     for method in dict.fromkeys([*published["method"], *sorted(means.index)]):
         label = labels.get(method, method)
         group, missing, derived = _method_rows(layout, method, label, published, done, stats, columns,
-                                               baseline, ties)
+                                               baseline, markers)
         computed.update(derived)
         if len(group) > 1 or previous > 1:
             rules.add(group[0].name)
@@ -442,7 +440,7 @@ def source_column_note(layout: Layout, runs: pd.DataFrame, columns: dict[str, st
 
 
 def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: bool,
-               partial: list[str], baseline: dict[str, float], columns: dict[str, str],
+               partial: list[str], baseline: ScoreBaseline, columns: dict[str, str],
                computed: list[str]) -> list[str]:
     """The notes printed under a table (see the module docstring); ``used``: printed
     published numbers, ``partial``: one ``<label> lacks <datasets>`` per partial row,
@@ -450,22 +448,25 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
     done = runs[runs["status"] == "done"]
     seeds = sorted(done["seed"].dropna().astype(int).unique())
     lines = [f"Suite rows: mean over the done seeds ({', '.join(map(str, seeds))}) ± half-width "
-             "of its 95 % Student-t interval, [low, high] where asymmetric; – = no number"
-             + ("; Δ = suite − paper." if deltas else ".")]
+             f"of its {percent(LEVEL)} Student-t interval, [low, high] where asymmetric, {EQUAL} where "
+             "every seed gave the same number; – = no number" + ("; Δ = suite − paper." if deltas else ".")]
     if layout.means:
         lines.append("; ".join(m.what for m in layout.means) + "; – where a dataset under the mean lacks a number; "
-                     "suite intervals over the seeds done on every dataset under the column.")
+                     "a suite row's: the mean over the seeds done on every dataset under the column of "
+                     "each seed's mean, with the t-interval of those per-seed means.")
     if computed:
         lines.append(f"{', '.join(computed)} of the paper rows: computed by the suite from their published "
                      f"per-dataset accuracies (not printed in the source).")
     if layout.baseline is not None:
-        unscored = [name for name in columns if name not in baseline]
+        unscored = [name for name in columns if name not in baseline.datasets]
+        against = (f"{layout.baseline_note}, the run of the same seed" if baseline.per_seed is not None
+                   else layout.baseline_note)
         lines.append(
-            "mean: mean over the dataset columns; score: Decathlon score "
-            "S = Σ_d 1000·max(0, 1 − E_d / (2·E_d^base))² of the mean accuracies against "
-            f"{layout.baseline_note} (matching it scores 250 per dataset)"
-            "; intervals of mean and score over the seeds done on every dataset of the row "
-            "(score: 95 % percentile bootstrap, the baseline held fixed)"
+            "mean: over the seeds done on every dataset of the row, each seed's mean over the dataset "
+            f"columns, averaged; score: Decathlon score {SCORE_FORMULA} of each seed's accuracies "
+            f"against {against} (matching it scores 250 per dataset), averaged over the seeds done on "
+            "every dataset of the row and of the baseline; both with the t-interval over those seeds "
+            "(point and interval from the same seeds)"
             + (f", not scored: {', '.join(unscored)} (no baseline)" if unscored else "")
             + f"; #par = 1 + {layout.target_tasks or len(columns)} × task-specific / backbone "
             "parameters, means over the method's runs, the new classifier counted as task-specific"
@@ -476,6 +477,8 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
     protocol = protocol_note(done)
     if protocol:
         lines.append(protocol)
+    if len(done):
+        lines.append(conditioning_note(done))
     source = source_column_note(layout, done, columns)
     if source:
         lines.append(source)

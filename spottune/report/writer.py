@@ -2,8 +2,10 @@
 
 ``<report_dir>/tables/``: ``summary.{md,csv}``, ``<table>.{md,tex,csv}`` for each paper
 table whose preset has runs (:data:`spottune.report.tables.LAYOUTS`), for each preset with
-runs of the baseline method ``paired_<preset>`` and ``mcnemar_<preset>`` (the comparison
-with it, :mod:`spottune.report.comparison`) and ``paired.csv``, every comparison's numbers.
+compared runs ``paired_<preset>`` (the seed-level comparison with the baseline method),
+``power_<preset>`` (what its seeds can detect) and ``mcnemar_<preset>`` (the per-seed
+description of the trained networks; :mod:`spottune.report.comparison`), ``paired.csv`` and
+``mcnemar.csv`` (every comparison's and every per-seed test's numbers).
 ``<report_dir>/figures/``: for each routing method of each preset,
 ``<preset>_<method>_{routing_by_block,blocks_per_image}``, ``..._routing_over_epochs`` (for
 the datasets whose history recorded ``finetune_fraction``) and, given an ``image_lookup``,
@@ -15,19 +17,21 @@ the datasets whose history recorded ``finetune_fraction``) and, given an ``image
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from spottune.report import figures
+from spottune.report.claims import comparison_claims
 from spottune.report.aggregate import seed_stats
 from spottune.report.comparison import (DEFAULT_BASELINE, mcnemar_table, paired_comparison,
-                                        paired_table)
+                                        paired_table, per_seed_mcnemar, power_table)
 from spottune.report.figures import ImageLookup
 from spottune.report.html import REPORT, write_report
 from spottune.report.frame import load_records
 from spottune.report.render import Table, write_table
-from spottune.report.summary import summary_tables, write_summary_tables
+from spottune.report.summary import conditioning, summary_tables, write_summary_tables
 from spottune.report.tables import LAYOUTS, build_table
 
 log = logging.getLogger(__name__)
@@ -40,10 +44,19 @@ def paper_tables(records: pd.DataFrame, comparison: pd.DataFrame | None = None) 
                                 for layout in LAYOUTS) if table]
 
 
-def comparison_tables(comparison: pd.DataFrame, preset: str) -> list[Table]:
-    """The ``paired_<preset>`` and ``mcnemar_<preset>`` tables of what ``preset`` compared."""
-    return [table for table in (paired_table(comparison, preset), mcnemar_table(comparison, preset))
+def comparison_tables(records: pd.DataFrame, comparison: pd.DataFrame, tests: pd.DataFrame,
+                      preset: str) -> list[Table]:
+    """The ``paired_<preset>``, ``power_<preset>`` and ``mcnemar_<preset>`` tables of what
+    ``preset`` compared (``tests``: :func:`~spottune.report.comparison.per_seed_mcnemar`)."""
+    return [table for table in (paired_table(comparison, preset, conditioning(records, preset)),
+                                power_table(comparison, preset), mcnemar_table(tests, preset))
             if table is not None]
+
+
+def file_stem(name: str) -> str:
+    """``name`` as a file name: a row label's spaces, brackets and commas become ``_``
+    (``mini_bn_last_stage [bn_lr_mult=3.0]`` -> ``mini_bn_last_stage_bn_lr_mult=3.0``)."""
+    return re.sub(r"[^\w.=+-]+", "_", name).strip("_")
 
 
 def write_tables(tables: list[Table], report_dir: Path) -> list[Path]:
@@ -57,7 +70,7 @@ def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLo
     the paper tables of ``records`` when already built (:func:`paper_tables`)."""
     folder, paths = report_dir / "figures", []
     for (preset, method), routing in figures.load_routing(records).items():
-        stem, title = f"{preset}_{method}", f"{method}, preset {preset}"
+        stem, title = file_stem(f"{preset}_{method}"), f"{method}, preset {preset}"
         paths += figures.save(figures.routing_heatmap(routing, title), folder,
                               f"{stem}_routing_by_block")
         paths += figures.save(figures.blocks_histogram(routing, title), folder,
@@ -86,19 +99,21 @@ def write_all(output_dir: str | Path, image_lookup: ImageLookup | None = None,
     target = Path(report_dir or output_dir)
     records = load_records(output_dir)
     stats, comparison = seed_stats(records), paired_comparison(records, baseline)
+    tests = per_seed_mcnemar(records, baseline)
     tables = paper_tables(records, comparison)
     summaries = summary_tables(records, stats, comparison)
-    compared = {preset: comparison_tables(comparison, preset) for preset in summaries}
+    compared = {preset: comparison_tables(records, comparison, tests, preset) for preset in summaries}
     paths = write_summary_tables(records, stats, comparison, target / "tables")
     paths += write_tables(tables + [t for group in compared.values() for t in group], target)
-    comparison.to_csv(target / "tables" / "paired.csv", index=False, float_format="%.6g",
-                      lineterminator="\n")
-    paths.append(target / "tables" / "paired.csv")
+    for name, frame in (("paired.csv", comparison), ("mcnemar.csv", tests)):
+        frame.to_csv(target / "tables" / name, index=False, float_format="%.6g", lineterminator="\n")
+        paths.append(target / "tables" / name)
     figure_paths = write_figures(records, target, image_lookup, tables) if figures_too else []
     sections = [(f"Preset {preset}: summary and comparison with {baseline}",
                  [summary, *compared[preset]]) for preset, summary in summaries.items()]
     sections.append(("Paper tables", tables))
     paths.append(write_report(target / REPORT, records, sections,
                               [p for p in figure_paths if p.suffix == ".png"], baseline,
-                              f"SpotTune benchmark report: {Path(output_dir).resolve().name}"))
+                              f"SpotTune benchmark report: {Path(output_dir).resolve().name}",
+                              {preset: comparison_claims(comparison, preset) for preset in summaries}))
     return paths
