@@ -21,7 +21,7 @@ from spottune.data import DatasetError
 from spottune.grid import make_grid
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
 from spottune.claim import process_alive, process_start
-from spottune.preflight import launch_problems
+from spottune.preflight import launch_problems, search_problems
 from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
@@ -53,6 +53,11 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
     (["epochs=2", "lr_milestones=[3]"], "lr_milestones=[3] with epochs=2: every milestone must be within 1..2"),
     (["epochs=1"], "lr_milestones=[4] with epochs=1"),  # the preset's milestone, past a shortened run
     (["lr_milestones=2"], "--set lr_milestones=2: must be a list"),
+    (["lr=inf"], "lr=inf: must be a finite number"),  # issue 23: inf passed as a number > 0
+    (["weight_decay=inf"], "weight_decay=inf: must be a finite number"),
+    (["lr=1e400"], "lr=inf: must be a finite number"),  # float("1e400") is inf
+    (["lr_gamma=nan"], "lr_gamma=nan: must be a finite number"),
+    (["temperature=0"], "temperature=0: must be a number > 0"),
 ])
 def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, settings, message):
     output = tmp_path / "out"
@@ -60,6 +65,14 @@ def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, ca
                      "--set", *settings], capsys)
     assert lines == [f"error: {lines[0][len('error: '):]}"] and message in lines[0]  # one line for 4 runs
     assert not output.exists()
+
+
+def test_every_number_must_be_finite_method_values_and_search_spaces_too(capsys):
+    lines = refused(["--methods", "spottune_global", "--datasets", "digits", "--dry-run", "--set", "lambda_k=-inf"],
+                    capsys)
+    assert lines == ["error: lambda_k=-inf: must be a finite number (a value past 1.8e308, such as 1e400, reads as inf)"]
+    assert search_problems({"lr": 0.1}, {"lr": [0.1, float("inf")]}) == [
+        "search lr=[0.1, inf]: every value must be a finite number"]
 
 
 def test_values_must_be_plain_data(tmp_path, capsys):
