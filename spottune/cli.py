@@ -48,12 +48,12 @@ import torch
 
 from spottune import report
 from spottune.cost import GridCost
-from spottune.cpus import allotted_cpus, threads_from_env
+from spottune.cpus import allotted_cpus, process_threads
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.grid import list_presets, make_grid, parse_overrides
 from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
-                             launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed, states_of,
+                             launch_local, launch_slurm, pending_runs, pretraining_states, startable_runs, states_of,
                              slurm_resources, wait_for_slurm)
 from spottune.methods import load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
@@ -180,11 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if failed is None:  # submitted to SLURM, not waiting
         return 0
+    written = True
     try:
         write_outputs(output, runtime, specs, args.baseline)
+    except OSError as err:  # a full disk: one line naming the folder (the earlier report stays)
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        written = False
     finally:  # the failures last, where the user looks, even if a table could not be written
         report_failures(output, failed)
-    return 1 if failed else 0
+    return 1 if failed or not written else 0
 
 
 def launch(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
@@ -306,10 +312,11 @@ def refused(problems: list[str]) -> bool:
 
 def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], runtime: dict) -> list[RunSpec]:
     """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
-    the runs another launcher holds (and saying so); the runs that failed."""
-    todo, skipped = skip_claimed(output, pending_runs(output, specs))
+    the runs in flight elsewhere (another launcher's claim, a SLURM job; saying so); the runs
+    that failed."""
+    todo, skipped = startable_runs(output, specs)
     if args.cluster == "inline":
-        torch.set_num_threads(threads_from_env() or allotted_cpus())  # never more than this process may use
+        torch.set_num_threads(process_threads(allotted_cpus()))  # never more than the CPUs free now
         outcomes = launch_inline(output, todo, runtime)
     else:
         outcomes = launch_local(output, todo, runtime, args.max_parallel, progress=not args.no_progress)
@@ -318,8 +325,8 @@ def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], ru
     for line in skipped:
         print(line, file=sys.stderr)
     if skipped:
-        print(f"{len(skipped)} run(s) skipped: another launcher is training them; re-run this command once it "
-              f"is done for complete tables", file=sys.stderr)
+        print(f"{len(skipped)} run(s) skipped: another launcher or a SLURM job is training them; re-run this "
+              f"command once it is done for complete tables", file=sys.stderr)
     return [s for s in todo if outcomes.get(s.run_id) is Status.FAILED]
 
 
