@@ -3,7 +3,8 @@
 The step is the suite's pretraining step on the mini preset's network (ResNet-26 width 0.25,
 32 px, batch 128, SGD: REFERENCE.md section 9), timed quiet and beside ``N`` competitors (each a
 process spinning one core, started before the threads are chosen). Threads follow the suite's
-rules, or the old ones with ``SPOTTUNE_BENCH_LEGACY_THREADS=1`` (benchmarks/conftest.py):
+rules as when ``$OMP_NUM_THREADS`` is unset, or the old ones with
+``SPOTTUNE_BENCH_LEGACY_THREADS=1`` (benchmarks/conftest.py):
 
 * now (:mod:`spottune.cpus`): ``process_threads(allotted CPUs)``, capped by the CPUs free once
   the competitors run, and OpenMP threads that sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``,
@@ -54,7 +55,9 @@ def competitors(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("competitors", [0, 1], indirect=True, ids=["quiet", "1-busy"])
-def test_training_step_beside_busy_processes(benchmark: Any, competitors: int, thread_rules: dict[str, Any]) -> None:
+def test_training_step_beside_busy_processes(benchmark: Any, competitors: int, thread_rules: dict[str, Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the suite's own choice, not the user's
     planned = allotted_cpus()
     threads = planned if thread_rules["legacy"] else process_threads(planned)
     before = torch.get_num_threads()
