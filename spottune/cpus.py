@@ -114,7 +114,7 @@ def process_threads(planned: int, free: int | None = None) -> int:
     fixed = threads_from_env()
     if fixed:
         return fixed
-    return planned if planned <= 1 else min(planned, free if free is not None else free_cpus())
+    return planned if planned <= 1 else max(1, min(planned, free if free is not None else free_cpus()))
 
 
 def worker_plan(runs: int, max_parallel: int | None = None, free: int | None = None) -> tuple[int, int]:

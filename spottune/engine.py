@@ -20,9 +20,9 @@ What this module adds:
   whoever calls it (the inline and local launchers, a SLURM job, a packed task's child, a
   test); a run another live process holds raises :class:`spottune.claim.RunClaimed` and
   writes nothing, so a run trains once under any mix of launchers.
-* done: a run whose ``done`` marker sits beside a record that is missing or cannot be read
-  (``metrics.json``, ``config.json``, ``predictions.npz``, ``policy.npz``:
-  :meth:`spottune.records.RunFolder.done_problem`) is torn, not done; running it again warns
+* done: a run whose ``done`` marker sits beside a record that cannot be read (``metrics.json``,
+  ``config.json``, ``predictions.npz``, ``policy.npz``), or without ``metrics.json`` or
+  ``config.json`` (:meth:`spottune.records.RunFolder.done_problem`), is torn, not done; running it again warns
   with the file's path, removes the end-of-run records and evaluates it from its checkpoint
   (trains it again without one).
 * attempts: every time a run starts or resumes, a line ``{pid, host, at, from_epoch}`` is

@@ -20,9 +20,10 @@ the file. Reads are validated: a record that does not parse as what the engine w
 ``allow_pickle=False`` (a pickle planted in an ``.npz`` is refused, never run).
 A run is ``done`` only when its ``done`` marker exists *and* every record the reports read can
 be read: ``metrics.json`` (valid), ``config.json`` (a JSON object), ``predictions.npz`` and
-``policy.npz`` (when present: readable arrays with their keys). A marker beside a missing or
-unreadable one makes the run ``torn`` (not done, so no report counts it: launching it again
-evaluates it from its checkpoint, or trains it again without one). Imports no torch, numpy only
+``policy.npz`` (when present: readable arrays with their keys). A marker beside a missing
+``metrics.json`` or ``config.json``, or beside any of them unreadable, makes the run ``torn``
+(not done, so no report counts it: launching it again evaluates it from its checkpoint, or
+trains it again without one). Imports no torch, numpy only
 to read or write arrays.
 """
 from __future__ import annotations

@@ -57,6 +57,7 @@ def test_a_multi_thread_process_takes_at_most_the_cpus_other_work_leaves_free(mo
     monkeypatch.setattr(cpus.time, "sleep", lambda s: None)
     assert cpus.free_cpus() == 1  # one of the two CPUs is busy
     assert cpus.process_threads(2, free=1) == 1 and cpus.process_threads(2, free=2) == 2
+    assert cpus.process_threads(2, free=0) == 1  # never no thread
     assert cpus.process_threads(1) == 1  # a single thread: nothing measured
     assert cpus.worker_plan(runs=1, free=1) == (1, 1) and cpus.worker_plan(runs=50, free=0) == (2, 1)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
