@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ def save(run_dir: Path, state: dict[str, Any]) -> None:
     records.atomic_write_bytes(current, buffer.getvalue())
 
 
+def load_weights_only(path: Path, map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` without torch's warnings (a pickle's protocol,
+    printed before it fails on a file that is not tensors and plain data: the error that
+    follows says what matters, naming the file)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load(run_dir: Path, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
     """The newest readable checkpoint of ``run_dir`` (current, then previous), or None.
 
@@ -57,7 +67,7 @@ def load(run_dir: Path, map_location: torch.device | str = "cpu") -> dict[str, A
         if not path.exists():
             continue
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = load_weights_only(path, map_location)
         except pickle.UnpicklingError as err:
             raise UnsafeCheckpoint(f"refusing to load {path}: a pickle of more than tensors and plain data "
                                    f"({_reason(err)}); nothing in it was executed; the suite never writes such a "

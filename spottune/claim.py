@@ -1,7 +1,8 @@
 """Claims: one process works in a folder at a time, on local disk and on shared storage.
 
-Before training a run, the local and inline launchers claim its folder; a suite pretraining
-claims its folder of partial checkpoints (:mod:`spottune.pretrain_cache`). ``<folder>/claim.json``
+Before training a run, :func:`spottune.engine.run` claims its folder, whoever calls it (a local
+or inline launcher, a SLURM job, a packed task's child); a suite pretraining claims its folder
+of partial checkpoints (:mod:`spottune.pretrain_cache`). ``<folder>/claim.json``
 holds ``{pid, host, process_start, since, token, job}`` of the process that works there (``job``:
 its SLURM job, ``$SLURM_JOB_ID``, or None). The file is created
 complete and exclusively (written to a temporary name, then hard-linked to ``claim.json``: the
@@ -16,18 +17,20 @@ A claim is *stale*, and the next launcher takes it over, when
 * it was made on this host and its process is gone (``kill -9``: taken over at once): no
   process with that pid, or one started at another time (a reused pid), or
 * it was made on another node by this process's own SLURM job (a job requeued onto another
-  node takes over what it held before: at once; on the same node the rule above applies).
+  node takes over what it held before: at once; on the same node the rule above applies), or
+* the file is damaged (not the JSON object above: the suite creates it complete, so it was
+  edited or torn by something else): taken over at once, with a warning naming it.
 
 Taking over is race-free between any number of launchers: each tries to create the
 marker ``claim.json.stale-<token>`` of the stale claim exclusively; only one succeeds, checks
 that ``claim.json`` still holds the stale token, removes it and makes its own.
 
-A launcher that finds a live claim skips the run and says who holds it. SLURM run jobs do not
-claim: the SLURM launcher's submission lock and the queue already keep a run single
-(:mod:`spottune.launch.slurm`).
+A launcher that finds a live claim skips the run and says who holds it; a SLURM job that finds
+one fails without touching the run (its log says who holds it).
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -38,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from spottune import records
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0
@@ -92,15 +97,18 @@ class Holder:
     process_start: str | None
     heartbeat_age_s: float
     job: str | None = None
+    damaged: str | None = None  # why claim.json could not be read as a claim
 
     def stale(self, stale_after_s: float = STALE_AFTER_S) -> bool:
-        if self.heartbeat_age_s > stale_after_s:
+        if self.damaged is not None or self.heartbeat_age_s > stale_after_s:
             return True
         if self.job is not None and self.job == slurm_job() and self.host != socket.gethostname():
             return True  # held by this job on another node, before it was requeued
         return self.host == socket.gethostname() and not process_alive(self.pid, self.process_start)
 
     def __str__(self) -> str:
+        if self.damaged is not None:
+            return f"a damaged claim ({self.damaged})"
         return f"pid {self.pid} on {self.host} since {self.since}"
 
 
@@ -122,8 +130,9 @@ def read_holder(run_dir: Path) -> Holder | None:
                       data.get("process_start"), age, data.get("job"))
     except FileNotFoundError:
         return None
-    except (KeyError, TypeError, ValueError):  # damaged: an unknown holder, stale once its mtime is old
-        return Holder(-1, "?", "?", "", None, age)
+    except (KeyError, TypeError, ValueError) as err:  # damaged (RecordError is a ValueError): stale at once
+        reason = str(err) if isinstance(err, records.RecordError) else f"{path}: not a claim ({type(err).__name__}: {err})"
+        return Holder(-1, "?", "?", "", None, age, damaged=reason)
 
 
 def live_holder(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> Holder | None:
@@ -164,6 +173,8 @@ class Claim:
             if holder is not None and not holder.stale(stale_after_s):
                 return holder
             if holder is not None and self._take_over(holder, record, stale_after_s):
+                if holder.damaged is not None:
+                    log.warning("%s; taken over by pid %d on %s", holder.damaged, os.getpid(), socket.gethostname())
                 return None
         return holder or Holder(-1, "?", "?", "", None, 0.0)
 

@@ -49,19 +49,22 @@ import torch
 
 from spottune import report
 from spottune.cost import GridCost
-from spottune.cpus import allotted_cpus, threads_from_env
+from spottune.cpus import allotted_cpus, free_cpus, process_threads, worker_plan
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
+from spottune.engine import device_of
 from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
 from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
-                             launch_local, launch_slurm, pending_runs, pretraining_states, skip_claimed, states_of,
+                             launch_local, launch_slurm, pending_runs, pretraining_states, startable_runs, states_of,
                              slurm_resources, wait_for_slurm)
 from spottune.methods import load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
+from spottune.pretrain_cache import SuitePretraining
 from spottune.records import RunFolder, RunSpec, Status
 from spottune.report.__main__ import main as report_main
 from spottune.search import Search, describe_point
+from spottune.walltime import Calibration, WallTime
 
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
@@ -152,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --cluster slurm, needs --wait)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (per run and per suite pretraining it needs: epochs, images, estimated "
-                        "GPU-hours; the pretraining's total apart from the runs') and exit")
+                        "GPU-hours; the pretraining's total apart from the runs'; with --cluster local or inline, "
+                        "the wall time on this machine from a few seconds' calibration, cached) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
                    help="the method every other is compared with in the tables (paired differences, "
@@ -187,11 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if failed is None:  # submitted to SLURM, not waiting
         return 0
+    written = True
     try:
         write_outputs(output, runtime, specs, args.baseline)
+    except OSError as err:  # a full disk: one line naming the folder (the earlier report stays)
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        written = False
     finally:  # the failures last, where the user looks, even if a table could not be written
         report_failures(output, failed)
-    return 1 if failed else 0
+    return 1 if failed or not written else 0
 
 
 def launch(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
@@ -261,18 +271,18 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
                  f"-> {output}")
     if args.dry_run and search:
         print("phase 1, selection runs (the search's split):")
-        dry_run(output, specs, f"{len(specs)} selection runs ({grid.preset['name']}): every point of each "
-                               f"method's space x {grid_line}")
+        dry_run(args, output, specs, f"{len(specs)} selection runs ({grid.preset['name']}): every point of each "
+                                     f"method's space x {grid_line}")
         chosen = search.final_runs(search.choose(output)[0])
         ready = {(s.method, s.dataset) for s in chosen}
         awaiting = [s for s in search.plain if (s.method, s.dataset) not in ready]
         print(f"phase 2, final runs (the grid's split; {len(awaiting)} of them wait for phase 1's choice and "
               f"are listed with the defaults' cost):")
-        dry_run(output, chosen + awaiting, f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
+        dry_run(args, output, chosen + awaiting, f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
                 awaiting={s.run_id for s in awaiting})
         return 0
     if args.dry_run:
-        dry_run(output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
+        dry_run(args, output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
         return 0
     if args.status:
         if search:  # the selection runs, then the final runs chosen so far
@@ -288,9 +298,12 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     return grid.preset, output, runtime, specs, search
 
 
-def dry_run(output: Path, specs: list[RunSpec], count: str, awaiting: frozenset[str] | set[str] = frozenset()) -> None:
-    """Print each pretraining and run of ``specs`` (status, cost), the ``count`` line and the
-    GPU-hours; the runs in ``awaiting`` (run ids) print ``awaiting`` for id and status."""
+def dry_run(args: argparse.Namespace, output: Path, specs: list[RunSpec], count: str,
+            awaiting: frozenset[str] | set[str] = frozenset()) -> None:
+    """Print each pretraining and run of ``specs`` (status, cost), the ``count`` line, the
+    GPU-hours and, for ``--cluster local`` or ``inline``, the wall time on this machine
+    (:func:`wall_time_lines`); the runs in ``awaiting`` (run ids) print ``awaiting`` for id and
+    status."""
     states, pretrainings = states_of(output, specs)
     cost = GridCost(specs, [p.pretraining for p in pretrainings])
     for p in pretrainings:
@@ -303,6 +316,24 @@ def dry_run(output: Path, specs: list[RunSpec], count: str, awaiting: frozenset[
     print(count)
     print(cost.summary({state.spec.run_id: state.status for state in states if state.spec.run_id not in awaiting},
                        frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
+    if args.cluster != "slurm":
+        todo = [s.spec for s in states if s.status is not Status.DONE and not s.status.in_flight]
+        to_pretrain = [p.pretraining for p in pretrainings if p.status in (Status.NEW, Status.FAILED)]
+        print("\n".join(wall_time_lines(args, todo, to_pretrain)))
+
+
+def wall_time_lines(args: argparse.Namespace, todo: list[RunSpec], to_pretrain: list[SuitePretraining]) -> list[str]:
+    """The wall time of the runs ``todo`` and the pretrainings ``to_pretrain`` with the workers
+    and threads ``--cluster local`` or ``inline`` would start now (:mod:`spottune.walltime`)."""
+    allotted, free = allotted_cpus(), free_cpus()
+    pretraining_threads = process_threads(allotted, free)
+    if args.cluster == "inline":
+        workers, threads = 1, pretraining_threads
+    else:
+        workers, threads = worker_plan(max(1, len(todo)), args.max_parallel, free)
+    estimate = WallTime(Calibration(device_of({"device": args.device}), keep=free >= allotted))
+    return estimate.summary(todo, to_pretrain, f"--cluster {args.cluster}", workers, threads, pretraining_threads,
+                            busy_cpus=allotted - free)
 
 
 def refused(problems: list[str]) -> bool:
@@ -314,10 +345,11 @@ def refused(problems: list[str]) -> bool:
 
 def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], runtime: dict) -> list[RunSpec]:
     """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
-    the runs another launcher holds (and saying so); the runs that failed."""
-    todo, skipped = skip_claimed(output, pending_runs(output, specs))
+    the runs in flight elsewhere (another launcher's claim, a SLURM job; saying so); the runs
+    that failed."""
+    todo, skipped = startable_runs(output, specs)
     if args.cluster == "inline":
-        torch.set_num_threads(threads_from_env() or allotted_cpus())  # never more than this process may use
+        torch.set_num_threads(process_threads(allotted_cpus()))  # never more than the CPUs free now
         outcomes = launch_inline(output, todo, runtime)
     else:
         outcomes = launch_local(output, todo, runtime, args.max_parallel, progress=not args.no_progress)
@@ -326,8 +358,8 @@ def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], ru
     for line in skipped:
         print(line, file=sys.stderr)
     if skipped:
-        print(f"{len(skipped)} run(s) skipped: another launcher is training them; re-run this command once it "
-              f"is done for complete tables", file=sys.stderr)
+        print(f"{len(skipped)} run(s) skipped: another launcher or a SLURM job is training them; re-run this "
+              f"command once it is done for complete tables", file=sys.stderr)
     return [s for s in todo if outcomes.get(s.run_id) is Status.FAILED]
 
 

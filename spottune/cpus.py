@@ -11,13 +11,34 @@ a 3-epoch run 20x slower), so the default is one single-thread worker per allott
 more workers than runs. Measured on the 2-core development machine, mini grid of
 benchmarks/RESULTS.md ("Workers and threads"): see there for the numbers and the command.
 ``$OMP_NUM_THREADS``, when set, is the threads per worker and the workers fill the rest.
+
+A shared machine is rarely idle, and a multi-thread process beside other work collapses
+(REFERENCE.md section 9: ResNet-26 width 0.25, batch 128, one busy competitor on 2 cores: 2
+threads 0.662 s per step, 1 thread 0.366 s; under load 4-6 the suite's 2-thread pretraining
+went from 0.34 to 1.7-6.2 s per step). Two rules keep it from collapsing:
+
+* :func:`process_threads`: a process that would use more than one thread (the local
+  launcher's pretraining and a lone worker, ``--cluster inline``) uses at most the CPUs
+  actually free when it starts (:func:`free_cpus`: the idle time of the allotted CPUs over
+  :data:`FREE_SAMPLE_S`, from ``/proc/stat``), at least one; ``$OMP_NUM_THREADS`` still wins.
+* :func:`passive_openmp_waits`: OpenMP threads sleep instead of spinning while they wait
+  (``OMP_WAIT_POLICY=PASSIVE``, unless the environment sets it), so that threads of one
+  process waiting at a barrier do not burn the core another process needs (same measurement:
+  2 threads with ``PASSIVE`` 0.401 s, about one thread's). The OpenMP runtime reads it once,
+  when torch loads: ``import spottune`` sets it, before anything imports torch; child
+  processes (local workers, packed runs, SLURM jobs) inherit it.
+``benchmarks/test_bench_contention.py`` measures a training step's slowdown beside one busy
+process with these rules and without them (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
 import os
 import platform
+import time
 
 THREADS_ENV = "OMP_NUM_THREADS"
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+FREE_SAMPLE_S = 0.25  # how long free_cpus watches the CPUs
 
 
 def allotted_cpus() -> int:
@@ -61,3 +82,57 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def passive_openmp_waits() -> None:
+    """``$OMP_WAIT_POLICY`` = ``PASSIVE`` unless already set (effective in a process that has not
+    loaded torch yet, and in every process it starts; see the module docstring)."""
+    os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
+
+
+def _idle_and_total(cpus: set[int]) -> tuple[float, float]:
+    """Idle (idle + iowait) and total jiffies of the CPUs ``cpus`` so far, from ``/proc/stat``."""
+    idle = total = 0.0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                idle += ticks[3] + ticks[4]
+                total += sum(ticks)
+    return idle, total
+
+
+def free_cpus(sample_s: float = FREE_SAMPLE_S) -> int:
+    """How many of the allotted CPUs other work leaves free now: their idle time over
+    ``sample_s`` seconds, rounded, at least 1 (the allotted CPUs where ``/proc/stat`` or the
+    affinity mask is unavailable)."""
+    allotted = allotted_cpus()
+    try:
+        cpus = set(os.sched_getaffinity(0))
+        idle_before, total_before = _idle_and_total(cpus)
+        time.sleep(sample_s)
+        idle_after, total_after = _idle_and_total(cpus)
+    except (AttributeError, OSError, ValueError):
+        return allotted
+    if total_after <= total_before:
+        return allotted
+    idle_cpus = len(cpus) * (idle_after - idle_before) / (total_after - total_before)
+    return max(1, min(allotted, round(idle_cpus)))
+
+
+def process_threads(planned: int, free: int | None = None) -> int:
+    """Torch threads for a process of the suite that would use ``planned``: ``$OMP_NUM_THREADS``
+    when set, else ``planned`` capped by the CPUs ``free`` (default: :func:`free_cpus`, measured
+    only when ``planned`` > 1)."""
+    fixed = threads_from_env()
+    if fixed:
+        return fixed
+    return planned if planned <= 1 else max(1, min(planned, free if free is not None else free_cpus()))
+
+
+def worker_plan(runs: int, max_parallel: int | None = None, free: int | None = None) -> tuple[int, int]:
+    """What the local launcher starts for ``runs`` runs now: :func:`local_plan`'s workers, their
+    threads capped by :func:`process_threads`."""
+    workers, threads = local_plan(runs, max_parallel)
+    return workers, process_threads(threads, free)

@@ -16,21 +16,31 @@ What this module adds:
 * checkpoint: ``{model, optimizer, lr_scheduler, epoch, args, history}`` (tensors and plain
   data) written after every epoch and read back with ``weights_only=True``; the last two are
   kept until the run is done and a torn one is moved aside (:mod:`spottune.checkpoint`).
-* done: a run whose ``done`` marker sits beside a torn or missing ``metrics.json`` is not done;
-  running it again warns with the file's path and evaluates it from its checkpoint.
+* one owner: the run is claimed (:mod:`spottune.claim`) before its folder is read or written,
+  whoever calls it (the inline and local launchers, a SLURM job, a packed task's child, a
+  test); a run another live process holds raises :class:`spottune.claim.RunClaimed` and
+  writes nothing, so a run trains once under any mix of launchers.
+* done: a run whose ``done`` marker sits beside a record that cannot be read (``metrics.json``,
+  ``config.json``, ``predictions.npz``, ``policy.npz``), or without ``metrics.json`` or
+  ``config.json`` (:meth:`spottune.records.RunFolder.done_problem`), is torn, not done; running it again warns
+  with the file's path, removes the end-of-run records and evaluates it from its checkpoint
+  (trains it again without one).
 * attempts: every time a run starts or resumes, a line ``{pid, host, at, from_epoch}`` is
-  appended to its ``attempts.log`` (a done run called again appends nothing).
+  appended to its ``attempts.log`` (a done run called again appends nothing), with
+  ``warnings``: the suite's warnings up to then (:func:`collected_warnings`), when any.
 * evaluation on the test split after the last epoch (top-1, percent), with the per-image
   routing the method records (:class:`spottune.methods.ForwardOutputs`) saved to ``policy.npz``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,7 @@ import torch
 from spottune import __version__, checkpoint
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
+from spottune.claim import Claim
 from spottune.cpus import cpu_model
 from spottune.data import load_task
 from spottune.methods import create_method, load_plugins
@@ -75,25 +86,59 @@ def run(spec: RunSpec, run_dir: str | Path, runtime: dict[str, Any] | None = Non
     """
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
-    status = folder.status()
-    if status is Status.DONE:
-        return folder.read_metrics()
-    if status is Status.TORN:
-        log.warning("%s: the run is not done; running it again from its last checkpoint", folder.done_problem())
-        folder.clear_done()
-    folder.clear_error()
+    # RunClaimed (nothing written) when another live process trains it
+    with collected_warnings() as warnings, Claim(folder.path):
+        status = folder.status()
+        if status is Status.DONE:
+            return folder.read_metrics()
+        if status is Status.TORN:
+            log.warning("%s: the run is not done; running it again from its last checkpoint", folder.done_problem())
+            folder.clear_done()
+            folder.clear_results()
+        folder.clear_error()
+        try:
+            metrics = _run(spec, folder, runtime or {}, warnings)
+        except BaseException as err:
+            if not isinstance(err, KeyboardInterrupt):
+                with contextlib.suppress(OSError):  # a full disk: the error raised is the one to see
+                    folder.write_error(traceback.format_exc())
+            raise
+        checkpoint.discard_previous(folder.path)
+        folder.mark_done()
+        return metrics
+
+
+class _RunWarnings(logging.Handler):
+    """Keeps the messages of the suite's warnings (``spottune.*`` loggers) while it is attached,
+    and prints them where they printed before (Python's last-resort handler: stderr) when no
+    handler of the process would."""
+
+    def __init__(self, echo: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if self.echo and logging.lastResort is not None:
+            logging.lastResort.handle(record)
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The suite's warnings issued inside the block (a torn record, a checkpoint moved aside, a
+    damaged claim taken over, ...): a run records those of its start in ``attempts.log``, from
+    where a launcher whose runs execute elsewhere (local workers, SLURM jobs) prints them."""
+    logger = logging.getLogger("spottune")
+    handler = _RunWarnings(echo=not (logging.getLogger().handlers or logger.handlers))
+    logger.addHandler(handler)
     try:
-        metrics = _run(spec, folder, runtime or {})
-    except BaseException as err:
-        if not isinstance(err, KeyboardInterrupt):
-            folder.write_error(traceback.format_exc())
-        raise
-    checkpoint.discard_previous(folder.path)
-    folder.mark_done()
-    return metrics
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
-def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any]) -> dict[str, Any]:
+def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     load_plugins(runtime.get("plugins", []))
     hp, seed = spec.hparams, int(spec.seed)
     progress = bool(runtime.get("progress", True))
@@ -127,7 +172,8 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any]) -> dict[str,
         scheduler.load_state_dict(state["lr_scheduler"])
         start_epoch, history = state["epoch"], state["history"]
     folder.append_attempt({"pid": os.getpid(), "host": socket.gethostname(),
-                           "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": start_epoch})
+                           "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": start_epoch,
+                           **({"warnings": list(warnings)} if warnings else {})})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -16,9 +16,15 @@ Hyperparameter rules (the engine's training protocol, whatever sets the value)::
     epochs, batch_size, eval_batch_size   integer >= 1
     num_workers                           integer >= 0
     lr, lr_gamma, backbone.width          number > 0
-    adam_eps                              number > 0
-    weight_decay                          number >= 0
+    adam_eps, temperature                 number > 0
+    policy_lr_mult, classifier_lr_mult    number > 0
+    weight_decay, policy_weight_decay,    number >= 0
+      adapter_weight_decay
+    lambda_k, lambda_entropy, lambda_old  number >= 0
     momentum                              number in [0, 1)
+    p                                     number in [0, 1]
+    adapter_dropout, lora_dropout,        number in [0, 1)
+      prompt_dropout
     optimizer                             sgd | adam | adamw   (spottune.training.OPTIMIZERS)
     schedule                              step | cosine        (spottune.training.SCHEDULES)
     precision                             fp32 | bf16          (spottune.acceleration.PRECISIONS)
@@ -31,6 +37,10 @@ would silently never apply, and the cosine schedule has none: milestones there w
 ignored). A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
 hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
 
+Every number, wherever it sits in the hyperparameters (the rules above, a method's own
+values, a search space), must be finite: ``--set lr=inf`` (or ``1e400``, which ``float()``
+reads as inf, or ``nan``) would train a run to ``nan`` and record it done.
+
 Every value must be plain data (numbers, strings, booleans, null, lists, mappings: what a run
 id hashes and a checkpoint may hold; YAML reads ``2024-01-01`` as a date). A value given with
 ``--set`` must also have the type of the value it replaces: a number for a number (``--set
@@ -40,6 +50,7 @@ value replacing ``null`` may be anything.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,8 +61,14 @@ from spottune.training import OPTIMIZERS, SCHEDULES
 from spottune.grid import Grid, resolve_hparams, search_space
 
 
-def _number(value: Any) -> bool:
+def _numeric(value: Any) -> bool:
+    """An int or a float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float."""
+    return _numeric(value) and math.isfinite(value)
 
 
 def _integer(value: Any) -> bool:
@@ -67,9 +84,21 @@ RULES: dict[str, Rule] = {
     "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "lr_gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
     "adam_eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "policy_lr_mult": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "classifier_lr_mult": (lambda v: _number(v) and v > 0, "a number > 0"),
     "backbone.width": (lambda v: _number(v) and v > 0, "a number > 0"),
     "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "policy_weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "adapter_weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "lambda_k": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "lambda_entropy": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "lambda_old": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "p": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "adapter_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "lora_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "prompt_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
     "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
     "warmup_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
@@ -93,7 +122,7 @@ def _kind(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "true or false"
-    if _number(value):
+    if _numeric(value):
         return "a number"
     return {str: "a string", list: "a list", dict: "a mapping"}.get(type(value))
 
@@ -109,6 +138,15 @@ def _not_plain(value: Any, key: str = "") -> list[str]:
     if isinstance(value, list):
         return [bad for v in value for bad in _not_plain(v, key)]
     return [] if value is None or isinstance(value, (str, int, float, bool)) else [key]
+
+
+def _not_finite(value: Any, key: str = "") -> list[str]:
+    """The dotted keys under ``key`` holding a float that is not finite (inf, -inf, nan)."""
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _not_finite(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [bad for v in value for bad in _not_finite(v, key)]
+    return [key] if isinstance(value, float) and not math.isfinite(value) else []
 
 
 def milestone_problem(hp: dict[str, Any]) -> str | None:
@@ -143,6 +181,10 @@ def hparam_problems(grid: Grid) -> list[str]:
             for key in _not_plain(hp):
                 problems[f"{key}={_lookup(hp, key)[1]!r}: must be plain data (a number, string, true/false, null, "
                          f"list or mapping)"] = None
+            infinite = _not_finite(hp)
+            for key in infinite:
+                problems[f"{key}={_lookup(hp, key)[1]!r}: must be a finite number (a value past 1.8e308, "
+                         f"such as 1e400, reads as inf)"] = None
             mistyped = set()
             for key, value in grid.overrides.items():
                 found, old = _lookup(before, key)
@@ -151,9 +193,9 @@ def hparam_problems(grid: Grid) -> list[str]:
                     problems[f"--set {key}={value!r}: must be {_kind(old)} (like {old!r})"] = None
             for key, (valid, what) in RULES.items():
                 found, value = _lookup(hp, key)
-                if found and key not in mistyped and not valid(value):
+                if found and key not in mistyped and key not in infinite and not valid(value):
                     problems[f"{key}={value!r}: must be {what}"] = None
-            milestones = None if "lr_milestones" in mistyped else milestone_problem(hp)
+            milestones = None if "lr_milestones" in mistyped or "lr_milestones" in infinite else milestone_problem(hp)
             if milestones:
                 problems[milestones] = None
             problems.update(dict.fromkeys(search_problems(hp, search_space(grid.preset, method))))
@@ -168,6 +210,8 @@ def search_problems(hp: dict[str, Any], space: dict[str, Any]) -> list[str]:
             problems.append(f"search {key}: not a hyperparameter of the runs")
         elif not isinstance(values, list) or not values:
             problems.append(f"search {key}={values!r}: must be a non-empty list of values")
+        elif _not_finite(values):
+            problems.append(f"search {key}={values!r}: every value must be a finite number")
         elif key in RULES and not all(RULES[key][0](v) for v in values):
             problems.append(f"search {key}={values!r}: every value must be {RULES[key][1]}")
     return problems

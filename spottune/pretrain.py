@@ -43,6 +43,7 @@ import io
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +198,19 @@ def describe_checkpoint_file(path: Path) -> dict[str, str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"--pretrained {path}: no such file")
+    with warnings.catch_warnings():  # torch warns about a pickle's protocol before failing: the error says it all
+        warnings.simplefilter("ignore")
+        return {"kind": _checkpoint_kind(path), "path": str(path.resolve()), "sha256": file_sha256(path)}
+
+
+def _checkpoint_kind(path: Path) -> str:
+    """``state_dict`` or ``released`` (:func:`describe_checkpoint_file`)."""
     try:
         state = read_weights(path) if path.suffix == ".safetensors" else torch.load(
             path, map_location="cpu", weights_only=True)
         if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
             raise ValueError(f"--pretrained {path}: loads, but is not a state_dict (a mapping of names to tensors)")
-        kind = "state_dict"
+        return "state_dict"
     except ValueError:
         raise
     except Exception:  # noqa: BLE001 - not a weights-only file: the released format, or nothing usable
@@ -211,8 +219,7 @@ def describe_checkpoint_file(path: Path) -> dict[str, str]:
         except ReleasedCheckpointError as err:
             raise ValueError(f"--pretrained {path}: neither a state_dict nor the released ResNet-26 checkpoint "
                              f"({err.args[0].removeprefix(f'{path}: ')})") from None
-        kind = "released"
-    return {"kind": kind, "path": str(path.resolve()), "sha256": file_sha256(path)}
+        return "released"
 
 
 def resolve_pretrained(pre: dict[str, Any], data_root: Path | None) -> tuple[dict[str, Any], str | None]:

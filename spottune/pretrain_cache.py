@@ -36,10 +36,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from spottune import __version__
 from spottune.backbones import file_sha256
+from spottune.checkpoint import load_weights_only
 from spottune.claim import Claim, slurm_job
 from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
 
@@ -146,7 +145,7 @@ class SuitePretraining:
         """The weights file as tensors and plain data (``weights_only``: nothing in it runs);
         :class:`CorruptCache` naming it when it is not a pretraining the suite wrote."""
         try:
-            blob = torch.load(self.weights, map_location="cpu", weights_only=True)
+            blob = load_weights_only(self.weights)
         except Exception as err:  # noqa: BLE001 - unreadable, truncated, or a pickle of more than tensors
             raise CorruptCache(f"{self.weights}: not a pretraining the suite wrote ({type(err).__name__}); "
                                f"delete it (and {self.record_path.name}) to pretrain again") from None

@@ -14,11 +14,17 @@
 
 Every file is written atomically (a temporary file in the same folder, fsynced, renamed over
 the target) with the mode the umask gives (``0o666 & ~umask``: group-readable by default, so a
-team can share a results folder). Reads are validated: a record that does not parse as what
-the engine writes raises :class:`RecordError` naming the file, never a bare decoding error.
-A run is ``done`` only when its ``done`` marker exists *and* its ``metrics.json`` is valid; a
-marker beside a missing or torn ``metrics.json`` makes the run ``torn`` (not done: launching it
-again evaluates it from its checkpoint). Imports no torch, numpy only to read or write arrays.
+team can share a results folder); a write that fails (a full disk) raises an ``OSError`` naming
+the file. Reads are validated: a record that does not parse as what the engine writes raises
+:class:`RecordError` naming the file, never a bare decoding error; arrays are read with
+``allow_pickle=False`` (a pickle planted in an ``.npz`` is refused, never run).
+A run is ``done`` only when its ``done`` marker exists *and* every record the reports read can
+be read: ``metrics.json`` (valid), ``config.json`` (a JSON object), ``predictions.npz`` and
+``policy.npz`` (when present: readable arrays with their keys). A marker beside a missing
+``metrics.json`` or ``config.json``, or beside any of them unreadable, makes the run ``torn``
+(not done, so no report counts it: launching it again evaluates it from its checkpoint, or
+trains it again without one). Imports no torch, numpy only
+to read or write arrays.
 """
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -78,19 +88,32 @@ def umask() -> int:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``; the file
     gets the mode ``open()`` would give it (``0o666 & ~umask``, where mkstemp's is 0o600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with named_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~umask())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+@contextmanager
+def named_errors(path: Path) -> Iterator[None]:
+    """Re-raise an ``OSError`` that names no file (a write on a full disk: ``[Errno 28] No space
+    left on device``) as one naming ``path``."""
     try:
-        os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise type(err)(err.errno, err.strerror, str(path)) from err
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -99,7 +122,7 @@ def atomic_write_json(path: Path, value: Any) -> None:
 
 def append_json_line(path: Path, value: Any) -> None:
     """Append ``value`` as one line of JSON (a single ``O_APPEND`` write: lines never interleave)."""
-    with open(path, "a") as f:
+    with named_errors(path), open(path, "a") as f:
         f.write(canonical_json(value) + "\n")
 
 
@@ -133,8 +156,8 @@ class Status(str, Enum):
     QUEUED = "queued"      # its SLURM job waits in the queue
     RUNNING = "running"    # a live claim, or its SLURM job runs
     FAILED = "failed"      # error.txt, or its SLURM job left the queue without finishing
-    TORN = "torn"          # a done marker beside a torn or missing metrics.json: evaluated again when launched
-    DONE = "done"          # the done marker beside a valid metrics.json
+    TORN = "torn"          # a done marker beside a torn or missing record: evaluated again when launched
+    DONE = "done"          # the done marker beside valid records
 
     def __str__(self) -> str:
         return self.value
@@ -220,7 +243,12 @@ class RunFolder:
 
     # -- records ---------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
-        return read_json(self / CONFIG)
+        """``config.json``, checked to be a JSON object."""
+        path = self / CONFIG
+        config = read_json(path)
+        if not isinstance(config, dict):
+            raise RecordError(f"{path}: not a run's config (a JSON object)")
+        return config
 
     def write_config(self, config: dict[str, Any]) -> None:
         atomic_write_json(self / CONFIG, config)
@@ -238,7 +266,8 @@ class RunFolder:
         atomic_write_json(self / METRICS, metrics)
 
     def read_predictions(self) -> dict[str, Any] | None:
-        """``{predictions, labels, test_ids}`` arrays, or None without ``predictions.npz``."""
+        """``{predictions, labels, test_ids}`` arrays, or None without ``predictions.npz``
+        (:class:`RecordError` naming it when it cannot be read)."""
         return self._read_arrays(PREDICTIONS, ("predictions", "labels", "test_ids"))
 
     def write_predictions(self, predictions: Any, labels: Any, test_ids: Any) -> None:
@@ -253,7 +282,7 @@ class RunFolder:
 
     def read_policy(self) -> dict[str, Any] | None:
         """``{decisions, labels, predictions, indices, train_fraction}`` arrays, or None without
-        ``policy.npz``."""
+        ``policy.npz`` (:class:`RecordError` naming it when it cannot be read)."""
         return self._read_arrays(POLICY, ("decisions", "labels", "predictions", "indices", "train_fraction"))
 
     def write_policy(self, decisions: Any, labels: Any, predictions: Any, train_fraction: Any) -> None:
@@ -277,14 +306,40 @@ class RunFolder:
         """One line of ``attempts.log``."""
         append_json_line(self / ATTEMPTS, attempt)
 
+    def read_attempts(self) -> list[dict[str, Any]]:
+        """The lines of ``attempts.log`` (none without it; a line that is not a JSON object, such
+        as one cut short by a crash, counts as an attempt without details)."""
+        try:
+            lines = (self / ATTEMPTS).read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        attempts = []
+        for line in lines:
+            try:
+                attempt = json.loads(line)
+            except json.JSONDecodeError:
+                attempt = None
+            attempts.append(attempt if isinstance(attempt, dict) else {})
+        return attempts
+
     def _read_arrays(self, name: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
         import numpy as np
 
         path = self / name
         if not path.exists():
             return None
-        with np.load(path) as arrays:
-            return {key: arrays[key] for key in keys}
+        try:
+            arrays = np.load(path, allow_pickle=False)  # never unpickle: nothing in a run folder runs
+            if not isinstance(arrays, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with arrays:
+                missing = [key for key in keys if key not in arrays.files]
+                if missing:
+                    raise KeyError(f"lacks {', '.join(missing)}")
+                return {key: arrays[key] for key in keys}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            reason = (err.args[0] if isinstance(err, KeyError) and err.args else str(err)).splitlines() or [""]
+            raise RecordError(f"{path}: not readable as the run's arrays ({type(err).__name__}: {reason[0]})") from err
 
     def _write_arrays(self, name: str, **arrays: Any) -> None:
         import numpy as np
@@ -311,16 +366,26 @@ class RunFolder:
     def clear_done(self) -> None:
         (self / DONE).unlink(missing_ok=True)
 
+    def clear_results(self) -> None:
+        """Remove what the end of a run writes (``metrics.json``, ``predictions.npz``,
+        ``policy.npz``): a torn run is evaluated again from nothing."""
+        for name in (METRICS, PREDICTIONS, POLICY):
+            (self / name).unlink(missing_ok=True)
+
     def done_problem(self) -> str | None:
-        """Why a run with a ``done`` marker is not done (its metrics cannot be read), else None."""
+        """Why a run with a ``done`` marker is not done (a record the reports read is missing or
+        cannot be read; the message starts with its path), else None."""
         if not (self / DONE).exists():
             return None
         try:
             self.read_metrics()
+            self.read_config()
+            self.read_predictions()
+            self.read_policy()
         except RecordError as err:
             return str(err)
-        except FileNotFoundError:
-            return f"{self / METRICS}: missing"
+        except FileNotFoundError as err:
+            return f"{err.filename}: missing"
         return None
 
     def status(self) -> Status:

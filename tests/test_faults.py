@@ -2,14 +2,18 @@
 torn records recovered, hostile checkpoints refused; failed runs named on the console."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import shutil
 import socket
 import stat
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +22,11 @@ import torch
 from spottune import checkpoint, records
 from spottune.engine import run
 from spottune.data import DatasetError
-from spottune.grid import make_grid
+from spottune.grid import make_grid, parse_overrides
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
 from spottune.claim import process_alive, process_start
-from spottune.preflight import launch_problems
+from spottune.preflight import launch_problems, search_problems
+from spottune.report.__main__ import main as report_main
 from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
@@ -53,6 +58,11 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
     (["epochs=2", "lr_milestones=[3]"], "lr_milestones=[3] with epochs=2: every milestone must be within 1..2"),
     (["epochs=1"], "lr_milestones=[4] with epochs=1"),  # the preset's milestone, past a shortened run
     (["lr_milestones=2"], "--set lr_milestones=2: must be a list"),
+    (["lr=inf"], "lr=inf: must be a finite number"),  # issue 23: inf passed as a number > 0
+    (["weight_decay=inf"], "weight_decay=inf: must be a finite number"),
+    (["lr=1e400"], "lr=inf: must be a finite number"),  # float("1e400") is inf
+    (["lr_gamma=nan"], "lr_gamma=nan: must be a finite number"),
+    (["temperature=0"], "temperature=0: must be a number > 0"),
 ])
 def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, settings, message):
     output = tmp_path / "out"
@@ -60,6 +70,14 @@ def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, ca
                      "--set", *settings], capsys)
     assert lines == [f"error: {lines[0][len('error: '):]}"] and message in lines[0]  # one line for 4 runs
     assert not output.exists()
+
+
+def test_every_number_must_be_finite_method_values_and_search_spaces_too(capsys):
+    lines = refused(["--methods", "spottune_global", "--datasets", "digits", "--dry-run", "--set", "lambda_k=-inf"],
+                    capsys)
+    assert lines == ["error: lambda_k=-inf: must be a finite number (a value past 1.8e308, such as 1e400, reads as inf)"]
+    assert search_problems({"lr": 0.1}, {"lr": [0.1, float("inf")]}) == [
+        "search lr=[0.1, inf]: every value must be a finite number"]
 
 
 def test_values_must_be_plain_data(tmp_path, capsys):
@@ -166,7 +184,91 @@ def test_torn_json_names_the_file(tmp_path):
         records.read_json(path)
 
 
+def _full_disk(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
+    """Issue 23: a full disk said ``OSError: [Errno 28] No space left on device`` and no file."""
+    with pytest.raises(OSError, match=r"No space left on device: '/dev/full'"):
+        records.append_json_line(Path("/dev/full"), {"a": 1})  # a real ENOSPC
+    monkeypatch.setattr(records.os, "fsync", _full_disk)
+    with pytest.raises(OSError, match=f"No space left on device: '{tmp_path / 'x.json'}'") as raised:
+        records.atomic_write_json(tmp_path / "x.json", {"a": 1})
+    assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []  # no temporary file left
+    assert run_all.main(TINY + ["--output", str(tmp_path / "out")]) == 1  # the run's first file cannot be written
+    assert f"FAILED: OSError: [Errno 28] No space left on device: '{tmp_path / 'out' / 'runs'}/" in capsys.readouterr().out
+
+
+def test_a_plain_pickle_as_pretrained_is_one_line_without_library_warnings(tmp_path, capsys):
+    """Issue 23: torch printed two lines of warnings (the pickle's protocol) before the error."""
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lines = refused(["--pretrained", str(plain), "--dry-run"], capsys)
+    assert [str(w.message) for w in caught] == []
+    assert len(lines) == 1 and lines[0].startswith(f"error: --pretrained {plain}: neither a state_dict nor")
+
+
 # -- torn records and checkpoints recover, hostile checkpoints are refused ---------------------
+
+DAMAGED = ["--methods", "spottune", "--datasets", "digits", "--seeds", "0", "--no-progress", "--cluster", "inline",
+           "--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+
+
+@pytest.fixture(scope="module")
+def done_spottune_run(tmp_path_factory) -> tuple:
+    """A done SpotTune run (it has a policy.npz): its output folder and metrics."""
+    output = tmp_path_factory.mktemp("damaged") / "out"
+    assert run_all.main(DAMAGED + ["--output", str(output)]) == 0
+    [folder] = (output / "runs").iterdir()
+    return output, records.RunFolder(folder).read_metrics()
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _plant_pickle(path):
+    marker = path.parent / "executed"
+    np.savez(path, decisions=np.array([_Payload(str(marker))], dtype=object), labels=np.zeros(1, np.int64),
+             predictions=np.zeros(1, np.int64), indices=np.zeros(1, np.int64), train_fraction=np.zeros((1, 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, damage", [(records.PREDICTIONS, _truncate), (records.POLICY, _plant_pickle),
+                                          (records.CONFIG, lambda path: path.write_text("garbage {"))])
+def test_a_damaged_record_is_torn_left_out_with_one_warning_and_repaired_by_a_rerun(
+        done_spottune_run, tmp_path, capsys, caplog, name, damage):
+    """Issue 23: one damaged record of a done run made every report exit 1 (a traceback naming no
+    file) while --status said done, so re-running never repaired it."""
+    template, metrics = done_spottune_run
+    output = tmp_path / "out"
+    shutil.copytree(template, output)
+    folder = output / "runs" / metrics["run_id"]
+    damage(folder / name)
+    argv = DAMAGED + ["--output", str(output)]
+
+    assert run_all.main(argv + ["--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"torn     {metrics['run_id']}" in out and f"({folder / name}: " in out
+
+    caplog.clear()
+    report_main([str(output), "--tables-only"])  # exit 0: no SystemExit, no exception
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{folder / name}: ") and "left out" in warnings[0]
+    summary = (output / "tables" / "summary.md").read_text()
+    assert "Not done: spottune/digits/seed 0 (torn)" in summary if name != records.CONFIG else "No runs found" in summary
+
+    assert run_all.main(argv) == 0  # repaired: evaluated again from its checkpoint
+    repaired = records.RunFolder(folder)
+    assert repaired.status() is records.Status.DONE and not (folder / "executed").exists()
+    attempts = [json.loads(line) for line in (folder / records.ATTEMPTS).read_text().splitlines()]
+    assert [a["from_epoch"] for a in attempts] == [0, 1]  # not trained again
+    again = repaired.read_metrics()
+    assert again["test_accuracy"] == metrics["test_accuracy"] and again["history"] == metrics["history"]
+    assert repaired.read_policy()["decisions"].dtype == np.uint8
 
 @pytest.mark.slow
 def test_torn_metrics_of_a_done_run_is_evaluated_again(tmp_path, caplog):
@@ -190,6 +292,25 @@ def test_report_names_a_torn_config_and_leaves_it_out(tmp_path, caplog):
     frame = load_records(tmp_path)
     assert frame["method"].isna().all()
     assert f"{folder / 'config.json'}: torn or not JSON" in caplog.text and "left out of the report" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_local_workers_warning_about_a_run_reaches_the_console(tmp_path, capsys, monkeypatch):
+    """Issue 23: with the local launcher, "torn checkpoint moved aside" reached only O/local/* logs."""
+    output = tmp_path / "out"
+    argv = ["--methods", "finetune", "--datasets", "digits", "--seeds", "0", "--no-progress", "--output", str(output),
+            "--set", "epochs=2", "lr_milestones=[]", "backbone.pretrained.kind=none", "backbone.width=0.125"]
+    monkeypatch.setenv(FAIL_AT_EPOCH, "2")
+    assert run_all.main(argv + ["--cluster", "inline", "--plugins", "tests.fail_at_epoch"]) == 1
+    monkeypatch.delenv(FAIL_AT_EPOCH)
+    [folder] = (output / "runs").iterdir()
+    (folder / records.CHECKPOINT).write_bytes(b"torn")  # epoch 1's, the only one
+    capsys.readouterr()
+    assert run_all.main(argv + ["--max-parallel", "1"]) == 0  # one local worker (--cluster local)
+    err = capsys.readouterr().err
+    assert f"warning: finetune / digits / seed 0 ({folder.name}): {folder / records.CHECKPOINT} is unreadable" in err
+    attempts = records.RunFolder(folder).read_attempts()
+    assert [a["from_epoch"] for a in attempts] == [0, 0] and "moved to checkpoint.pt.torn-" in attempts[1]["warnings"][0]
 
 
 @pytest.mark.slow
@@ -295,11 +416,42 @@ def test_stale_claims_are_taken_over(tmp_path):
     with Claim(tmp_path):
         pass
     assert not list(tmp_path.glob("claim.json.stale-*"))
-    (tmp_path / records.CLAIM).write_text('{"pid": ')  # damaged: live while fresh, then stale
-    assert live_holder(tmp_path) is not None
-    os.utime(tmp_path / records.CLAIM, (time.time() - 400, time.time() - 400))
-    with Claim(tmp_path):
-        pass
+
+
+
+@pytest.mark.parametrize("content", ['{"pid": ', '[1, 2]', '{"pid": "x", "host": "h", "since": "s", "token": "t"}'])
+def test_a_damaged_claim_is_taken_over_at_once_with_one_line(tmp_path, caplog, content):
+    """Issue 23: a garbage claim.json looked like a live run for 5 minutes (``claimed by pid -1 on ?``)."""
+    (tmp_path / records.CLAIM).write_text(content)  # fresh mtime
+    assert live_holder(tmp_path) is None
+    with caplog.at_level("WARNING", logger="spottune.claim"), Claim(tmp_path) as claim:
+        assert live_holder(tmp_path).token == claim.token
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"{tmp_path / records.CLAIM}: ") and "taken over by pid" in line
+
+
+def test_the_engine_claims_every_run_and_touches_none_another_process_holds(tmp_path):
+    """Issue 23: a SLURM job (RunJob) and a packed task's child called run() without a claim."""
+    config, folder = tiny_run(), tmp_path / "run"
+    with Claim(folder) as claim:  # held by a live process (this one, as another launcher would)
+        with pytest.raises(RunClaimed, match=f"claimed by pid {os.getpid()}"):
+            run(config, folder)
+        assert sorted(p.name for p in folder.iterdir()) == [records.CLAIM]  # nothing read or written
+        assert live_holder(folder).token == claim.token
+
+
+def test_a_local_launcher_skips_a_run_whose_slurm_job_is_in_flight(tmp_path, capsys, monkeypatch):
+    """Issue 23: --cluster inline trained a run that its SLURM job (job 9) was training."""
+    output = tmp_path / "out"
+    spec = make_grid("mini", ["finetune"], ["digits"], [0], parse_overrides(TINY[TINY.index("--set") + 1:])).runs()[0]
+    folder = records.RunFolder.of(output, spec)
+    folder.write_submission({"job_id": "9", "stderr": str(tmp_path / "9.err")})
+    for state, word in (("PENDING", "queued"), ("RUNNING", "running")):
+        monkeypatch.setattr("spottune.launch.status.slurm_queue", lambda: {"9": state})
+        assert run_all.main(TINY + ["--output", str(output)]) == 0
+        err = capsys.readouterr().err
+        assert f"skipped finetune / digits / seed 0 ({spec.run_id}): its SLURM job 9 is {word}" in err
+        assert not (folder / records.ATTEMPTS).exists() and not (folder / records.CONFIG).exists()
 
 
 def test_the_heartbeat_keeps_a_claim_fresh(tmp_path):

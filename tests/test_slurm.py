@@ -24,6 +24,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from spottune.claim import RunClaimed, live_holder
+from spottune.engine import run as run_engine
+from spottune.records import RunSpec
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
 from tests.helpers import load_script
 
@@ -277,3 +280,29 @@ def test_a_packed_task_requeued_mid_epoch_resumes_both_runs_to_uninterrupted_num
         assert resumed["test_accuracy"] == expected["test_accuracy"]
         for key in ("train_loss", "train_accuracy", "lr"):
             assert [h[key] for h in resumed["history"]] == [h[key] for h in expected["history"]], key
+
+
+def test_a_slurm_run_and_an_inline_launcher_on_one_output_train_it_once(tmp_path):
+    """Issue 23: a SLURM job took no claim and the local launchers did not read the queue, so
+    ``--cluster inline`` on the same output trained the run again while its job trained it
+    (two attempts.log lines, both writing the same checkpoint)."""
+    run = ["--methods", "finetune", "--datasets", "digits", "--seeds", "0", "--set", "epochs=6", "lr_milestones=[]",
+           "backbone.pretrained.max_images=1000", "--no-progress", "--output", tmp_path / "out"]
+    run_all(*run, *ON_SLURM)  # returns once submitted
+    [folder] = (tmp_path / "out" / "runs").iterdir()
+    job = json.loads((folder / "submitted.json").read_text())["job_id"]
+    wait_for(lambda: (folder / "checkpoint.pt").exists(), 180, "the job's first epoch")
+    holder = live_holder(folder)
+    assert holder is not None and holder.job is not None and holder.pid != os.getpid()  # the job claimed its run
+
+    err = io.StringIO()
+    run_all(*run, "--cluster", "inline", err=err)  # reads the queue: skips the run
+    assert f"its SLURM job {job} is running" in err.getvalue(), err.getvalue()
+    config = RunSpec.from_record(json.loads((folder / "config.json").read_text()))
+    with pytest.raises(RunClaimed):  # past the queue (a launcher started just before the job): the claim
+        run_engine(config, folder, {})
+
+    run_all(*run, *ON_SLURM, "--wait")
+    attempts = (folder / "attempts.log").read_text().splitlines()
+    assert [json.loads(a)["from_epoch"] for a in attempts] == [0], attempts  # trained once
+    assert (folder / "done").exists() and not (folder / "claim.json").exists()

@@ -72,7 +72,7 @@ class PackedImages:
             raise DatasetError(f"packed cache {self.stem}.json has format {self.manifest.get('format')}, "
                                f"this suite reads format {FORMAT_VERSION}: delete {self.stem}.* to rebuild")
         self._check(verify)
-        self.index = np.load(self.index_path)
+        self.index = np.load(self.index_path, allow_pickle=False)  # its size (and SHA-256) checked above
         self._data: torch.Tensor | None = None
 
     def _check(self, verify: bool) -> None:

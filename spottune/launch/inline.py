@@ -1,8 +1,8 @@
 """Run a grid's pending runs one after the other in this process (``--cluster inline``).
 
-Each run is claimed before it trains (:mod:`spottune.claim`): a run that another live
-process is training is skipped and reported, so two launchers on one output never train the
-same run at once.
+Each run is claimed before it trains (by :func:`spottune.engine.run`, :mod:`spottune.claim`):
+a run that another live process is training is skipped and reported, so two launchers on one
+output never train the same run at once.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from spottune.engine import run
-from spottune.claim import Claim, RunClaimed, live_holder
+from spottune.claim import RunClaimed
 from spottune.records import RunFolder, RunSpec, Status
 
 
@@ -23,18 +23,6 @@ def without_progress(runtime: dict[str, Any]) -> dict[str, Any]:
 def pending_runs(output: Path, specs: list[RunSpec]) -> list[RunSpec]:
     """Runs that are not done (failed, interrupted and torn ones are retried / resumed)."""
     return [spec for spec in specs if RunFolder.of(output, spec).status() is not Status.DONE]
-
-
-def skip_claimed(output: Path, specs: list[RunSpec]) -> tuple[list[RunSpec], list[str]]:
-    """``specs`` without the runs another live process holds, and one line per skipped run."""
-    free, skipped = [], []
-    for spec in specs:
-        holder = live_holder(RunFolder.of(output, spec).path)
-        if holder is None:
-            free.append(spec)
-        else:
-            skipped.append(f"skipped {spec.label} ({spec.run_id}): claimed by {holder}")
-    return free, skipped
 
 
 def launch_inline(output: Path, specs: list[RunSpec], runtime: dict[str, Any],
@@ -51,8 +39,7 @@ def launch_inline(output: Path, specs: list[RunSpec], runtime: dict[str, Any],
         print(f"{label}  ({spec.run_id})", flush=True)
         folder = RunFolder.of(output, spec)
         try:
-            with Claim(folder.path):  # (if another launcher just finished it, run() returns)
-                run(spec, folder.path, runtime)
+            run(spec, folder.path, runtime)  # (if another launcher just finished it, run() returns)
             outcomes[spec.run_id] = Status.DONE
         except RunClaimed as claimed:
             outcomes[spec.run_id] = Status.RUNNING

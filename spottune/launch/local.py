@@ -2,12 +2,14 @@
 
 The pending runs are dealt round-robin into workers, each a submitit local job that runs its
 share one after the other: several runs at a time without paying a Python and torch start-up
-per run. Workers and torch threads per worker follow :func:`spottune.cpus.local_plan` (by
+per run. Workers and torch threads per worker follow :func:`spottune.cpus.worker_plan` (by
 default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
-``$OMP_NUM_THREADS`` fixes the threads); on a CPU the numbers depend on the thread count,
+``$OMP_NUM_THREADS`` fixes the threads; a multi-thread worker gets at most the CPUs free when
+it starts); on a CPU the numbers depend on the thread count,
 which every run records in its ``config.json``. The
 parent follows the run folders with a progress bar; each worker's output goes to
-``<output>/local/``. Interrupting the parent (Ctrl-C) stops the workers; the next launch
+``<output>/local/``, and the warnings a run recorded when it started (a torn checkpoint moved
+aside, ...: :class:`~spottune.launch.status.RunWarnings`) are printed on the parent's console. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
 (:mod:`spottune.claim`), so a worker left running after its parent was killed, or a
 second launcher on the same output, never trains a run twice at once.
@@ -23,9 +25,10 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from spottune.cpus import allotted_cpus, local_plan, threads_from_env
+from spottune.cpus import allotted_cpus, process_threads, worker_plan
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
 from spottune.launch.pretraining import grid_pretrainings, pretrain_for
+from spottune.launch.status import RunWarnings
 from spottune.records import RunFolder, RunSpec, Status
 
 
@@ -47,9 +50,12 @@ class LocalWorker:
 
 def pretrain_first(specs: list[RunSpec], runtime: dict[str, Any], progress: bool) -> None:
     """The grid's suite pretrainings that are not cached, here, once each, with every allotted
-    CPU, before any worker starts (else one worker pretrains while the others wait for it)."""
+    CPU that is free (:func:`spottune.cpus.process_threads`), before any worker starts (else one
+    worker pretrains while the others wait for it)."""
     for pretraining in grid_pretrainings(specs):
-        torch.set_num_threads(threads_from_env() or allotted_cpus())
+        if pretraining.complete:
+            continue
+        torch.set_num_threads(process_threads(allotted_cpus()))
         if pretrain_for(pretraining.spec, runtime, progress):
             print(f"pretrained {pretraining} (cached for every run)", flush=True)
 
@@ -62,8 +68,9 @@ def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], ma
     todo = pending_runs(output, specs)
     if not todo:
         return {}
-    workers, threads = local_plan(len(todo), max_parallel)
+    workers, threads = worker_plan(len(todo), max_parallel)
     pretrain_first(todo, runtime, progress)
+    warnings = RunWarnings(output, todo)
     executor = submitit.LocalExecutor(folder=output / "local")
     executor.update_parameters(timeout_min=60 * 24 * 30)
     jobs = [executor.submit(LocalWorker(output, todo[i::workers], runtime, threads)) for i in range(workers)]
@@ -71,11 +78,12 @@ def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], ma
           f"logs in {output / 'local'}/", flush=True)
     try:
         with tqdm(total=len(todo), desc="runs finished", unit="run", disable=not progress) as bar:
-            finished = 0
-            while finished < len(todo):
+            while True:  # until the workers end (a run that failed before counts as finished at once)
                 running = not all(job.done() for job in jobs)
                 finished = sum(RunFolder.of(output, s).status() in (Status.DONE, Status.FAILED) for s in todo)
                 bar.update(finished - bar.n)
+                for line in warnings.new_lines():  # the workers' logs are files: their warnings here too
+                    tqdm.write(line, file=sys.stderr)
                 if not running:
                     break
                 time.sleep(poll_s)

@@ -3,7 +3,7 @@
 A ResNet-26 at 64 px with batch 128 leaves a modern GPU mostly idle; with the profile's
 ``runs_per_gpu: N`` an array task trains N runs at once. The task's process starts one child
 process per run that is not done (``python -m spottune.launch.packed``, the run handed over on
-stdin as JSON), each with ``cpus_per_task / N`` torch threads, its own run folder, checkpoint
+stdin as JSON, claimed there by :func:`spottune.engine.run` like every run), each with ``cpus_per_task / N`` torch threads, its own run folder, checkpoint
 and log (``<run>/job.log``), and waits for them all; it fails when any of them failed, after
 the others finished.
 

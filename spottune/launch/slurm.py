@@ -3,8 +3,10 @@
 A run's folder tells what happened to it (done, error.txt); ``submitted.json`` names the job
 that owns it, and the queue (``squeue``, never ``sacct``: many clusters, and our local one,
 have no accounting) tells whether that job is still in flight (:mod:`spottune.launch.status`).
-A run is submitted again only when it is neither done nor in flight, under a lock on the
-output folder, so two invocations cannot launch the same run twice. See ``slurm/README.md``.
+A run is submitted again only when it is neither done nor in flight (no live claim, no job
+queued or running for it), under a lock on the output folder, so two invocations cannot launch
+the same run twice; and a job claims its run before training it (:func:`spottune.engine.run`),
+so neither can a local or inline launcher on the same output. See ``slurm/README.md``.
 
 A launch submits, in this order:
 
@@ -25,6 +27,7 @@ import fcntl
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +43,7 @@ from spottune.grid import read_yaml
 from spottune.launch.inline import without_progress
 from spottune.launch.packed import PackedRunJob
 from spottune.launch.pretraining import PretrainingJob, PretrainingState, pretraining_of, write_record
-from spottune.launch.status import RunState, count_states, grid_states, pretraining_states, states_of
+from spottune.launch.status import RunState, RunWarnings, count_states, grid_states, pretraining_states, states_of
 from spottune.pretrain_cache import CACHE_ENV
 from spottune.records import RunFolder, RunSpec, Status
 
@@ -135,6 +138,8 @@ class RunJob:
     requeues the job, which calls this object again: the engine resumes from the
     ``checkpoint.pt`` of the last finished epoch (seeded per epoch, so the numbers equal those
     of an uninterrupted run). A plain ``scontrol requeue`` (no signal) resumes the same way.
+    The run is claimed while it trains (taken over from the job's own earlier process, which a
+    requeue killed); a run another live process holds fails the job without touching the run.
     """
 
     def __init__(self, spec: RunSpec, runtime: dict[str, Any], run_dir: Path) -> None:
@@ -253,11 +258,14 @@ def cancel_runs_of_failed_pretrainings(states: list[RunState], pretrainings: lis
 def wait_for_slurm(output: Path, specs: list[RunSpec], progress: bool = True,
                    max_poll_s: float = 30.0) -> list[RunState]:
     """Follow the grid until no run is in flight (polling the queue, more rarely as time goes
-    by); the runs of a failed pretraining are cancelled."""
-    start = time.monotonic()
+    by), printing the warnings the runs record when they start; the runs of a failed
+    pretraining are cancelled."""
+    start, warnings = time.monotonic(), RunWarnings(output, specs)
     with tqdm(total=len(specs), desc="runs finished", unit="run", disable=not progress) as bar:
         while True:
             states, pretrainings = states_of(output, specs)
+            for line in warnings.new_lines():  # recorded by the jobs (their logs are files)
+                tqdm.write(line, file=sys.stderr)
             cancel_runs_of_failed_pretrainings(states, pretrainings)
             counts = count_states(states)
             bar.n = counts[Status.DONE] + counts[Status.FAILED]

@@ -81,15 +81,38 @@ def run_state(output: Path, spec: RunSpec, queue: dict[str, str],
         return RunState(spec, folder, Status.RUNNING, note=f"claimed by {holder}")
     if status is Status.FAILED:
         return RunState(spec, folder, status, job_id, log, _tail(folder / ERROR))
+    if status is Status.TORN:  # finished (its job too), then a record was damaged
+        return RunState(spec, folder, status, job_id, log,
+                        note=f"{folder.done_problem()}: not done, evaluated again when launched")
     if job_id and pretraining_of(spec) in failed_pretrainings:
         return RunState(spec, folder, Status.FAILED, job_id, log, note=f"never started: its pretraining "
                         f"{pretraining_of(spec)} failed (see the pretraining above)")
     if job_id:
         return RunState(spec, folder, Status.FAILED, job_id, log, _tail(log), note="its job left the queue without "
                         "writing done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
-    if status is Status.TORN:
-        return RunState(spec, folder, status, note=f"{folder.done_problem()}: not done, evaluated again when launched")
     return RunState(spec, folder, status)
+
+
+class RunWarnings:
+    """The warnings the runs ``specs`` recorded when they started (``attempts.log``,
+    :func:`spottune.engine.collected_warnings`), each given once by :meth:`new_lines`: how a
+    launcher whose runs execute in other processes (local workers, SLURM jobs) prints them."""
+
+    def __init__(self, output: Path, specs: list[RunSpec]) -> None:
+        self.runs = [(spec, RunFolder.of(output, spec)) for spec in specs]
+        self.seen = {spec.run_id: len(folder.read_attempts()) for spec, folder in self.runs}
+
+    def new_lines(self) -> list[str]:
+        """``warning: <run> (<id>): <message>`` for each warning of an attempt not seen before."""
+        lines = []
+        for spec, folder in self.runs:
+            attempts = folder.read_attempts()
+            for attempt in attempts[self.seen[spec.run_id]:]:
+                messages = attempt.get("warnings")
+                lines += [f"warning: {spec.label} ({spec.run_id}): {message}"
+                          for message in (messages if isinstance(messages, list) else [])]
+            self.seen[spec.run_id] = len(attempts)
+        return lines
 
 
 def error_line(traceback_text: str) -> str:
@@ -111,7 +134,7 @@ def failure_lines(folder: RunFolder, spec: RunSpec) -> list[str]:
     elif _pretraining_failed(folder.path.parent.parent, spec):
         reason = f"never started: its pretraining {pretraining_of(spec)} failed (its error is above; --status shows it)"
     else:
-        reason = "no error.txt: its process died (see the launcher's log)"
+        reason = "no error.txt: its process died or could not write it (a full disk?): see the launcher's output"
     return [f"FAILED {spec.label}  {folder.path}", f"    {reason}"]
 
 
@@ -137,6 +160,19 @@ def states_of(output: Path, specs: list[RunSpec]) -> tuple[list[RunState], list[
     pretraining = [pretraining_state(output, p, queue) for p in pretrainings]
     failed = frozenset(p.pretraining.key for p in pretraining if p.status is Status.FAILED)
     return [run_state(output, spec, queue, failed) for spec in specs], pretraining
+
+
+def startable_runs(output: Path, specs: list[RunSpec]) -> tuple[list[RunSpec], list[str]]:
+    """The runs of ``specs`` a launcher on this machine may start (neither done nor in flight:
+    no live claim, no SLURM job queued or running for them), and one line per run skipped."""
+    todo, skipped = [], []
+    for state in grid_states(output, specs):
+        if state.status.in_flight:
+            owner = f"its SLURM job {state.job_id} is {state.status}" if state.job_id else state.note
+            skipped.append(f"skipped {state.spec.label} ({state.spec.run_id}): {owner}")
+        elif state.status is not Status.DONE:
+            todo.append(state.spec)
+    return todo, skipped
 
 
 def pretraining_states(output: Path, specs: list[RunSpec], queue: dict[str, str] | None = None

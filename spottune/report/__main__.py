@@ -28,18 +28,22 @@ def parser(prog: str = "python -m spottune.report") -> argparse.ArgumentParser:
                     "figures (PNG, PDF) from the run records under OUTPUT_DIR/runs/*/, without "
                     "training anything. Tables go to OUTPUT_DIR/tables/, figures to "
                     "OUTPUT_DIR/figures/, everything on one page to OUTPUT_DIR/report.html (or "
-                    "under --into). Only done runs count; missing runs print as '–'.")
+                    "under --into), replacing the earlier report whole (nothing of it survives "
+                    "beside the new one). Only done runs count; missing runs print as '–', and a "
+                    "torn run (a record that cannot be read) is left out with one warning naming "
+                    "the file.")
     cli.add_argument("output_dir", help="a grid's output folder (the one holding runs/)")
     cli.add_argument("--into", metavar="DIR", default=None,
                      help="write tables/ and figures/ under DIR instead of OUTPUT_DIR")
-    cli.add_argument("--tables-only", action="store_true", help="skip the figures")
+    cli.add_argument("--tables-only", action="store_true",
+                     help="skip the figures (an earlier report's figures are removed with it)")
     cli.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="METHOD",
                      help="the method every other is compared with, per dataset (paired "
                           "differences, McNemar tests; default: %(default)s)")
     cli.add_argument("--image-lookup", metavar="MODULE:CALLABLE", type=resolve, default=None,
                      help="callable(dataset, indices) -> images (k, H, W[, C]) for the figure "
                           "of the test images with the fewest and most fine-tuned blocks; "
-                          "without it that figure is skipped")
+                          "without it that figure is skipped (and an earlier one removed)")
     return cli
 
 
@@ -51,9 +55,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spottune.repo
         cli.exit(2, f"error: {args.output_dir} has no runs/ folder (give a grid's output folder)\n")
     logging.basicConfig(format="%(message)s")
     logging.getLogger("spottune").setLevel(logging.INFO)
-    for path in write_all(args.output_dir, image_lookup=args.image_lookup,
-                          report_dir=args.into, figures_too=not args.tables_only,
-                          baseline=args.baseline):
+    try:
+        written = write_all(args.output_dir, image_lookup=args.image_lookup, report_dir=args.into,
+                            figures_too=not args.tables_only, baseline=args.baseline)
+    except OSError as err:  # a full disk, a folder without write permission: one line naming it
+        cli.exit(1, f"error: {err}\n")
+    for path in written:
         print(path)
 
 

@@ -7,7 +7,9 @@ into dotted columns (``hparams.lr``, ``protocol.schedule``, ``params.task_specif
 (:class:`spottune.records.Status`), ``run_dir`` and ``has_policy``.
 Only done runs carry numbers: ``metrics.json`` of any other run is ignored, so a report
 never mixes a half-finished run into a mean and never shows a missing run as zero. A record
-that cannot be read is logged as a warning naming the file and left out. The selection runs of a
+that cannot be read is logged as one warning naming the file and left out: a torn run (a done
+marker beside a record that cannot be read, :meth:`spottune.records.RunFolder.done_problem`)
+is not done, so no table, comparison or figure reads it; re-running the grid repairs it. The selection runs of a
 ``--search`` (:mod:`spottune.search`: ``hparams.protocol.search_stage = selection``, scored on
 the selection split, not the test split) are left out too: the reports are of the final runs.
 """
@@ -19,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from spottune.records import RecordError, RunFolder
+from spottune.records import RecordError, RunFolder, Status
 from spottune.report.rows import label_rows, one_run_per_seed
 from spottune.search import SELECTION, STAGE_KEY
 
@@ -29,13 +31,16 @@ KEY_COLUMNS = ["run_id", "preset", "method", "dataset", "seed", "status", "run_d
 
 
 def read_run(folder: RunFolder) -> dict[str, Any]:
-    """The folder's row; an unreadable record leaves its fields out, with a warning."""
+    """The folder's row; an unreadable record leaves its fields out, with one warning."""
     try:
-        return folder.record()
+        row = folder.record()
     except RecordError as err:
         log.warning("%s; left out of the report", err)
         return {"run_id": folder.path.name, "status": folder.status().value, "run_dir": str(folder.path),
                 "has_policy": False}
+    if row["status"] == Status.TORN.value:
+        log.warning("%s; left out of the report (re-run the grid to evaluate the run again)", folder.done_problem())
+    return row
 
 
 def load_records(output_dir: str | Path) -> pd.DataFrame:

@@ -13,11 +13,24 @@ the datasets whose history recorded ``finetune_fraction``) and, given an ``image
 ``<table>_score_vs_params``; each as PNG and PDF.
 ``<report_dir>/report.html``: all of it on one self-contained page (:mod:`spottune.report.html`).
 ``report_dir`` defaults to the output folder.
+
+A report is replaced whole: it is written into a fresh hidden folder
+``<report_dir>/.report-<random>/``, then ``tables/``, ``figures/`` and ``report.html`` are each
+moved over the earlier report's (:func:`swap_in`), so that no table or figure of an earlier
+report survives beside a newer one (a run's ``predictions.npz`` removed since: the earlier
+``mcnemar_<preset>`` table no longer contradicts the new ``paired_<preset>``). What this report
+does not write (figures with ``figures_too=False``, the extreme-images figure without an
+``image_lookup``) is gone afterwards too. A failure while writing (a full disk) leaves the
+earlier report in place and raises an ``OSError`` naming the report folder.
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +48,8 @@ from spottune.report.summary import conditioning, summary_tables, write_summary_
 from spottune.report.tables import LAYOUTS, build_table
 
 log = logging.getLogger(__name__)
+
+TABLES, FIGURES = "tables", "figures"
 
 
 def paper_tables(records: pd.DataFrame, comparison: pd.DataFrame | None = None) -> list[Table]:
@@ -61,14 +76,14 @@ def file_stem(name: str) -> str:
 
 def write_tables(tables: list[Table], report_dir: Path) -> list[Path]:
     """Write the paper tables as Markdown, LaTeX and CSV into ``<report_dir>/tables``."""
-    return [path for table in tables for path in write_table(table, report_dir / "tables")]
+    return [path for table in tables for path in write_table(table, report_dir / TABLES)]
 
 
 def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLookup | None = None,
                   tables: list[Table] | None = None) -> list[Path]:
     """Write every figure into ``<report_dir>/figures`` (see the module docstring); ``tables``:
     the paper tables of ``records`` when already built (:func:`paper_tables`)."""
-    folder, paths = report_dir / "figures", []
+    folder, paths = report_dir / FIGURES, []
     for (preset, method), routing in figures.load_routing(records).items():
         stem, title = file_stem(f"{preset}_{method}"), f"{method}, preset {preset}"
         paths += figures.save(figures.routing_heatmap(routing, title), folder,
@@ -95,19 +110,63 @@ def write_all(output_dir: str | Path, image_lookup: ImageLookup | None = None,
               report_dir: str | Path | None = None, figures_too: bool = True,
               baseline: str = DEFAULT_BASELINE) -> list[Path]:
     """Regenerate every table (and figure) and ``report.html`` from ``<output_dir>/runs``,
-    comparing every method with ``baseline``; return the written paths."""
+    comparing every method with ``baseline``, replacing the earlier report whole (see the
+    module docstring); return the written paths."""
     target = Path(report_dir or output_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target, prefix=".report-"))
+    try:
+        try:
+            written = _write_report(output_dir, staging, image_lookup, figures_too, baseline)
+        except OSError as err:
+            raise OSError(err.errno, f"writing the report into {target}: {err.strerror or err}",
+                          err.filename) from err
+        for name in (TABLES, FIGURES, REPORT):
+            swap_in(staging / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [target / path.relative_to(staging) for path in written]
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Put ``new`` (a file or a folder; when absent, nothing) where ``final`` is: a file replaces
+    a file by one atomic rename; a folder already there is renamed aside first, then deleted.
+    Each of ``tables/``, ``figures/`` and ``report.html`` is thus one report's, whole (of the
+    last of two reports written at once)."""
+    while True:
+        if new.exists():
+            try:
+                os.rename(new, final)
+                return
+            except OSError:  # a folder with files in it is there
+                pass
+        aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:  # nothing there (any more)
+            if new.exists():
+                continue
+            return
+        if aside.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink()
+
+
+def _write_report(output_dir: str | Path, target: Path, image_lookup: ImageLookup | None, figures_too: bool,
+                  baseline: str) -> list[Path]:
+    """Everything of :func:`write_all` written into ``target``; the written paths."""
     records = load_records(output_dir)
     stats, comparison = seed_stats(records), paired_comparison(records, baseline)
     tests = per_seed_mcnemar(records, baseline)
     tables = paper_tables(records, comparison)
     summaries = summary_tables(records, stats, comparison)
     compared = {preset: comparison_tables(records, comparison, tests, preset) for preset in summaries}
-    paths = write_summary_tables(records, stats, comparison, target / "tables")
+    paths = write_summary_tables(records, stats, comparison, target / TABLES)
     paths += write_tables(tables + [t for group in compared.values() for t in group], target)
     for name, frame in (("paired.csv", comparison), ("mcnemar.csv", tests)):
-        frame.to_csv(target / "tables" / name, index=False, float_format="%.6g", lineterminator="\n")
-        paths.append(target / "tables" / name)
+        frame.to_csv(target / TABLES / name, index=False, float_format="%.6g", lineterminator="\n")
+        paths.append(target / TABLES / name)
     figure_paths = write_figures(records, target, image_lookup, tables) if figures_too else []
     sections = [(f"Preset {preset}: summary and comparison with {baseline}",
                  [summary, *compared[preset]]) for preset, summary in summaries.items()]
