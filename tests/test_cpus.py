@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from spottune.cpus import allotted_cpus, local_plan
+from spottune.cpus import allotted_cpus, cpu_model, local_plan
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def test_a_run_records_its_thread_count(tmp_path):
 
     run(tiny_run(epochs=1, lr_milestones=[]), tmp_path / "run")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["compute"] == {"device": "cpu", "torch_threads": torch.get_num_threads()}
+    assert config["compute"] == {"device": "cpu", "torch_threads": torch.get_num_threads(), "cpu": cpu_model()}
 
 
 def test_a_multi_thread_process_takes_at_most_the_cpus_other_work_leaves_free(monkeypatch):

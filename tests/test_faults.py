@@ -62,7 +62,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture) -> list[str]:
     (["weight_decay=inf"], "weight_decay=inf: must be a finite number"),
     (["lr=1e400"], "lr=inf: must be a finite number"),  # float("1e400") is inf
     (["lr_gamma=nan"], "lr_gamma=nan: must be a finite number"),
-    (["temperature=0"], "temperature=0: must be a number > 0"),
+    (["temperature=0"], "temperature=0.0: must be a number > 0"),
 ])
 def test_bad_hyperparameters_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, settings, message):
     output = tmp_path / "out"
