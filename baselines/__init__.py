@@ -15,6 +15,7 @@ from baselines import (  # noqa: F401  (imported for their registrations)
     l2sp,
     lora,
     lwf,
+    mlp_adapter,
     piggyback,
     progressive,
     random_policy,
