@@ -28,6 +28,11 @@ headers. A scored layout adds:
   (``params.task_specific - params.classifier``), the convention of the published Decathlon
   tables (Piggyback 1.28 there).
 
+A layout with ``parameter_columns`` (VTAB-1k, FGVC) ends with ``Params (M)``, ``#par
+(Decathlon)`` and ``#par (VPT)`` (:mod:`spottune.report.parameter_columns`, paper rows their
+published ``Params (M)``), unranked; its ``published_note`` says how the published rows were
+scored (V-PETL Bench's: the best test accuracy over checkpoints).
+
 A layout's mean columns (:mod:`spottune.report.group_means`: VTAB-1k's Natural / Specialized /
 Structured group means, the mean of the group means and the mean over the tasks; FGVC's mean)
 follow the dataset columns, on every row: a suite row's over its per-dataset means, with the
@@ -56,6 +61,8 @@ import pandas as pd
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
 from spottune.report.comparison import NOT_SIGNIFICANT, not_significant, significance_note
 from spottune.report.group_means import VTAB_MEANS, MeanColumn, mean_columns
+from spottune.report.parameter_columns import COLUMNS as PARAMETER_COLUMNS
+from spottune.report.parameter_columns import PARAMS_M, PUBLISHED_METRIC, parameter_cells, parameter_note
 from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
@@ -71,6 +78,12 @@ PAPER = " (paper)"
 """Suffix of the published rows' labels."""
 
 
+BEST_OVER_CHECKPOINTS = (
+    "Paper rows report the best test accuracy over the checkpoints evaluated during training (V-PETL Bench's "
+    "train/train_model_*.py keep config['best_acc']; NOAH and SSF their maximum too): an optimistic protocol. "
+    "The suite's rows report the last epoch's model.")
+
+
 @dataclass(frozen=True)
 class Layout:
     """What one paper table shows.
@@ -83,7 +96,9 @@ class Layout:
     number of new tasks in ``#par`` (``None``: the number of dataset columns);
     ``published_par`` adds :data:`PUBLISHED_PAR`, ``#par`` without the new classifiers.
     ``means`` are mean columns after the dataset columns (:mod:`spottune.report.group_means`);
-    ``published_mean`` is the column a published ``mean_accuracy`` is printed in.
+    ``published_mean`` is the column a published ``mean_accuracy`` is printed in;
+    ``parameter_columns`` adds :data:`~spottune.report.parameter_columns.COLUMNS`;
+    ``published_note`` is a footnote on how the published rows were scored.
     """
 
     name: str
@@ -99,6 +114,8 @@ class Layout:
     published_par: bool = False
     means: tuple[MeanColumn, ...] = ()
     published_mean: str = "mean"
+    parameter_columns: bool = False
+    published_note: str = ""
 
 
 DECATHLON = Layout(
@@ -133,12 +150,14 @@ VTAB1K = Layout(
              "eurosat": "EuroS", "resisc45": "Resisc", "diabetic_retinopathy": "Retino", "clevr_count": "Cl-Cnt",
              "clevr_dist": "Cl-Dst", "dmlab": "DMLab", "kitti": "KITTI", "dsprites_loc": "dS-Loc",
              "dsprites_ori": "dS-Ori", "smallnorb_azi": "sN-Azi", "smallnorb_ele": "sN-Ele"},
-    published="vtab1k", means=VTAB_MEANS, published_mean="mean (tasks)")
+    published="vtab1k", means=VTAB_MEANS, published_mean="mean (tasks)", parameter_columns=True,
+    published_note=BEST_OVER_CHECKPOINTS)
 FGVC = Layout(
     name="fgvc", title="FGVC, test top-1 accuracy (%)", preset="fgvc", dataset_prefix="fgvc/",
     headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"},
     published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
-                                        "mean: mean over the five datasets"),))
+                                        "mean: mean over the five datasets"),),
+    parameter_columns=True, published_note=BEST_OVER_CHECKPOINTS)
 LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
 
 
@@ -201,6 +220,8 @@ def protocol_note(runs: pd.DataFrame) -> str | None:
     keys = [c for c in ("backbone", "weights", "hparams.backbone.width") if c in runs.columns]
     for column in keys + sorted(c for c in runs.columns if c.startswith("protocol.")):
         present = runs.dropna(subset=[column])
+        if present.empty:  # a key only other presets' runs record
+            continue
         values = present[column].map(str)
         name = column.removeprefix("protocol.").removeprefix("hparams.")
         if values.nunique() == 1 and len(present) == len(runs):
@@ -255,6 +276,8 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
     missing = [name for name in columns if name not in present.index]
     if layout.means:
         _add_means(row, layout.means, present["mean"], runs)
+    if layout.parameter_columns:
+        row.values.update(parameter_cells(runs, layout.target_tasks or len(columns)))
     if layout.baseline is None:
         return row, missing
     complete = runs.astype({"test_accuracy": float}).pivot_table(
@@ -303,7 +326,8 @@ def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout)
     counted that way), and the mean columns computed from its per-dataset numbers because
     they are not published."""
     headers = {**columns, **PUBLISHED_SCORES, "mean_accuracy": layout.published_mean,
-               **({"params": PUBLISHED_PAR} if layout.published_par else {})}
+               **({"params": PUBLISHED_PAR} if layout.published_par else {}),
+               **({PUBLISHED_METRIC: PARAMS_M} if layout.parameter_columns else {})}
     values, tags, accuracies = {}, {}, {}
     for entry in published.itertuples():
         key = entry.dataset if entry.metric == "accuracy" else entry.metric
@@ -391,7 +415,8 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
     headers = list(columns.values()) + [m.header for m in layout.means] + (
-        SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else [])
+        SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else []) + (
+        list(PARAMETER_COLUMNS) if layout.parameter_columns else [])
     baseline = _baseline(layout, means)
     labels = dict(zip(published["method"], published["label"]))
 
@@ -417,7 +442,7 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
 
     deltas = {r.name for r in rows if r.kind == "delta"}
     markers = frame("markers")
-    best = {h: "min" if h in ("#par", PUBLISHED_PAR) else "max" for h in headers}
+    best = {h: "min" if h in ("#par", PUBLISHED_PAR) else "max" for h in headers if h not in PARAMETER_COLUMNS}
     printed = published[published["method"].isin({r.method for r in rows if r.kind == "paper"})]
     return Table(name=layout.name, title=layout.title, mean=frame("values").astype(float),
                  low=frame("low").astype(float), high=frame("high").astype(float),
@@ -471,6 +496,8 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
             "parameters, means over the method's runs, the new classifier counted as task-specific"
             + (f"; {PUBLISHED_PAR}: the same without it, the published tables' convention."
                if layout.published_par else "."))
+    if layout.parameter_columns:
+        lines.append(parameter_note(layout.target_tasks or len(columns)))
     if partial:
         lines.append(f"{PARTIAL} over the datasets present only: " + "; ".join(partial) + ".")
     protocol = protocol_note(done)
@@ -485,4 +512,6 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
     for tag in sorted(used["provenance"].unique()):
         sources = "; ".join(used.loc[used["provenance"] == tag, "source"].unique())
         lines.append(f"{tag} {PROVENANCE.get(tag, '')}: {sources}.")
+    if layout.published_note and len(used):
+        lines.append(layout.published_note)
     return lines
