@@ -19,8 +19,10 @@ engine knows nothing else about methods. The contract before :class:`ForwardOutp
 ``regularizer(self, model)``, still works: such an override is called without the outputs.
 
 Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
-``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``)
-come from the preset; a method may give its own defaults for them (Piggyback uses Adam).
+``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``, and
+where a preset sets them ``weight_decay_exempt``, ``schedule``, ``label_smoothing``,
+``drop_path``, ...: :mod:`spottune.training`) come from the preset; a method may give its own
+defaults for them (Piggyback uses Adam).
 
 Register with ``@register_method("name")``; a name registered twice is an error; an unknown
 name lists the known ones. Built-in methods live in :mod:`spottune.methods` (SpotTune,
