@@ -93,28 +93,24 @@ def default_exemption(optimizer: str) -> str:
     return "biases" if optimizer == "adamw" else "none"
 
 
-def is_exempt(name: str, param: nn.Parameter, exemption: str) -> bool:
-    """Whether the parameter ``name`` of a model gets no weight decay under ``exemption`` (one
-    of :data:`DECAY_EXEMPTIONS`, see the module docstring)."""
-    if exemption == "none":
-        return False
+def _is_exempt(name: str, param: nn.Parameter, exemption: str) -> bool:
+    """Whether the parameter ``name`` of a model gets no weight decay under ``exemption``, one
+    of ``classifier_bias``, ``biases`` or ``1d`` (see the module docstring)."""
     if exemption == "classifier_bias":
         return name.endswith("head.fc.bias")
     if exemption == "biases":
         return "bias" in name
-    if exemption == "1d":
-        return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in TIMM_NO_WEIGHT_DECAY
-    raise ValueError(f"unknown weight_decay_exempt {exemption!r}; use one of {', '.join(DECAY_EXEMPTIONS)}")
+    return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in TIMM_NO_WEIGHT_DECAY
 
 
 def split_decay(groups: list[dict[str, Any]], model: nn.Module, exemption: str) -> list[dict[str, Any]]:
     """Each group split into its decaying parameters (the group's weight decay) and its exempt
-    ones (``<name> <what>``, weight decay 0; see :func:`is_exempt`); empty halves dropped."""
+    ones (``<name> <what>``, weight decay 0; see the module docstring); empty halves dropped."""
     if exemption not in DECAY_EXEMPTIONS:
         raise ValueError(f"unknown weight_decay_exempt {exemption!r}; use one of {', '.join(DECAY_EXEMPTIONS)}")
     if exemption == "none":
         return groups
-    exempt = {id(p) for name, p in model.named_parameters() if is_exempt(name, p, exemption)}
+    exempt = {id(p) for name, p in model.named_parameters() if _is_exempt(name, p, exemption)}
     split = []
     for group in groups:
         kept = {**group, "params": [p for p in group["params"] if id(p) not in exempt]}
