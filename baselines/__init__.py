@@ -3,7 +3,9 @@
 AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``).
 
 ``finetune``, ``spottune`` and ``spottune_global`` live in :mod:`spottune.methods`; shared
-network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`.
+network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`, the
+base of the ViT PEFT methods (frozen ViT, new classifier per ``head_init``) in
+:mod:`baselines._peft`, the adapters' bottleneck in :mod:`baselines._bottleneck`.
 """
 from baselines import (  # noqa: F401  (imported for their registrations)
     adaptformer,
@@ -15,6 +17,7 @@ from baselines import (  # noqa: F401  (imported for their registrations)
     l2sp,
     lora,
     lwf,
+    mlp_adapter,
     piggyback,
     progressive,
     random_policy,

@@ -9,7 +9,8 @@
 * :func:`init_like_resnet_`: the initialisation shared by torchvision ResNets and the
   Decathlon ResNet-26 (convolutions as :func:`spottune.backbones.resnet26.init_conv_`, BN 1 / 0).
 * :func:`frozen_for_task`: the starting point of the parameter-efficient methods (BitFit,
-  VPT, adapters, AdaptFormer, SSF, LoRA): every pretrained weight frozen, a new classifier.
+  VPT, adapters, AdaptFormer, SSF, LoRA): every pretrained weight frozen, a new classifier
+  initialised as the method's source does (``head_init``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spottune.backbones.base import Backbone
+from spottune.backbones.base import Backbone, init_classifier_
 from spottune.backbones.resnet26 import init_conv_
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -117,8 +118,9 @@ def module_device(module: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def frozen_for_task(backbone: Backbone, num_classes: int) -> Backbone:
-    """``backbone.for_task(num_classes)`` with every parameter frozen but the new classifier."""
+def frozen_for_task(backbone: Backbone, num_classes: int, head_init: str = "pytorch") -> Backbone:
+    """``backbone.for_task(num_classes)`` with every parameter frozen but the new classifier,
+    initialised as ``head_init`` says (:func:`spottune.backbones.base.init_classifier_`)."""
     model = freeze_(backbone.for_task(num_classes))
-    model.head.fc.requires_grad_(True)
+    init_classifier_(model.head.fc, head_init).requires_grad_(True)
     return model

@@ -3,55 +3,84 @@ vision transformers for scalable visual recognition"; official code ShoufaChen/A
 
 A scaled bottleneck in parallel with every block's MLP (:mod:`baselines._bottleneck`)::
 
-    x' = x + Attn(LN_1(x)),      y = x' + MLP(LN_2(x')) + s * W_up ReLU(W_down x')
+    x' = x + Attn(LN_1(x)),      y = x' + DropPath(MLP(LN_2(x'))) + s * W_up ReLU(W_down N(x'))
 
-The adapter reads the block's residual stream ``x'`` itself (the official
-``ffn_adapter_layernorm_option='none'``, ``ffn_option='parallel'``); the pretrained ViT is
-frozen, the adapters and the new classifier train. As the official code: bottleneck 64
-(``ffn_num``), scale ``s = 0.1`` (``ffn_adapter_scalar``), dropout 0.1 on the bottleneck, the
-"lora" initialisation (``W_down`` Kaiming-uniform, ``W_up`` and biases zero: the pretrained
-function at step 0). Task-specific parameters: the adapters and the classifier.
+The adapter reads the block's residual stream ``x'`` through its own LayerNorm ``N``
+(``adapter_norm: in``, trained) or directly (``none``), and its output is added outside the
+block's stochastic depth. ``adaptformer`` has the capacity of the published VTAB-1k row it is
+printed beside (V-PETL Bench, 0.16 M): V-PETL Bench's ``scripts/run_vit_adaptformer.sh``
+(``topN=8``: bottleneck 8) and ``models/vision_transformer_adaptformer.py`` (lines 197-203:
+dropout 0.1, ``init_option="lora"``, ``adapter_scalar="1.0"``, ``adapter_layernorm_option="in"``;
+lines 283-288: the adapter beside ``drop_path2(ls2(mlp(norm2(x))))``): 0.175 M on ViT-B/16.
+``adaptformer_official`` keeps the official code's defaults (``main_image.py`` lines 114 and
+188-191: ``ffn_num`` 64, ``ffn_adapter_scalar`` 0.1, ``ffn_adapter_layernorm_option="none"``;
+1.19 M). Both: the "lora" initialisation (``W_down`` Kaiming-uniform, ``W_up`` and biases zero:
+the pretrained function at step 0). The pretrained ViT is frozen; the adapters (with their
+LayerNorms) and the new classifier train. Task-specific parameters: the adapters and the
+classifier.
 
-Hyperparameters: ``bottleneck`` 64, ``scale`` 0.1, ``adapter_dropout`` 0.1.
+Hyperparameters: ``bottleneck``, ``scale``, ``adapter_norm`` (``in`` or ``none``),
+``adapter_dropout`` 0.1, ``head_init`` (timm's ``reset_classifier``: ``pytorch``).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from baselines._bottleneck import Bottleneck
-from baselines._common import frozen_for_task
+from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.methods import register_method
+
+ADAPTER_NORMS = ("in", "none")
 
 
-class ParallelMLPAdapter(nn.Module):
-    """``MLP(LN_2(x)) + s * B(x)``: takes the place of the block's ``norm2`` -> ``mlp``."""
+class AdaptFormerBlock(nn.Module):
+    """A frozen timm block with a bottleneck beside its MLP (see the module docstring): timm's
+    ``Block.forward`` (``x + drop_path1(ls1(attn(norm1(x))))``, then ``+ drop_path2(ls2(mlp(
+    norm2(x))))``) with the adapter's output added to the second residual."""
 
-    def __init__(self, norm: nn.Module, mlp: nn.Module, adapter: Bottleneck) -> None:
+    def __init__(self, block: nn.Module, adapter: nn.Module) -> None:
         super().__init__()
-        self.norm = norm
-        self.mlp = mlp
+        self.block = block
         self.adapter = adapter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.norm(x)) + self.adapter(x)
+        b = self.block
+        x = x + b.drop_path1(b.ls1(b.attn(b.norm1(x))))
+        return x + b.drop_path2(b.ls2(b.mlp(b.norm2(x)))) + self.adapter(x)
 
 
 @register_method("adaptformer")
-class AdaptFormer(Method):
-    """Frozen ViT, a scaled bottleneck beside every MLP, new classifier."""
+class AdaptFormer(FrozenViTMethod):
+    """Frozen ViT, a scaled bottleneck beside every MLP (V-PETL Bench's VTAB-1k setting), new classifier."""
 
-    defaults: ClassVar[dict[str, Any]] = {"bottleneck": 64, "scale": 0.1, "adapter_dropout": 0.1}
-    families = ("vit",)  # adapters beside the transformer MLPs
+    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "bottleneck": 8, "scale": 1.0,
+                                          "adapter_norm": "in", "adapter_dropout": 0.1}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = frozen_for_task(backbone, num_classes)
+        norm = self.hp["adapter_norm"]
+        if norm not in ADAPTER_NORMS:
+            raise ValueError(f"adapter_norm={norm!r}: must be one of {', '.join(ADAPTER_NORMS)}")
+        model = self.frozen(backbone, num_classes)
+        dim = model.feature_dim
+        wrapped = []
         for block in model.blocks:
-            adapter = Bottleneck(model.feature_dim, int(self.hp["bottleneck"]), nn.ReLU, init="lora",
-                                 scale=float(self.hp["scale"]), dropout=float(self.hp["adapter_dropout"]))
-            block.mlp = ParallelMLPAdapter(block.norm2, block.mlp, adapter)
-            block.norm2 = nn.Identity()
+            bottleneck = Bottleneck(dim, int(self.hp["bottleneck"]), nn.ReLU, init="lora",
+                                    scale=float(self.hp["scale"]), dropout=float(self.hp["adapter_dropout"]))
+            adapter = nn.Sequential(OrderedDict(norm=nn.LayerNorm(dim), bottleneck=bottleneck)) if norm == "in" \
+                else bottleneck
+            wrapped.append(AdaptFormerBlock(block, adapter))
+        model.blocks = nn.ModuleList(wrapped)
         return model
+
+
+@register_method("adaptformer_official")
+class AdaptFormerOfficial(AdaptFormer):
+    """AdaptFormer at the official code's defaults (bottleneck 64, scale 0.1, no adapter LayerNorm)."""
+
+    defaults: ClassVar[dict[str, Any]] = {**AdaptFormer.defaults, "bottleneck": 64, "scale": 0.1,
+                                          "adapter_norm": "none"}

@@ -62,6 +62,8 @@ class L2SPNetwork(nn.Module):
 class L2SP(Method):
     """Fine-tuning with ``alpha/2 ||w_S - w_S^0||^2 + beta/2 ||w_new||^2`` instead of weight decay."""
 
+    shares_pretrained = False  # the whole network is fine-tuned per task
+
     defaults: ClassVar[dict[str, Any]] = {"alpha": 0.1, "beta": 0.01}
     # its own protocol (the presets' l2sp_official row) is stated in optimiser steps
     protocol_keys: ClassVar[tuple[str, ...]] = ("iterations", "lr_milestone_iterations")

@@ -70,6 +70,8 @@ class LwFNetwork(nn.Module):
 class LwF(Method):
     """Fine-tuning with distillation of the source task's outputs (Li & Hoiem)."""
 
+    shares_pretrained = False  # the whole network is fine-tuned per task
+
     defaults: ClassVar[dict[str, Any]] = {"lambda_old": 1.0, "temperature": 2.0}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:

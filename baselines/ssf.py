@@ -14,18 +14,24 @@ they fold into the preceding linear map (re-parameterisation), so the deployed n
 original architecture. Task-specific parameters: every ``gamma`` and ``beta`` (0.21 M on
 ViT-B/16 as placed here; the paper reports 0.24 M) plus the classifier.
 
-Hyperparameters: none of its own (the official VTAB-1k scripts: AdamW, cosine schedule,
-100 epochs with 10 warm-up epochs, a per-task learning rate [unverified]; the presets give
-the protocol).
+Hyperparameters: ``head_init`` (``timm``: SSF builds its head with timm's initialisation,
+``models/vision_transformer.py`` lines 477-483 and 550-555). The official VTAB-1k and FGVC
+scripts (``train_scripts/vit/{vtab,fgvc}/<task>/train_ssf.sh``) train with AdamW, batch 32, a
+per-task lr, weight decay and drop-path, timm's cosine schedule with 10 warm-up epochs and no
+weight decay on the 1-D parameters (``optim_factory.py`` line 51): the vtab1k and fgvc presets'
+``ssf`` recipe.
 """
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from baselines._common import frozen_for_task, replace_modules
+from baselines._common import replace_modules
+from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.methods import register_method
 
 SCALED = (nn.Linear, nn.LayerNorm, nn.Conv2d)
 
@@ -50,12 +56,13 @@ class ScaleShift(nn.Module):
 
 
 @register_method("ssf")
-class SSF(Method):
-    """Frozen ViT, a per-channel scale and shift after every operation, new classifier."""
+class SSF(FrozenViTMethod):
+    """Frozen ViT, a per-channel scale and shift after every operation, new classifier (the
+    official code also has ConvNeXt / Swin variants)."""
 
-    families = ("vit",)  # the operations of a ViT (the official code also has ConvNeXt / Swin variants)
+    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "head_init": "timm"}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = frozen_for_task(backbone, num_classes)
+        model = self.frozen(backbone, num_classes)
         replace_modules(model, lambda name, m: isinstance(m, SCALED) and name != "head.fc", ScaleShift)
         return model

@@ -13,13 +13,18 @@ every block (the previous block's prompt outputs are dropped). The head reads th
 
 As the official code: prompts initialised uniformly in ``[-v, v]`` with
 ``v = sqrt(6 / (3 * patch^2 + dim))`` (Xavier uniform over the patch projection's fan-in and
-the width), dropout on the prompts (``prompt_dropout``, 0.1 in its VTAB configs), prompt
-length searched per task in {1, 5, 10, 50, 100, 200} (``num_prompts``, default 10), SGD with
-momentum 0.9, a cosine schedule with 10 warm-up epochs over 100 epochs, batch 128, weight
-decay 1e-4 (``configs/base-prompt.yaml``; CUB: lr 0.1, weight decay 0.01).
+the width; ``src/models/vit_prompt/vit.py`` lines 57-62), dropout on the prompts
+(``prompt_dropout``): 0.0 for VPT-shallow (``src/configs/config.py`` line 74,
+``_C.MODEL.PROMPT.DROPOUT = 0.0``), 0.1 for VPT-deep (the value of VPT's deep-prompt VTAB runs,
+REFERENCE.md section 5), prompt length searched per task in {1, 5, 10, 50, 100, 200}
+(``num_prompts``, default 10; the vtab1k and fgvc presets search it), the classifier
+initialised as VPT's head (``head_init: vpt``: ``src/models/mlp.py`` lines 53-57 with
+``special_bias=True`` from ``src/models/vit_models.py`` lines 160-165), SGD with momentum
+0.9, a cosine schedule with 10 warm-up epochs over 100 epochs, batch 128
+(``configs/base-prompt.yaml``; CUB: lr 0.1, weight decay 0.01).
 Task-specific parameters: the prompts (``p x dim``, times the depth for deep) and the classifier.
 
-Hyperparameters: ``num_prompts`` 10, ``prompt_dropout`` 0.1.
+Hyperparameters: ``num_prompts`` 10, ``prompt_dropout`` (0.0 shallow, 0.1 deep), ``head_init`` vpt.
 """
 from __future__ import annotations
 
@@ -29,9 +34,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import frozen_for_task
+from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.methods import register_method
 
 
 def new_prompts(count: int, num_prompts: int, dim: int, patch_size: int) -> nn.Parameter:
@@ -74,13 +79,12 @@ class DeepPromptedBlock(nn.Module):
         return self.block(with_prompts(tokens, prompts, replace=prompts.shape[0]))
 
 
-class _VPT(Method):
-    defaults: ClassVar[dict[str, Any]] = {"num_prompts": 10, "prompt_dropout": 0.1}
-    families = ("vit",)  # prompt tokens
+class _VPT(FrozenViTMethod):
+    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "head_init": "vpt", "num_prompts": 10}
     deep: ClassVar[bool]
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
-        model = frozen_for_task(backbone, num_classes)
+        model = self.frozen(backbone, num_classes)
         dim = model.stem.pos_embed.shape[-1]
         patch = model.stem.patch_embed.patch_size[0]
         count = model.num_blocks if self.deep else 1
@@ -98,6 +102,7 @@ class _VPT(Method):
 class VPTShallow(_VPT):
     """VPT-shallow: prompts inserted once, before the first block."""
 
+    defaults: ClassVar[dict[str, Any]] = {**_VPT.defaults, "prompt_dropout": 0.0}
     deep = False
 
 
@@ -105,4 +110,5 @@ class VPTShallow(_VPT):
 class VPTDeep(_VPT):
     """VPT-deep: new prompts at the input of every block."""
 
+    defaults: ClassVar[dict[str, Any]] = {**_VPT.defaults, "prompt_dropout": 0.1}
     deep = True

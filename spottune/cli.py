@@ -61,6 +61,7 @@ from spottune.methods import load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
 from spottune.pretrain_cache import SuitePretraining
+from spottune.recipes import names_recipes, recipe_lines
 from spottune.records import RunFolder, RunSpec, Status
 from spottune.report.__main__ import main as report_main
 from spottune.search import Search, describe_point
@@ -280,9 +281,12 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
               f"are listed with the defaults' cost):")
         dry_run(args, output, chosen + awaiting, f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
                 awaiting={s.run_id for s in awaiting})
-        return 0
-    if args.dry_run:
+    elif args.dry_run:
         dry_run(args, output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
+    if args.dry_run:
+        if search or names_recipes(grid):
+            print("recipes (what each method trains with) and search spaces:")
+            print("\n".join(f"  {line}" for line in recipe_lines(grid)))
         return 0
     if args.status:
         if search:  # the selection runs, then the final runs chosen so far

@@ -49,6 +49,7 @@ import torch
 from spottune import __version__, checkpoint
 from spottune.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
+from spottune.backbones.vit import set_drop_path_
 from spottune.claim import Claim
 from spottune.cpus import cpu_model
 from spottune.data import load_task
@@ -158,6 +159,7 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
     torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
     backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device,
                                    progress, download=bool(download))
+    set_drop_path_(backbone, float(hp.get("drop_path", 0.0)))  # a ViT's stochastic depth, before the method
     torch.manual_seed(seed)
     model = accel.prepare(method.build(backbone, task.num_classes).to(device))
     optimizer = build_optimizer(method, model)
@@ -205,7 +207,10 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
                    "task_specific": method.task_specific_parameters(model),
                    # the new task's linear classifier (features x classes + bias), counted in
                    # task_specific; the published Decathlon #par leaves it out
-                   "classifier": task.num_classes * (backbone.feature_dim + 1)},
+                   "classifier": task.num_classes * (backbone.feature_dim + 1),
+                   # whether the task's model still needs the shared pretrained network (VPT's
+                   # "total params" counts it once then; not for full fine-tuning)
+                   "shares_pretrained": type(method).shares_pretrained},
         "timing": {"train_seconds": train_seconds, "eval_seconds": result["seconds"],
                    "train_images_per_second": train_images / max(train_seconds, 1e-9),
                    "eval_images_per_second": result["images_per_second"],

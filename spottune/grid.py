@@ -3,19 +3,23 @@
 A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``name``,
 ``description``, ``backbone`` (``arch``, ``width``, ``input_size``, ``pretrained``),
 ``datasets``, ``methods`` (``all`` or a list), ``seeds``, ``hparams`` (common to all
-runs), ``method_hparams`` and ``dataset_hparams`` (per method / per dataset overrides),
+runs), ``method_hparams`` and ``dataset_hparams`` (per method / per dataset overrides; a
+method's entry may hold its own ``dataset_hparams``, per dataset values of that method only,
+e.g. the per-task lr of a published recipe),
 ``data_options`` (handed to the dataset loader), ``protocol`` (named protocol choices,
 recorded in run configs and table footnotes), ``resources`` (what one run needs on a
 cluster), ``pretraining_resources`` (what the job pretraining a ``kind: suite`` backbone
 needs; default: ``resources``) and ``search`` (the space a reference protocol searches per task, declared beside
 the defaults: ``hparams`` and ``method_hparams`` map hyperparameters to lists of values,
-``data_options`` name the selection split; :func:`search_space`; checked before a launch by
+``data_options`` name the selection split; a method listed in ``method_hparams`` searches
+exactly its own space, an empty one meaning no search; :func:`search_space`; checked before a launch by
 :mod:`spottune.preflight`, run with ``--search``: :mod:`spottune.search`).
 
 The hyperparameters of a run, later entries winning::
 
     preset.hparams < preset.dataset_hparams[dataset] < method.defaults
-                   < preset.method_hparams[method] < --set overrides
+                   < preset.method_hparams[method]
+                   < preset.method_hparams[method].dataset_hparams[dataset] < --set overrides
 
 (a per-dataset setting such as the released per-domain weight decay applies to every method
 that does not set that hyperparameter itself: Piggyback keeps its Adam without decay).
@@ -57,6 +61,7 @@ from spottune.methods import family_problem, get_method, list_methods
 from spottune.records import RunSpec, flatten
 
 PRESET_DIR = Path(__file__).parent / "presets"
+METHOD_DATASET_KEY = "dataset_hparams"  # per dataset values inside one method's method_hparams entry
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
                "dataset_hparams", "variants", "data_options", "protocol", "resources", "pretraining_resources",
                "search")
@@ -174,7 +179,10 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
     hp: dict[str, Any] = copy.deepcopy(preset["hparams"])
     hp.update(copy.deepcopy((preset.get("dataset_hparams") or {}).get(dataset, {})))
     hp.update(copy.deepcopy(get_method(base).defaults))
-    hp.update(copy.deepcopy((preset.get("method_hparams") or {}).get(method, {})))
+    own = copy.deepcopy((preset.get("method_hparams") or {}).get(method) or {})
+    per_dataset = own.pop(METHOD_DATASET_KEY, None) or {}
+    hp.update(own)
+    hp.update(per_dataset.get(dataset) or {})
     hp["backbone"] = _deep_merge(preset["backbone"], variant.get("backbone", {}))
     if variant:
         hp["variant_of"] = base
@@ -190,11 +198,12 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
 
 
 def search_space(preset: dict[str, Any], method: str) -> dict[str, Any]:
-    """The values the preset's ``search`` declares for ``method``: ``search.hparams`` updated
-    by ``search.method_hparams[method]`` (each a hyperparameter -> list of values); empty
-    without ``search``."""
+    """The values the preset's ``search`` declares for ``method`` (each a hyperparameter -> list
+    of values): ``search.method_hparams[method]`` when the method is listed there (its own
+    space; empty or null: no search), else ``search.hparams``; empty without ``search``."""
     search = preset.get("search") or {}
-    return {**(search.get("hparams") or {}), **((search.get("method_hparams") or {}).get(method) or {})}
+    own = search.get("method_hparams") or {}
+    return dict((own[method] if method in own else search.get("hparams")) or {})
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ their defaults (``defaults``; a preset or ``--set`` overrides them), builds the 
 target task from a pretrained backbone (:meth:`Method.build`), says which parameters train
 with which optimiser settings (:meth:`Method.param_groups`), may add a term to the loss
 (:meth:`Method.regularizer`), and says how many parameters a new task costs
-(:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting), and names the
+(:meth:`Method.task_specific_parameters`, the Decathlon "#par" accounting) and whether a
+task's model still needs the shared pretrained network beside them (``shares_pretrained``;
+False when every pretrained weight is fine-tuned, as VPT's "total params" counts), names the
 hyperparameters that are protocol choices to state in table footnotes (``protocol_keys``,
 e.g. SpotTune's test-time routing), and the backbone families it applies to (``families``:
 ``cnn``, ``vit`` or both; building on another family is a ``ValueError`` naming both, and a
@@ -17,8 +19,10 @@ engine knows nothing else about methods. The contract before :class:`ForwardOutp
 ``regularizer(self, model)``, still works: such an override is called without the outputs.
 
 Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
-``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``)
-come from the preset; a method may give its own defaults for them (Piggyback uses Adam).
+``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``, and
+where a preset sets them ``weight_decay_exempt``, ``schedule``, ``label_smoothing``,
+``drop_path``, ...: :mod:`spottune.training`) come from the preset; a method may give its own
+defaults for them (Piggyback uses Adam).
 
 Register with ``@register_method("name")``; a name registered twice is an error; an unknown
 name lists the known ones. Built-in methods live in :mod:`spottune.methods` (SpotTune,
@@ -83,6 +87,9 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     protocol_keys: ClassVar[tuple[str, ...]] = ()  # hparams stated in table footnotes
     families: ClassVar[tuple[str, ...]] = FAMILIES  # backbone families it applies to
+    # whether a task's model needs the shared pretrained network beside its task-specific
+    # parameters (False: every pretrained weight is fine-tuned, the task's copy replaces it)
+    shares_pretrained: ClassVar[bool] = True
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hp = {**self.defaults, **hparams}
@@ -211,6 +218,8 @@ def family_problem(method: type[Method], family: str, arch: str) -> str | None:
 @register_method("finetune")
 class Finetune(Method):
     """Standard fine-tuning: every weight trains from the pretrained values, new classifier."""
+
+    shares_pretrained = False
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return backbone.for_task(num_classes)

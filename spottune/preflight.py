@@ -25,16 +25,24 @@ Hyperparameter rules (the engine's training protocol, whatever sets the value)::
     p                                     number in [0, 1]
     adapter_dropout, lora_dropout,        number in [0, 1)
       prompt_dropout
+    warmup_lr, min_lr                     number >= 0
+    label_smoothing, drop_path            number in [0, 1)
     optimizer                             sgd | adam | adamw   (spottune.training.OPTIMIZERS)
-    schedule                              step | cosine        (spottune.training.SCHEDULES)
+    schedule                              step | cosine | timm_cosine   (spottune.training.SCHEDULES)
+    weight_decay_exempt                   none | classifier_bias | biases | 1d
+                                          (spottune.training.DECAY_EXEMPTIONS)
+    head_init                             pytorch | vpt | timm (spottune.backbones.base.HEAD_INITS)
+    timm_step_offset                      0 | 1
     precision                             fp32 | bf16          (spottune.acceleration.PRECISIONS)
     lr_milestones                         list of integers m with 1 <= m <= epochs;
-                                          empty with schedule: cosine
+                                          empty with schedule: cosine or timm_cosine
     warmup_epochs                         integer w with 0 <= w <= epochs
+    cooldown_epochs                       integer c with 0 <= c and warmup_epochs + c <= epochs
 
 (the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch
 would silently never apply, and the cosine schedule has none: milestones there would be
-ignored). A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
+ignored). A method's own ``dataset_hparams`` (in ``method_hparams``) must name datasets the
+suite knows. A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
 hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
 
 Every number, wherever it sits in the hyperparameters (the rules above, a method's own
@@ -55,10 +63,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spottune.acceleration import PRECISIONS
-from spottune.data import DatasetError, load_task
+from spottune.backbones.base import HEAD_INITS
+from spottune.data import DatasetError, list_datasets, load_task
 from spottune.records import RunSpec
-from spottune.training import OPTIMIZERS, SCHEDULES
-from spottune.grid import Grid, resolve_hparams, search_space
+from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
+from spottune.grid import METHOD_DATASET_KEY, Grid, resolve_hparams, search_space
 
 
 def _numeric(value: Any) -> bool:
@@ -99,9 +108,17 @@ RULES: dict[str, Rule] = {
     "adapter_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "lora_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "prompt_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "warmup_lr": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "min_lr": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "drop_path": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
     "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+    "weight_decay_exempt": (lambda v: v in DECAY_EXEMPTIONS, f"one of {', '.join(DECAY_EXEMPTIONS)}"),
+    "head_init": (lambda v: v in HEAD_INITS, f"one of {', '.join(HEAD_INITS)}"),
+    "timm_step_offset": (lambda v: v in (0, 1) and not isinstance(v, bool), "0 or 1"),
     "warmup_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "cooldown_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
 }
 
@@ -155,14 +172,19 @@ def milestone_problem(hp: dict[str, Any]) -> str | None:
     milestones, epochs = hp.get("lr_milestones", []), hp.get("epochs")
     if not isinstance(milestones, list) or not all(_integer(m) for m in milestones):
         return f"lr_milestones={milestones!r}: must be a list of integers (epochs), e.g. [2] or []"
-    if hp.get("schedule") == "cosine":
+    schedule = hp.get("schedule")
+    if schedule in ("cosine", "timm_cosine"):
         if milestones:
-            return (f"lr_milestones={milestones} with schedule=cosine: milestones belong to the step schedule "
+            return (f"lr_milestones={milestones} with schedule={schedule}: milestones belong to the step schedule "
                     f"and would be ignored; set lr_milestones=[]")
-        warmup = hp.get("warmup_epochs", 0)
+        warmup, cooldown = hp.get("warmup_epochs", 0), hp.get("cooldown_epochs", 0)
         if _integer(epochs) and _integer(warmup) and warmup > epochs:
             return (f"warmup_epochs={warmup} with epochs={epochs}: the warm-up must fit in the run; with fewer "
                     f"epochs set it too, e.g. --set warmup_epochs=0")
+        if schedule == "timm_cosine" and _integer(epochs) and _integer(warmup) and _integer(cooldown) \
+                and warmup + cooldown > epochs:
+            return (f"cooldown_epochs={cooldown} with warmup_epochs={warmup} and epochs={epochs}: the cosine "
+                    f"must fit between them; with fewer epochs set both, e.g. --set warmup_epochs=0 cooldown_epochs=0")
         return None
     if _integer(epochs) and epochs >= 1 and any(not 1 <= m <= epochs for m in milestones):
         return (f"lr_milestones={milestones} with epochs={epochs}: every milestone must be within 1..{epochs} "
@@ -199,6 +221,12 @@ def hparam_problems(grid: Grid) -> list[str]:
             if milestones:
                 problems[milestones] = None
             problems.update(dict.fromkeys(search_problems(hp, search_space(grid.preset, method))))
+    known = set(list_datasets())
+    for method, own in (grid.preset.get("method_hparams") or {}).items():
+        for dataset in ((own or {}).get(METHOD_DATASET_KEY) or {}):
+            if dataset not in known:
+                problems[f"method_hparams.{method}.{METHOD_DATASET_KEY}: unknown dataset {dataset!r} (use the "
+                         f"names run_all.py --list prints, e.g. vtab1k/cifar)"] = None
     return list(problems)
 
 

@@ -3,22 +3,49 @@ the throughput workloads.
 
 * optimiser (:func:`build_optimizer`, ``hp['optimizer']`` in :data:`OPTIMIZERS`): SGD with
   momentum ``hp['momentum']`` (default), Adam, or AdamW (decoupled weight decay, Loshchilov &
-  Hutter 2019) over the method's parameter groups, each with its own lr and weight decay; AdamW
-  splits each group in two, the group's decay on every parameter but the biases, none on the
-  biases (``<group> biases``), as VPT's ``make_optimizer`` runs on its ViT (KMnP/vpt
-  ``src/solver/optimizer.py``: its other no-decay names, ``LayerNorm.*``, match no parameter of
-  that ViT, whose norms are ``attention_norm`` / ``ffn_norm`` / ``encoder_norm``). Adam and
-  AdamW take ``eps = hp['adam_eps']`` (default 1e-8, PyTorch's; VPT's AdamW: 1e-6). What ran is
-  written into the run's protocol (:mod:`spottune.protocol`);
+  Hutter 2019) over the method's parameter groups, each with its own lr and weight decay. Adam
+  and AdamW take ``eps = hp['adam_eps']`` (default 1e-8, PyTorch's; VPT's AdamW: 1e-6). What
+  ran is written into the run's protocol (:mod:`spottune.protocol`);
+* parameters without weight decay (:func:`split_decay`, ``hp['weight_decay_exempt']`` in
+  :data:`DECAY_EXEMPTIONS`): each group is split in two, the group's decay on the rest, 0 on
+  the exempt parameters (a group named ``<group> <what>``, e.g. ``all 1-D``), as each source's
+  optimiser does:
+
+  - ``none``: every parameter decays (the default of SGD and Adam: the ResNet presets, the
+    released SpotTune code);
+  - ``classifier_bias``: VPT's SGD (KMnP/vpt ``src/solver/optimizer.py`` lines 60-62: "no
+    regularization (weight decay) for last layer's bias"), the new classifier's bias only;
+  - ``biases``: VPT's AdamW (same file, line 39: ``no_decay = ['bias', 'LayerNorm.bias',
+    'LayerNorm.weight']`` matched as substrings of the names; its ViT's norms are named
+    ``*_norm``, so only the biases match), every parameter whose name contains ``bias`` (the
+    default of AdamW);
+  - ``1d``: timm's ``param_groups_weight_decay`` as dongzelian/SSF ``optim_factory.py`` line 51
+    (``param.ndim <= 1 or name.endswith(".bias") or name in no_weight_decay_list``) and NOAH's
+    timm 0.5.4 ``create_optimizer`` run it: every 1-D parameter (norm weights and biases, SSF's
+    scales and shifts), every bias and the ViT's position embedding and class token (timm's
+    ``no_weight_decay()``). google-research/adapter-bert ``optimization.py`` line 66 exempts
+    the names matching ``LayerNorm``, ``layer_norm`` or ``bias``: on the suite's ViTs the same
+    parameters as ``1d`` among those an adapter method trains;
 * schedule (:func:`build_scheduler`, ``hp['schedule']`` in :data:`SCHEDULES`), stepped once
   per epoch by the engine, so epoch ``e`` (0-based) trains at ``lr * f(e)``: ``step``
   (default): ``f(e) = lr_gamma ** #{m in lr_milestones : m <= e}``; ``cosine`` with
   ``W = warmup_epochs`` and ``E = epochs``: ``f(e) = e / W`` for ``e < W`` (a linear warm-up
   from 0, the first epoch at lr 0), then ``f(e) = (1 + cos(pi (e - W) / (E - W))) / 2``
   (:func:`warmup_cosine`): VPT's ``WarmupCosineSchedule`` (``src/solver/lr_scheduler.py``),
-  which its trainer steps once per epoch;
+  which its trainer steps once per epoch; ``timm_cosine``: timm's ``CosineLRScheduler`` (one
+  cycle, ``warmup_prefix=False``) as the NOAH, V-PETL Bench and SSF scripts run it
+  (:func:`timm_cosine`), with ``W = warmup_epochs``, ``C = epochs - cooldown_epochs`` (its
+  ``t_initial``), ``warmup_lr`` and ``min_lr``: ``g(t) = warmup_lr + t (lr - warmup_lr) / W``
+  for ``t < W``, ``min_lr + (lr - min_lr) (1 + cos(pi t / C)) / 2`` for ``W <= t < C`` (the
+  cosine counts from epoch 0, not from the warm-up's end), ``min_lr`` after; epoch 0 trains at
+  ``warmup_lr`` (timm sets it at construction) and epoch ``e >= 1`` at ``g(e - 1 +
+  timm_step_offset)``: NOAH (``supernet_train_prompt.py`` line 414) and V-PETL Bench
+  (``train/train_model_*.py``: ``scheduler.step(ep)``) call ``step(epoch)`` after each epoch
+  (offset 0, one epoch late), SSF's ``train.py`` (line 709) ``step(epoch + 1)`` (offset 1);
 * step (:func:`train_step`): the method's forward (:meth:`spottune.methods.Method.forward`),
-  cross-entropy plus the method's regulariser on that forward's outputs, backward, step;
+  cross-entropy (with label smoothing ``hp['label_smoothing']``, default 0: the target
+  ``(1 - s) one_hot + s / K``, as timm's ``LabelSmoothingCrossEntropy`` that NOAH, V-PETL Bench
+  and SSF use) plus the method's regulariser on that forward's outputs, backward, step;
 * epoch (:func:`train_epoch`): seeded from ``(seed, epoch)`` by :mod:`spottune.seeding` (the
   global generators and the loader's order), then a step per batch; the mean loss, the
   accuracy on the augmented batches and, for a method that records routing, the fraction of
@@ -52,36 +79,60 @@ from spottune.methods import ForwardOutputs, Method
 from spottune.seeding import TRAINING, SeedStream, seed_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("step", "cosine")
+SCHEDULES = ("step", "cosine", "timm_cosine")
+DECAY_EXEMPTIONS = ("none", "classifier_bias", "biases", "1d")
+# what a group of exempt parameters is called in the optimiser and the protocol: ``<group> <name>``
+EXEMPT_GROUP_NAMES = {"classifier_bias": "classifier bias", "biases": "biases", "1d": "1-D"}
+TIMM_NO_WEIGHT_DECAY = ("pos_embed", "cls_token")  # timm VisionTransformer.no_weight_decay()
 PROGRESS_LOSS_EVERY = 50  # batches between two reads of the running loss for the progress bar
 
 
-def _without_decay_on_biases(groups: list[dict[str, Any]], model: nn.Module) -> list[dict[str, Any]]:
-    """Each group split into its non-bias parameters (the group's weight decay) and its biases
-    (``<name> biases``, weight decay 0); empty halves dropped. A bias is a parameter whose name
-    in ``model`` contains ``bias``."""
-    biases = {id(p) for name, p in model.named_parameters() if "bias" in name}
+def default_exemption(optimizer: str) -> str:
+    """The parameters a run exempts from weight decay when ``weight_decay_exempt`` is not set:
+    the biases under AdamW (as VPT's), nothing under SGD and Adam."""
+    return "biases" if optimizer == "adamw" else "none"
+
+
+def _is_exempt(name: str, param: nn.Parameter, exemption: str) -> bool:
+    """Whether the parameter ``name`` of a model gets no weight decay under ``exemption``, one
+    of ``classifier_bias``, ``biases`` or ``1d`` (see the module docstring)."""
+    if exemption == "classifier_bias":
+        return name.endswith("head.fc.bias")
+    if exemption == "biases":
+        return "bias" in name
+    return param.ndim <= 1 or name.endswith(".bias") or name.rsplit(".", 1)[-1] in TIMM_NO_WEIGHT_DECAY
+
+
+def split_decay(groups: list[dict[str, Any]], model: nn.Module, exemption: str) -> list[dict[str, Any]]:
+    """Each group split into its decaying parameters (the group's weight decay) and its exempt
+    ones (``<name> <what>``, weight decay 0; see the module docstring); empty halves dropped."""
+    if exemption not in DECAY_EXEMPTIONS:
+        raise ValueError(f"unknown weight_decay_exempt {exemption!r}; use one of {', '.join(DECAY_EXEMPTIONS)}")
+    if exemption == "none":
+        return groups
+    exempt = {id(p) for name, p in model.named_parameters() if _is_exempt(name, p, exemption)}
     split = []
     for group in groups:
-        kept = {**group, "params": [p for p in group["params"] if id(p) not in biases]}
-        bias = {**group, "name": f"{group.get('name', 'group')} biases", "weight_decay": 0.0,
-                "params": [p for p in group["params"] if id(p) in biases]}
-        split += [g for g in (kept, bias) if g["params"]]
+        kept = {**group, "params": [p for p in group["params"] if id(p) not in exempt]}
+        free = {**group, "name": f"{group.get('name', 'group')} {EXEMPT_GROUP_NAMES[exemption]}",
+                "weight_decay": 0.0, "params": [p for p in group["params"] if id(p) in exempt]}
+        split += [g for g in (kept, free) if g["params"]]
     return split
 
 
 def build_optimizer(method: Method, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum ``hp['momentum']``), Adam or AdamW (biases without weight decay) over the
-    method's non-empty parameter groups (see the module docstring)."""
-    groups = [g for g in method.param_groups(model) if g["params"]]
+    """SGD (momentum ``hp['momentum']``), Adam or AdamW over the method's non-empty parameter
+    groups, each split by :func:`split_decay` (see the module docstring)."""
     name = method.hp.get("optimizer", "sgd")
+    exemption = method.hp.get("weight_decay_exempt", default_exemption(name))
+    groups = split_decay([g for g in method.param_groups(model) if g["params"]], model, exemption)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=method.hp["lr"], momentum=method.hp.get("momentum", 0.9))
     eps = method.hp.get("adam_eps", 1e-8)
     if name == "adam":
         return torch.optim.Adam(groups, lr=method.hp["lr"], eps=eps)
     if name == "adamw":
-        return torch.optim.AdamW(_without_decay_on_biases(groups, model), lr=method.hp["lr"], eps=eps)
+        return torch.optim.AdamW(groups, lr=method.hp["lr"], eps=eps)
     raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
@@ -94,9 +145,28 @@ def warmup_cosine(epoch: int, warmup: int, total: int) -> float:
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def timm_cosine(epoch: int, lr: float, *, warmup: int, cycle: int, warmup_lr: float, min_lr: float,
+                step_offset: int) -> float:
+    """The lr epoch ``epoch`` (0-based) trains at under timm's ``CosineLRScheduler`` with base lr
+    ``lr``, stepped ``step(epoch - 1 + step_offset)`` after each epoch (see the module docstring)."""
+    t = 0 if epoch == 0 else epoch - 1 + step_offset
+    if t < warmup:
+        return warmup_lr + t * (lr - warmup_lr) / warmup
+    if t < cycle:
+        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * t / cycle))
+    return min_lr
+
+
+def _timm_cosine_factor(epoch: int, *, lr: float, **shape: Any) -> float:
+    """:func:`timm_cosine` of a group with initial lr ``lr`` as the factor :class:`LambdaLR`
+    multiplies that lr by."""
+    return timm_cosine(epoch, lr, **shape) / lr
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
     """``step``: lr x ``lr_gamma`` at every epoch listed in ``lr_milestones``; ``cosine``:
-    :func:`warmup_cosine` over ``epochs`` with ``warmup_epochs`` (stepped once per epoch)."""
+    :func:`warmup_cosine` over ``epochs`` with ``warmup_epochs``; ``timm_cosine``:
+    :func:`timm_cosine` per group (all stepped once per epoch)."""
     name = hp.get("schedule", "step")
     if name == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.get("lr_milestones", [])),
@@ -104,6 +174,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> tor
     if name == "cosine":
         factor = partial(warmup_cosine, warmup=int(hp.get("warmup_epochs", 0)), total=int(hp["epochs"]))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if name == "timm_cosine":
+        shape = {"warmup": int(hp.get("warmup_epochs", 0)),
+                 "cycle": int(hp["epochs"]) - int(hp.get("cooldown_epochs", 0)),
+                 "warmup_lr": float(hp.get("warmup_lr", 0.0)), "min_lr": float(hp.get("min_lr", 0.0)),
+                 "step_offset": int(hp.get("timm_step_offset", 1))}
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [partial(_timm_cosine_factor, lr=group["lr"], **shape) for group in optimizer.param_groups])
     raise ValueError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
 
 
@@ -115,12 +192,14 @@ def forward(method: Method | None, model: nn.Module, images: torch.Tensor) -> Fo
 def train_step(model: nn.Module, method: Method | None, optimizer: torch.optim.Optimizer,
                images: torch.Tensor, labels: torch.Tensor, accel: Acceleration = Acceleration()
                ) -> tuple[torch.Tensor, ForwardOutputs]:
-    """Forward, cross-entropy plus the method's regulariser on that forward's outputs,
-    backward, step; ``(loss, outputs)``, both detached and left on the device (nothing is
-    read back to the host, so the step does not wait for the device)."""
+    """Forward, cross-entropy (label smoothing ``hp['label_smoothing']``) plus the method's
+    regulariser on that forward's outputs, backward, step; ``(loss, outputs)``, both detached
+    and left on the device (nothing is read back to the host, so the step does not wait for the
+    device)."""
+    smoothing = 0.0 if method is None else float(method.hp.get("label_smoothing", 0.0))
     with accel.autocast(images.device.type):
         outputs = forward(method, model, images)
-        loss = F.cross_entropy(outputs.logits, labels)
+        loss = F.cross_entropy(outputs.logits, labels, label_smoothing=smoothing)
         extra = None if method is None else method.regularizer(model, outputs)
         if extra is not None:
             loss = loss + extra

@@ -25,6 +25,27 @@ def test_precedence_preset_method_dataset_cli():
     assert resolve_hparams(preset, "spottune", "digits", {"backbone.width": 0.5})["backbone"]["width"] == 0.5
 
 
+def test_a_methods_own_per_dataset_values_beat_its_method_hparams_and_reach_no_other_method():
+    preset = load_preset("mini")
+    preset["dataset_hparams"] = {"digits": {"lr": 0.5, "weight_decay": 0.1}}
+    preset["method_hparams"]["finetune"] = {"lr": 0.2, "dataset_hparams": {"digits": {"lr": 0.3}}}
+    digits, fonts = (resolve_hparams(preset, "finetune", d, overrides) for d, overrides in
+                     (("digits", {}), ("glyph_fonts", {})))
+    assert (digits["lr"], digits["weight_decay"], fonts["lr"]) == (0.3, 0.1, 0.2)
+    assert "dataset_hparams" not in digits  # the table itself is not a hyperparameter of the run
+    assert resolve_hparams(preset, "finetune", "digits", {"lr": 0.4})["lr"] == 0.4  # --set still wins
+    assert resolve_hparams(preset, "l2sp", "digits")["lr"] == 0.5
+
+
+def test_per_dataset_values_of_an_unknown_dataset_are_refused():
+    from spottune.preflight import hparam_problems
+
+    grid = make_grid("mini", ["finetune"], ["digits"], [0])
+    grid.preset["method_hparams"]["finetune"] = {"dataset_hparams": {"vtab1k/cifa": {"lr": 0.3}}}
+    assert hparam_problems(grid) == ["method_hparams.finetune.dataset_hparams: unknown dataset 'vtab1k/cifa' (use the "
+                                     "names run_all.py --list prints, e.g. vtab1k/cifar)"]
+
+
 def test_method_specific_override_applies_only_where_it_exists():
     grid = make_grid("mini", ["finetune", "spottune"], ["digits"], [0], {"temperature": 1.0})
     by_method = {c.method: c.hparams for c in grid.runs()}

@@ -41,7 +41,7 @@ def test_report_holds_every_table_the_statistics_and_the_failed_runs(report):
     page = report.read_text()
     tables = set(re.findall(r'<table id="([^"]+)"', page))
     written = {path.stem for path in (report.parent / "tables").glob("*.md")} - {"summary"}
-    summaries = {f"summary_{preset}" for preset in ("decathlon", "mini", "standard")}
+    summaries = {f"summary_{preset}" for preset in ("decathlon", "fgvc", "mini", "standard", "vtab1k")}
     assert written | summaries | {"runs", "unfinished"} == tables
     assert "Holm-corrected" in page and "paired t-test over the seeds" in page
     assert "<strong>spottune</strong> against finetune (paired t-test over 3 seeds" in page

@@ -40,7 +40,8 @@ def test_vtab_group_means_and_both_overall_means_from_run_records():
     assert (table.low.at["BitFit (suite)", "Natural"], table.high.at["BitFit (suite)", "Natural"]) == \
         pytest.approx((53.5 - half, 53.5 + half))
     assert table.seeds.at["BitFit (suite)", "mean (groups)"] == 2
-    assert list(table.mean.columns[-5:]) == ["Natural", "Specialized", "Structured", "mean (groups)", "mean (tasks)"]
+    assert list(table.mean.columns[-8:]) == ["Natural", "Specialized", "Structured", "mean (groups)", "mean (tasks)",
+                                             "Params (M)", "#par (Decathlon)", "#par (VPT)"]
     assert any("mean (groups): mean of the three group means" in line and "mean (tasks): mean over the 19 tasks"
                in line for line in table.footnotes)
 
@@ -106,3 +107,50 @@ def test_reference_rows_parse_with_provenance_and_reproduce_their_printed_mean(n
         groups = mean_columns(accuracy, VTAB_MEANS)
         assert (groups["mean (groups)"] - printed).abs().max() > 1  # the two overall means differ
         assert sorted(t for tasks in VTAB_GROUPS.values() for t in tasks) == sorted(accuracy.columns)
+
+
+def with_params(runs: pd.DataFrame, recipes: dict[str, str]) -> pd.DataFrame:
+    """``runs`` with the parameter records of a ViT-B/16 (85.8 M without classifier, 10 classes) and
+    each method's recorded recipe: finetune trains everything, adapter 0.157 M (NOAH's size)."""
+    classifier, backbone = 10 * 769, 85_798_656
+    specific = {"finetune": backbone, "adapter": 156_768}
+    return runs.assign(**{
+        "params.backbone": backbone, "params.classifier": classifier,
+        "params.task_specific": runs["method"].map(specific) + classifier,
+        "params.shares_pretrained": runs["method"] != "finetune",
+        "protocol.recipe": runs["method"].map(recipes), "protocol.batch_size": runs["method"].map(
+            {"finetune": "384", "adapter": "64"})})
+
+
+def test_parameter_columns_in_three_labelled_conventions_and_the_recipe_per_method():
+    runs = with_params(records("vtab1k", TASKS, ("finetune", "adapter")),
+                       {"finetune": "VPT finetune (KMnP/vpt configs/base-finetune.yaml)",
+                        "adapter": "NOAH (ZhangYuanhan-AI/NOAH configs/Adapter/VTAB/slurm_train_adapter_vtab.sh)"})
+    table = build_table(runs, VTAB1K)
+    suite, paper = table.mean.loc["Adapter (suite)"], table.mean.loc["Adapter (paper) [src]"]
+    assert suite["Params (M)"] == pytest.approx(0.156768) and paper["Params (M)"] == 0.16  # V-PETL's column
+    assert table.mean.at["Full fine-tuning (suite)", "Params (M)"] == pytest.approx(85.798656)
+    # Decathlon-style: 1 + 19 x task-specific / backbone; VPT's: 19 x ..., plus 1 only for a shared backbone
+    full = (85_798_656 + 7690) / 85_798_656
+    assert table.mean.at["Full fine-tuning (suite)", "#par (Decathlon)"] == pytest.approx(1 + 19 * full)
+    assert table.mean.at["Full fine-tuning (suite)", "#par (VPT)"] == pytest.approx(19 * full)  # 19.00, not 20.00
+    assert suite["#par (VPT)"] == pytest.approx(1 + 19 * (156_768 + 7690) / 85_798_656) == suite["#par (Decathlon)"]
+    assert table.mean.at["Adapter Δ", "Params (M)"] == pytest.approx(0.156768 - 0.16)
+    assert not table.bold_mask()[["Params (M)", "#par (Decathlon)", "#par (VPT)"]].any().any()  # no "best" size
+    notes = "\n".join(table.footnotes)
+    assert ("recipe: NOAH (ZhangYuanhan-AI/NOAH configs/Adapter/VTAB/slurm_train_adapter_vtab.sh) (adapter), "
+            "VPT finetune (KMnP/vpt configs/base-finetune.yaml) (finetune)") in notes
+    assert "batch_size: 384 (finetune), 64 (adapter)" in notes
+    assert "Params (M): trainable parameters per task in millions without the new classifier" in notes
+    assert "#par (VPT) = 19 × task-specific / backbone, plus 1" in notes
+    assert "Paper rows report the best test accuracy over the checkpoints" in notes
+    markdown = to_markdown(table)
+    assert "| Params (M) | #par (Decathlon) | #par (VPT) |" in markdown.splitlines()[2]
+    assert "| 0.16 | 1.04 | 1.04 |" in next(line for line in markdown.splitlines() if line.startswith("| Adapter (suite)"))
+
+
+def test_fgvc_params_of_the_published_rows():
+    table = build_table(with_params(records("fgvc", list(FGVC_DATASETS), ("adapter",)), {"adapter": "x"}), FGVC)
+    assert table.mean.at["Adapter (paper) [src]", "Params (M)"] == 0.41  # another size than VTAB-1k's 0.16
+    assert table.mean.at["LoRA (paper) [src]", "Params (M)"] == 0.77
+    assert table.mean.at["Adapter (suite)", "#par (VPT)"] == pytest.approx(1 + 5 * (156_768 + 7690) / 85_798_656)

@@ -52,13 +52,23 @@ def test_selection_runs_cover_every_point_seed_and_pair_on_the_selection_split(t
     grid = make_grid(write_preset(tmp_path, search=space), methods=["feature_extractor", "finetune"],
                      datasets=["digits", "glyph_letters"], seeds=[0, 1])
     runs = Search(grid).selection_runs()
-    # 2 datasets x 2 seeds x (4 points of feature_extractor + 6 of finetune)
-    assert len(runs) == 2 * 2 * (4 + 6) == len({r.run_id for r in runs})
+    # 2 datasets x 2 seeds x (4 points of feature_extractor + 3 of finetune: its own space, not merged)
+    assert len(runs) == 2 * 2 * (4 + 3) == len({r.run_id for r in runs})
     assert all(is_selection(r.hparams) and r.hparams["data"] == {"eval_split": "holdout"} for r in runs)
     first = [(r.hparams["lr"], r.hparams["weight_decay"], r.seed) for r in runs[:8]]  # digits, feature_extractor
     assert first == [(lr, wd, seed) for lr in (0.1, 0.01) for wd in (0.0, 0.001) for seed in (0, 1)]
     assert {r.hparams["lr"] for r in runs if r.method == "finetune"} == {0.2, 0.02, 0.002}
+    assert {r.hparams["weight_decay"] for r in runs if r.method == "finetune"} == {0.0005}  # the preset's
     assert not {r.run_id for r in runs} & {r.run_id for r in grid.runs()}
+
+
+def test_a_method_with_an_empty_space_is_not_searched_and_keeps_its_recipe(tmp_path):
+    space = {"hparams": {"lr": [0.1, 0.01]}, "method_hparams": {"finetune": {}},
+             "data_options": {"eval_split": "holdout"}}
+    grid = make_grid(write_preset(tmp_path, search=space), methods=["feature_extractor", "finetune"], seeds=[0])
+    search = Search(grid)
+    assert {r.method for r in search.selection_runs()} == {"feature_extractor"}
+    assert [r.method for r in search.final_runs({})] == ["finetune"]  # runs at once, with the grid's values
 
 
 def test_choice_is_the_best_seed_mean_ties_to_the_smallest_lr_then_declared_order(tmp_path):
@@ -128,7 +138,28 @@ def test_dry_run_lists_both_phases_with_counts(tmp_path, capsys):
     assert all(line.startswith("(choice)      awaiting") for line in lines[phase2 + 1:phase2 + 3])
     assert lines[phase2 + 3].startswith("2 final runs (tiny-search)")
     assert sum(line.startswith("estimated GPU time of the runs: ") for line in lines) == 2
+    recipes = lines.index("recipes (what each method trains with) and search spaces:")
+    assert lines[recipes + 1] == (
+        "  feature_extractor: the preset's hparams: optimizer sgd, lr 0.05, weight_decay 0.0005, weight_decay_exempt "
+        "none, batch_size 64, schedule constant lr for 1 epochs; search: lr [0.1, 0.01] (2 points per dataset)")
 
+
+def test_vtab1k_dry_run_lists_each_methods_recipe_and_search_space(capsys, tmp_path):
+    argv = ["--preset", "vtab1k", "--datasets", "vtab1k/cifar,vtab1k/eurosat", "--methods",
+            "vpt_deep,adapter,ssf,finetune", "--search", "--dry-run", "--output", str(tmp_path)]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    recipes = {line.split(":")[0].strip(): line for line in lines[lines.index(
+        "recipes (what each method trains with) and search spaces:") + 1:]}
+    assert recipes["vpt_deep"].startswith("  vpt_deep: VPT prompt (KMnP/vpt configs/base-prompt.yaml): optimizer sgd, ")
+    assert recipes["vpt_deep"].endswith("x num_prompts [1, 5, 10, 50, 100, 200] (240 points per dataset)")
+    assert "weight_decay_exempt 1d, batch_size 64, drop_path 0.1" in recipes["adapter"]
+    assert recipes["adapter"].endswith("; search: none (the values above)")
+    assert ("lr per dataset 0.003..0.005, weight_decay per dataset 5e-05..0.05, weight_decay_exempt 1d, "
+            "batch_size 64, drop_path per dataset 0..0.2") in recipes["ssf"]
+    assert "search: lr [0.0075, 0.0015, 0.00075, 0.00015] x weight_decay [0.01] (4 points" in recipes["finetune"]
+    # phase 1 holds the searched methods' selection runs only: 2 tasks x (240 + 4) points
+    assert any(line.startswith("488 selection runs (vtab1k)") for line in lines)
 
 @pytest.mark.slow  # three one-epoch runs: about 7 s on one thread
 def test_search_end_to_end_then_idempotent_rerun(tmp_path, capsys):

@@ -115,5 +115,9 @@ def test_mini_vit_preset_runs_the_methods_of_the_vit_family_only():
     assert grid.methods == [m for m in list_methods() if "vit" in get_method(m).families]
     assert {"vpt_deep", "lora", "spottune", "finetune"} <= set(grid.methods) and "bn_adapt" not in grid.methods
     assert "vpt_deep" not in make_grid("mini").methods
+    # the budget: AdamW for 6 epochs on the two transferable tasks, frozen-backbone methods at 10x the lr
+    lrs = {spec.method: spec.hparams["lr"] for spec in grid.runs() if spec.dataset == "digits"}
+    assert grid.datasets == ["fmnist_heldout", "digits"] and {s.hparams["epochs"] for s in grid.runs()} == {6}
+    assert lrs["finetune"] == lrs["spottune"] == 0.001 and lrs["lora"] == lrs["feature_extractor"] == 0.01
     with pytest.raises(ValueError, match="method piggyback applies to cnn backbones only; vit_mini is a vit"):
         make_grid("mini-vit", ["finetune", "piggyback"])

@@ -10,6 +10,7 @@ says which kind of network it is, for methods that only apply to one.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -96,6 +97,31 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+
+HEAD_INITS = ("pytorch", "vpt", "timm")
+
+
+def init_classifier_(fc: nn.Linear, scheme: str) -> nn.Linear:
+    """Initialise a new classifier as its source does; returns it.
+
+    * ``pytorch``: ``nn.Linear``'s own (weight and bias uniform in +-1/sqrt(fan_in)), kept as built;
+    * ``vpt``: KMnP/vpt ``src/models/mlp.py`` lines 53-57 with ``special_bias=True``
+      (``src/models/vit_models.py`` lines 160-165): weight ``kaiming_normal_(a=0,
+      mode='fan_out')`` (std sqrt(2 / classes)), bias ``-log((1 - 0.01) / 0.01)`` (a prior of 1 %);
+    * ``timm``: timm's ``init_weights_vit_timm`` as dongzelian/SSF ``models/vision_transformer.py``
+      lines 550-555 run it on the new head: weight truncated normal, std 0.02, bias 0.
+    """
+    if scheme not in HEAD_INITS:
+        raise ValueError(f"unknown head_init {scheme!r}; use one of {', '.join(HEAD_INITS)}")
+    with torch.no_grad():
+        if scheme == "vpt":
+            nn.init.kaiming_normal_(fc.weight, a=0, mode="fan_out")
+            nn.init.constant_(fc.bias, -math.log((1 - 0.01) / 0.01))
+        elif scheme == "timm":
+            nn.init.trunc_normal_(fc.weight, std=0.02)
+            nn.init.zeros_(fc.bias)
+    return fc
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

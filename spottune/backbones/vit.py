@@ -12,6 +12,11 @@ ViT-Ti/S/B with 16-px patches at 224 px under timm's names, and ``vit_mini`` (4-
 32 px, dim 96, depth 6, 3 heads; 0.67 M parameters without classifier) for the embedded
 ``mini-vit`` preset, which the suite pretrains itself (``pretrained.kind: suite``).
 
+Stochastic depth (:func:`set_drop_path_`, the ``drop_path`` hyperparameter): timm's rule,
+block ``i`` of ``L`` drops its attention and MLP branches with probability ``rate * i / (L - 1)``
+(``torch.linspace(0, drop_path_rate, depth)`` in timm's ``VisionTransformer``), as the NOAH,
+V-PETL Bench and SSF scripts build their ViT-B/16 (``drop_path_rate`` / ``--dpr``).
+
 Weights come only from a local file (``pretrained.kind: state_dict``): a timm state dict
 (``.pth`` / ``.bin`` / ``.safetensors``, e.g. saved from ``timm.create_model(...).state_dict()``
 or timm's Hugging Face ``model.safetensors``), a torchvision ``vit_b_16`` state dict (converted,
@@ -72,6 +77,23 @@ class ClassToken(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens[:, 0]
+
+
+def set_drop_path_(backbone: Backbone, rate: float) -> Backbone:
+    """Stochastic depth of rate ``rate`` on the blocks of a ViT ``backbone`` as timm builds it
+    (see the module docstring); ``rate`` 0 leaves it unchanged. Returns it."""
+    from timm.layers import DropPath
+
+    if not rate:
+        return backbone
+    if backbone.family != "vit":
+        raise ValueError(f"drop_path={rate}: stochastic depth applies to ViT blocks; {backbone.arch} is a "
+                         f"{backbone.family} (set drop_path=0)")
+    rates = torch.linspace(0, float(rate), backbone.num_blocks).tolist()
+    for block, p in zip(backbone.blocks, rates):
+        block.drop_path1 = DropPath(p) if p > 0 else nn.Identity()
+        block.drop_path2 = DropPath(p) if p > 0 else nn.Identity()
+    return backbone
 
 
 def timm_vit(arch: str, num_classes: int) -> nn.Module:

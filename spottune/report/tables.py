@@ -31,6 +31,11 @@ headers. A scored layout adds:
   (``params.task_specific - params.classifier``), the convention of the published Decathlon
   tables (Piggyback 1.28 there).
 
+A layout with ``parameter_columns`` (VTAB-1k, FGVC) ends with ``Params (M)``, ``#par
+(Decathlon)`` and ``#par (VPT)`` (:mod:`spottune.report.parameter_columns`, paper rows their
+published ``Params (M)``), unranked; its ``published_note`` says how the published rows were
+scored (V-PETL Bench's: the best test accuracy over checkpoints).
+
 A layout's mean columns (:mod:`spottune.report.group_means`: VTAB-1k's Natural / Specialized /
 Structured group means, the mean of the group means and the mean over the tasks; FGVC's mean)
 follow the dataset columns, on every row: a suite row's is the mean, over the seeds done on
@@ -60,6 +65,8 @@ import pandas as pd
 from spottune.report.aggregate import pivot, runs_not_done, seed_stats
 from spottune.report.comparison import cell_markers, significance_note
 from spottune.report.group_means import VTAB_MEANS, MeanColumn, mean_columns
+from spottune.report.parameter_columns import COLUMNS as PARAMETER_COLUMNS
+from spottune.report.parameter_columns import PARAMS_M, PUBLISHED_METRIC, parameter_cells, parameter_note
 from spottune.visual_decathlon import (DOMAINS, FINETUNE_BASELINE, SCORE_FORMULA, SOURCE_DOMAIN,
                                        decathlon_score, parameter_cost)
 from spottune.report.reference import PROVENANCE, load_published
@@ -76,6 +83,12 @@ PAPER = " (paper)"
 """Suffix of the published rows' labels."""
 
 
+BEST_OVER_CHECKPOINTS = (
+    "Paper rows report the best test accuracy over the checkpoints evaluated during training (V-PETL Bench's "
+    "train/train_model_*.py keep config['best_acc']; NOAH and SSF their maximum too): an optimistic protocol. "
+    "The suite's rows report the last epoch's model.")
+
+
 @dataclass(frozen=True)
 class Layout:
     """What one paper table shows.
@@ -88,7 +101,9 @@ class Layout:
     number of new tasks in ``#par`` (``None``: the number of dataset columns);
     ``published_par`` adds :data:`PUBLISHED_PAR`, ``#par`` without the new classifiers.
     ``means`` are mean columns after the dataset columns (:mod:`spottune.report.group_means`);
-    ``published_mean`` is the column a published ``mean_accuracy`` is printed in.
+    ``published_mean`` is the column a published ``mean_accuracy`` is printed in;
+    ``parameter_columns`` adds :data:`~spottune.report.parameter_columns.COLUMNS`;
+    ``published_note`` is a footnote on how the published rows were scored.
     """
 
     name: str
@@ -104,6 +119,8 @@ class Layout:
     published_par: bool = False
     means: tuple[MeanColumn, ...] = ()
     published_mean: str = "mean"
+    parameter_columns: bool = False
+    published_note: str = ""
 
 
 DECATHLON = Layout(
@@ -138,12 +155,14 @@ VTAB1K = Layout(
              "eurosat": "EuroS", "resisc45": "Resisc", "diabetic_retinopathy": "Retino", "clevr_count": "Cl-Cnt",
              "clevr_dist": "Cl-Dst", "dmlab": "DMLab", "kitti": "KITTI", "dsprites_loc": "dS-Loc",
              "dsprites_ori": "dS-Ori", "smallnorb_azi": "sN-Azi", "smallnorb_ele": "sN-Ele"},
-    published="vtab1k", means=VTAB_MEANS, published_mean="mean (tasks)")
+    published="vtab1k", means=VTAB_MEANS, published_mean="mean (tasks)", parameter_columns=True,
+    published_note=BEST_OVER_CHECKPOINTS)
 FGVC = Layout(
     name="fgvc", title="FGVC, test top-1 accuracy (%)", preset="fgvc", dataset_prefix="fgvc/",
     headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"},
     published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
-                                        "mean: mean over the five datasets"),))
+                                        "mean: mean over the five datasets"),),
+    parameter_columns=True, published_note=BEST_OVER_CHECKPOINTS)
 LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
 
 
@@ -180,6 +199,8 @@ def protocol_note(runs: pd.DataFrame) -> str | None:
     keys = [c for c in ("backbone", "weights", "hparams.backbone.width") if c in runs.columns]
     for column in keys + sorted(c for c in runs.columns if c.startswith("protocol.")):
         present = runs.dropna(subset=[column])
+        if present.empty:  # a key only other presets' runs record
+            continue
         values = present[column].map(str)
         name = column.removeprefix("protocol.").removeprefix("hparams.")
         if values.nunique() == 1 and len(present) == len(runs):
@@ -280,6 +301,8 @@ def _suite_row(layout: Layout, label: str, runs: pd.DataFrame, stats: pd.DataFra
     accuracies = per_seed_accuracies(runs)
     for header, values in mean_columns(accuracies, layout.means).items():
         _set(row, header, t_interval(values))
+    if layout.parameter_columns:
+        row.values.update(parameter_cells(runs, layout.target_tasks or len(columns)))
     if layout.baseline is None:
         return row, missing
     complete = accuracies.reindex(columns=present.index).dropna()
@@ -302,7 +325,8 @@ def _paper_row(published: pd.DataFrame, columns: dict[str, str], layout: Layout)
     counted that way), and the mean columns computed from its per-dataset numbers because
     they are not published."""
     headers = {**columns, **PUBLISHED_SCORES, "mean_accuracy": layout.published_mean,
-               **({"params": PUBLISHED_PAR} if layout.published_par else {})}
+               **({"params": PUBLISHED_PAR} if layout.published_par else {}),
+               **({PUBLISHED_METRIC: PARAMS_M} if layout.parameter_columns else {})}
     values, tags, accuracies = {}, {}, {}
     for entry in published.itertuples():
         key = entry.dataset if entry.metric == "accuracy" else entry.metric
@@ -390,7 +414,9 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
                  else pd.DataFrame(columns=["method", "label", "provenance", "source"]))
     columns = _columns(layout, list(means.columns))
     headers = list(columns.values()) + [m.header for m in layout.means] + (
-        SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else [])
+        SCORE_COLUMNS if layout.baseline is not None else []) + ([PUBLISHED_PAR] if layout.published_par else []) + (
+        list(PARAMETER_COLUMNS) if layout.parameter_columns else [])
+
     done = runs[runs["status"] == "done"]
     baseline = _baseline(layout, done)
     labels = dict(zip(published["method"], published["label"]))
@@ -415,7 +441,7 @@ def build_table(records: pd.DataFrame, layout: Layout, reference_dir: str | Path
 
     deltas = {r.name for r in rows if r.kind == "delta"}
     markers = frame("markers")
-    best = {h: "min" if h in ("#par", PUBLISHED_PAR) else "max" for h in headers}
+    best = {h: "min" if h in ("#par", PUBLISHED_PAR) else "max" for h in headers if h not in PARAMETER_COLUMNS}
     printed = published[published["method"].isin({r.method for r in rows if r.kind == "paper"})]
     return Table(name=layout.name, title=layout.title, mean=frame("values").astype(float),
                  low=frame("low").astype(float), high=frame("high").astype(float),
@@ -472,6 +498,8 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
             "parameters, means over the method's runs, the new classifier counted as task-specific"
             + (f"; {PUBLISHED_PAR}: the same without it, the published tables' convention."
                if layout.published_par else "."))
+    if layout.parameter_columns:
+        lines.append(parameter_note(layout.target_tasks or len(columns)))
     if partial:
         lines.append(f"{PARTIAL} over the datasets present only: " + "; ".join(partial) + ".")
     protocol = protocol_note(done)
@@ -488,4 +516,6 @@ def _footnotes(layout: Layout, runs: pd.DataFrame, used: pd.DataFrame, deltas: b
     for tag in sorted(used["provenance"].unique()):
         sources = "; ".join(used.loc[used["provenance"] == tag, "source"].unique())
         lines.append(f"{tag} {PROVENANCE.get(tag, '')}: {sources}.")
+    if layout.published_note and len(used):
+        lines.append(layout.published_note)
     return lines
