@@ -242,7 +242,7 @@ def test_preflight_rules_of_the_new_hyperparameters():
     grid = make_grid("vtab1k", ["finetune"], ["vtab1k/dtd"], [0],
                      {"optimizer": "lamb", "schedule": "linear", "warmup_epochs": -1, "adam_eps": 0})
     assert sorted(hparam_problems(grid)) == [
-        "adam_eps=0: must be a number > 0", "optimizer='lamb': must be one of sgd, adam, adamw",
+        "adam_eps=0.0: must be a number > 0", "optimizer='lamb': must be one of sgd, adam, adamw",
         "schedule='linear': must be one of step, cosine, timm_cosine", "warmup_epochs=-1: must be an integer >= 0"]
     grid = make_grid("vtab1k", ["ssf"], ["vtab1k/dtd"], [0],
                      {"weight_decay_exempt": "norms", "label_smoothing": 1.0, "drop_path": -0.1, "head_init": "xavier",
