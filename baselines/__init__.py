@@ -1,6 +1,7 @@
 """The baselines SpotTune is compared with, one module each; importing registers them: the
 2019 ones on ResNets and the parameter-efficient (PEFT) ones on ViTs (BitFit, VPT, adapters,
-AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``).
+AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``),
+and SpotTune's successor TAPS (per-task layer selection) on both.
 
 ``finetune``, ``spottune`` and ``spottune_global`` live in :mod:`spottune.methods`; shared
 network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`, the
@@ -24,5 +25,6 @@ from baselines import (  # noqa: F401  (imported for their registrations)
     residual_adapters,
     ssf,
     stochastic_finetune,
+    taps,
     vpt,
 )

@@ -11,6 +11,8 @@
 * :func:`frozen_for_task`: the starting point of the parameter-efficient methods (BitFit,
   VPT, adapters, AdaptFormer, SSF, LoRA): every pretrained weight frozen, a new classifier
   initialised as the method's source does (``head_init``).
+* :class:`Binarize`: a step function trained with the straight-through estimator (Piggyback's
+  binary masks, TAPS's per-layer indicators).
 """
 from __future__ import annotations
 
@@ -24,6 +26,19 @@ from spottune.backbones.base import Backbone, init_classifier_
 from spottune.backbones.resnet26 import init_conv_
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class Binarize(torch.autograd.Function):
+    """``1[x > threshold]`` forward, identity backward (the straight-through estimator: the
+    gradient reaching the step's output is passed to ``x`` unchanged)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, threshold: float) -> torch.Tensor:
+        return (x > threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
 
 
 def freeze_(module: nn.Module) -> nn.Module:

@@ -30,23 +30,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from baselines._common import Frozen, freeze_, is_batch_norm, is_conv, replace_modules
+from baselines._common import Binarize, Frozen, freeze_, is_batch_norm, is_conv, replace_modules
 from spottune.backbones.base import Backbone, count_parameters
 from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
 
 BITS_PER_FLOAT = 32
-
-
-class Binarize(torch.autograd.Function):
-    """``1[m > threshold]`` forward, identity backward (straight-through)."""
-
-    @staticmethod
-    def forward(ctx: Any, mask: torch.Tensor, threshold: float) -> torch.Tensor:
-        return (mask > threshold).to(mask.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad, None
 
 
 class MaskedConv2d(nn.Module):

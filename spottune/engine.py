@@ -29,7 +29,9 @@ What this module adds:
   appended to its ``attempts.log`` (a done run called again appends nothing), with
   ``warnings``: the suite's warnings up to then (:func:`collected_warnings`), when any.
 * evaluation on the test split after the last epoch (top-1, percent), with the per-image
-  routing the method records (:class:`spottune.methods.ForwardOutputs`) saved to ``policy.npz``.
+  routing the method records (:class:`spottune.methods.ForwardOutputs`) saved to ``policy.npz``
+  and, for a method that selects layers per task, its selection
+  (:meth:`spottune.methods.Method.layer_selection`) in ``metrics.json``.
 """
 from __future__ import annotations
 
@@ -218,6 +220,9 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
         "history": history, "protocol": protocol,
         "pretraining": backbone.pretraining,  # the source task's accuracy of the shared network
     }
+    selection = method.layer_selection(model)
+    if selection is not None:
+        metrics["layer_selection"] = selection
     folder.write_predictions(result["predictions"], result["labels"],
                              task.test_ids if task.test_ids is not None else [])
     if result["routing"] is not None:

@@ -14,9 +14,13 @@ e.g. SpotTune's test-time routing), and the backbone families it applies to (``f
 preset's ``methods: all`` keeps only the methods of its backbone's family). A method runs
 its model on a batch (:meth:`Method.forward`, returning :class:`ForwardOutputs`: the logits
 and, for a method that routes images, the per-image routing to record); its regulariser gets
-that forward's outputs. Nothing passes through attributes a forward leaves on the model. The
-engine knows nothing else about methods. The contract before :class:`ForwardOutputs`,
-``regularizer(self, model)``, still works: such an override is called without the outputs.
+that forward's outputs. Nothing passes through attributes a forward leaves on the model. A
+method that selects layers per task says which it selected at the end
+(:meth:`Method.layer_selection`, recorded in ``metrics.json``). A method checks its own
+hyperparameters in its constructor: a ``ValueError`` there (one line naming the key) stops
+``run_all.py`` before anything launches. The engine knows nothing else about methods. The
+contract before :class:`ForwardOutputs`, ``regularizer(self, model)``, still works: such an
+override is called without the outputs.
 
 Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
 ``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``, and
@@ -135,6 +139,13 @@ class Method:
         """Parameters a new task adds on top of the shared pretrained network (default: the
         trainable ones)."""
         return float(count_parameters(model, trainable_only=True))
+
+    def layer_selection(self, model: nn.Module) -> dict[str, list] | None:
+        """Which layers the trained model made task-specific, for a method that selects layers
+        per task (TAPS): lists over its gated layers, ``layers`` (names), ``block`` (block
+        index, None for the stem), ``task_specific`` (0 / 1) and what else the method records
+        per layer; recorded as ``metrics.json`` ``layer_selection``. Default: None."""
+        return None
 
 
 _REGISTRY: dict[str, type[Method]] = {}

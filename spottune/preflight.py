@@ -44,6 +44,8 @@ would silently never apply, and the cosine schedule has none: milestones there w
 ignored). A method's own ``dataset_hparams`` (in ``method_hparams``) must name datasets the
 suite knows. A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
 hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
+A method's own hyperparameters are checked by its constructor (e.g. TAPS's ``lambda_sparsity``):
+its ``ValueError`` is one line, ``method <name>: <key>=<value>: must be ...``.
 
 Every number, wherever it sits in the hyperparameters (the rules above, a method's own
 values, a search space), must be finite: ``--set lr=inf`` (or ``1e400``, which ``float()``
@@ -68,6 +70,7 @@ from spottune.data import DatasetError, list_datasets, load_task
 from spottune.records import RunSpec
 from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
 from spottune.grid import METHOD_DATASET_KEY, Grid, resolve_hparams, search_space
+from spottune.methods import create_method
 
 
 def _numeric(value: Any) -> bool:
@@ -217,6 +220,11 @@ def hparam_problems(grid: Grid) -> list[str]:
                 found, value = _lookup(hp, key)
                 if found and key not in mistyped and key not in infinite and not valid(value):
                     problems[f"{key}={value!r}: must be {what}"] = None
+            if not (mistyped or infinite):  # those lines already name the method's keys
+                try:
+                    create_method(hp.get("variant_of", method), hp)
+                except ValueError as err:
+                    problems[f"method {method}: {err}"] = None
             milestones = None if "lr_milestones" in mistyped or "lr_milestones" in infinite else milestone_problem(hp)
             if milestones:
                 problems[milestones] = None

@@ -22,7 +22,7 @@ HP = {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "optimizer": "sgd"}
 # the methods that ship with the package (plugins such as examples/my_method.py come on top)
 BUILTIN = frozenset({"bn_adapt", "feature_extractor", "finetune", "finetune_last_k", "l2sp", "lwf", "piggyback",
                      "progressive", "random_policy", "residual_adapters_parallel", "residual_adapters_series",
-                     "spottune", "spottune_global", "stochastic_finetune"})
+                     "spottune", "spottune_global", "stochastic_finetune", "taps"})
 
 
 def tiny_run(method: str = "finetune", dataset: str = "digits", seed: int = 0, **overrides: Any) -> RunSpec:

@@ -25,9 +25,10 @@ CPU = torch.device("cpu")
 BATCH = 4
 # the tensor methods that copy a value to the host: on a GPU each one waits for the device
 HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__", "__array__")
-# the plain model (method None, the suite's pretraining), the default grid's methods and the routed ablations
+# the plain model (method None, the suite's pretraining), the default grid's methods, the routed ablations
+# and TAPS (a straight-through step per layer and a penalty on the scores at every step)
 METHODS = [None, "finetune", "feature_extractor", "l2sp", "residual_adapters_parallel", "spottune",
-           "spottune_global", "stochastic_finetune", "random_policy"]
+           "spottune_global", "stochastic_finetune", "random_policy", "taps"]
 ROUTED = ("spottune", "spottune_global", "stochastic_finetune", "random_policy")  # those that record routing
 
 

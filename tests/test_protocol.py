@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from baselines.taps import RECIPE
 from spottune.backbones import resnet26
 from spottune.grid import load_preset, resolve_hparams
 from spottune.methods import create_method
@@ -52,3 +53,17 @@ def test_the_footnote_states_per_method_what_ran():
     assert ("weight_decay: 0 (finetune on decathlon/cifar100, piggyback), 0.0001 (residual_adapters_parallel), "
             "0.0005 (finetune on decathlon/aircraft), network 0 / policy 0.001 (spottune on decathlon/cifar100), "
             "network 0.0005 / policy 0.001 (spottune on decathlon/aircraft);") in note
+
+
+def test_taps_states_that_it_runs_the_presets_recipe_and_keys_of_other_runs_are_not_printed():
+    preset = load_preset("decathlon")
+    taps = recorded_protocol(preset, "taps", DOMAINS[0])
+    assert taps["recipe"] == RECIPE
+    assert taps["schedule"] == "lr x0.1 at epoch 40 of 110" and taps["lambda_sparsity"] == 0.1
+    assert taps["lr"] == "0.1" and taps["weight_decay"] == "scores 0 / network 0.0005"
+    rows = [{"method": method, "dataset": DOMAINS[0], "seed": 0,
+             **flatten({"protocol": recorded_protocol(preset, method, DOMAINS[0])})} for method in ("finetune", "taps")]
+    note = protocol_note(pd.DataFrame(rows))
+    assert f"recipe: {taps['recipe']} (taps);" in note and "task_norm: True (taps);" in note
+    finetune_only = protocol_note(pd.DataFrame(rows).iloc[:1])  # the column exists, empty: not printed
+    assert "recipe" not in finetune_only and "task_norm" not in finetune_only

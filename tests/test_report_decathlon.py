@@ -42,7 +42,9 @@ def test_error_at_or_beyond_twice_the_baseline_scores_zero(beyond):
 def test_every_published_row_reproduces_its_printed_score_within_3_points():
     rows = published_rows()
     assert decathlon_score(rows["spottune"]["accuracy"]) == pytest.approx(3612, abs=3)
-    for method, row in rows.items():
+    scored = {method: row for method, row in rows.items() if "score" in row}
+    assert set(rows) - set(scored) == {"taps"}  # TAPS: only its mean is known [src], no score
+    for method, row in scored.items():
         assert decathlon_score(row["accuracy"]) == pytest.approx(row["score"], abs=3), method
 
 

@@ -102,12 +102,38 @@ def test_score_vs_params_plots_complete_rows_only(records):
     assert legend == ["published [src] [unverified]", "this suite"]
 
 
+def test_layer_selection_pools_seeds_per_dataset(records):
+    loaded = figures.load_layer_selection(records)
+    assert set(loaded) == {("mini", "taps")}
+    digits = loaded[("mini", "taps")]["digits"]
+    assert digits.task_specific.shape == (3, 25) and digits.layers[:2] == ["stem.0", "blocks.0.conv1"]
+    runs = records[(records["method"] == "taps") & (records["dataset"] == "digits")]
+    np.testing.assert_allclose(digits.fraction(), np.mean(list(runs["layer_selection.task_specific"]), axis=0))
+    np.testing.assert_array_equal(digits.block_edges(), np.arange(0.5, 25, 2))  # two convolutions per block
+
+
+def test_layer_selection_is_drawn_above_spottunes_routing_block_by_block(records):
+    selection = figures.load_layer_selection(records)[("mini", "taps")]
+    routing = figures.load_routing(records)[("mini", "spottune")]
+    figure = figures.layer_selection(selection, "taps", routing, "spottune")
+    top, bottom = visible_axes(figure)
+    assert [label.get_text() for label in top.get_yticklabels()] == sorted(selection)
+    layers = np.asarray(top.collections[0].get_array())
+    np.testing.assert_allclose(layers, np.stack([selection[d].fraction() for d in sorted(selection)]))
+    blocks = np.asarray(bottom.collections[0].get_array())
+    np.testing.assert_allclose(blocks, np.stack([routing[d].decisions.mean(axis=0) for d in sorted(selection)]))
+    # block b of SpotTune lies over block b's two convolutions of TAPS; the stem has no SpotTune column
+    np.testing.assert_allclose(bottom.collections[0].get_coordinates()[0, :, 0], np.arange(0.5, 25, 2))
+    assert [t.get_text() for t in bottom.get_xticklabels()][:3] == ["stem", "1", "2"]
+    assert len(visible_axes(figures.layer_selection(selection, "taps"))) == 1  # without SpotTune runs
+
+
 def test_write_figures_png_and_pdf_and_skips_images_without_lookup(tmp_path, records, caplog):
     with caplog.at_level(logging.INFO):
         paths = write_figures(records[records["preset"] == "mini"], tmp_path)
     names = {path.name for path in paths}
     assert names == {f"mini_{stem}.{suffix}" for suffix in ("png", "pdf") for stem in
                      ("spottune_routing_by_block", "spottune_blocks_per_image",
-                      "spottune_routing_over_epochs", "score_vs_params")}
+                      "spottune_routing_over_epochs", "taps_layer_selection", "score_vs_params")}
     assert all(path.stat().st_size > 0 for path in paths)
     assert "skipping mini_spottune_extreme_images" in caplog.text

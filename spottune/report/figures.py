@@ -19,6 +19,16 @@ of each (preset, method, dataset) into a :class:`Routing`. From it:
   (filled: the suite, hollow: published, with their provenance tags in the legend), partial
   rows (``†``) left out.
 
+A method that selects layers per task (TAPS) records ``layer_selection`` in ``metrics.json``
+(per gated layer, input to output: its name, its block, whether it ended task-specific); the
+done seeds of each (preset, method, dataset) pool into a :class:`LayerSelection`. From it:
+
+- :func:`layer_selection`: datasets x gated layers, the fraction of seeds that made each layer
+  task-specific (the form of the TAPS paper's Figure 3: one row per task, input on the left),
+  and below it, on the same datasets and the same horizontal axis, SpotTune's fraction of test
+  images fine-tuning each block (:func:`routing_heatmap`'s numbers), every block drawn over the
+  span of its layers: both methods' answer to "which layers does this task need".
+
 Builders return :class:`matplotlib.figure.Figure` objects made without pyplot (no global
 state, no display needed); :func:`save` writes PNG (200 dpi) and PDF. Sizes and fonts target
 a two-column paper: 6.75 in wide, 8 pt text.
@@ -85,6 +95,43 @@ def load_routing(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, Routi
             indices=np.concatenate([p["indices"] for p in policies]),
             train_fraction=np.mean([p["train_fraction"] for p in policies], axis=0))
     return routing
+
+
+@dataclass
+class LayerSelection:
+    """One (preset, method, dataset)'s layer selection over its done seeds: ``layers`` (names,
+    input to output), ``block`` (each layer's block index, None for the stem) and
+    ``task_specific`` (seeds, layers), 1 = the layer ended task-specific."""
+
+    layers: list[str]
+    block: list[int | None]
+    task_specific: np.ndarray
+
+    def fraction(self) -> np.ndarray:
+        """Per layer, the fraction of seeds that made it task-specific."""
+        return self.task_specific.mean(axis=0)
+
+    def block_edges(self) -> np.ndarray:
+        """Where each block begins on the layer axis (layer ``i`` spans ``[i - 0.5, i + 0.5]``),
+        then where the last one ends: ``num_blocks + 1`` edges."""
+        blocks = np.array([-1 if b is None else b for b in self.block])
+        starts = [np.flatnonzero(blocks == b)[0] - 0.5 for b in range(blocks.max() + 1)]
+        return np.array([*starts, np.flatnonzero(blocks >= 0)[-1] + 0.5])
+
+
+def load_layer_selection(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, LayerSelection]]:
+    """``{(preset, method): {dataset: LayerSelection}}`` from the done runs that recorded one."""
+    column = "layer_selection.task_specific"
+    if column not in records:
+        return {}
+    runs = records[(records["status"] == "done") & records[column].notna()]
+    selection: dict[tuple[str, str], dict[str, LayerSelection]] = {}
+    for (preset, method, dataset), group in runs.groupby(["preset", "method", "dataset"]):
+        first = group.iloc[0]
+        selection.setdefault((preset, method), {})[dataset] = LayerSelection(
+            layers=list(first["layer_selection.layers"]), block=list(first["layer_selection.block"]),
+            task_specific=np.array(list(group[column]), dtype=float))
+    return selection
 
 
 def styled(build: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -171,6 +218,49 @@ def routing_over_epochs(routing: dict[str, Routing], title: str) -> Figure:
         panel.label_outer()
     figure.colorbar(image, ax=list(axes), label="fraction fine-tuned (train)")
     figure.suptitle(f"{title}; moved: mean over blocks of |last epoch - epoch 1|")
+    return figure
+
+
+@styled
+def layer_selection(selection: dict[str, LayerSelection], title: str,
+                    routing: dict[str, Routing] | None = None, routing_title: str = "") -> Figure:
+    """Datasets x gated layers, the fraction of seeds that made each layer task-specific; below
+    it, given SpotTune's ``routing`` of the same backbone, its fraction of test images
+    fine-tuning each block on the same datasets, each block over its layers (see the module
+    docstring). A dataset one of the two lacks is a blank row in its panel."""
+    reference = next(iter(selection.values()))
+    edges = reference.block_edges()
+    if routing and any(r.decisions.shape[1] != len(edges) - 1 for r in routing.values()):
+        routing = None  # another backbone: its blocks are not these layers' blocks
+    datasets = sorted(set(selection) | set(routing or {}))
+    rows = np.arange(len(datasets) + 1)
+    panels = [("selection", len(reference.layers))] + ([("routing", len(edges) - 1)] if routing else [])
+    figure = Figure(figsize=(WIDTH, len(panels) * (0.75 + 0.22 * len(datasets))), layout="constrained")
+    axes = figure.subplots(len(panels), 1, squeeze=False, sharex=True).ravel()
+    for panel, (kind, columns) in zip(axes, panels):
+        cells = np.full((len(datasets), columns), np.nan)
+        for row, name in enumerate(datasets):
+            if kind == "selection" and name in selection:
+                cells[row] = selection[name].fraction()
+            elif kind == "routing" and name in routing:
+                cells[row] = routing[name].decisions.mean(axis=0)
+        x = np.arange(columns + 1) - 0.5 if kind == "selection" else edges
+        mesh = panel.pcolormesh(x, rows, np.ma.masked_invalid(cells), vmin=0, vmax=1, cmap="viridis")
+        figure.colorbar(mesh, ax=panel, label="fraction of seeds" if kind == "selection" else "fraction of images")
+        panel.vlines(edges, 0, len(datasets), colors="white", linewidths=0.6)
+        panel.set_yticks(rows[:-1] + 0.5, datasets)
+        panel.set_ylim(len(datasets), 0)
+        panel.set_ylabel("dataset")
+        panel.set_title(f"{title}: layers made task-specific" if kind == "selection"
+                        else f"{routing_title}: test images fine-tuning each block")
+    centres = (edges[:-1] + edges[1:]) / 2
+    stem = [i for i, b in enumerate(reference.block) if b is None]
+    ticks, labels = [*centres], [str(b + 1) for b in range(len(centres))]
+    if stem:
+        ticks, labels = [float(np.mean(stem)), *ticks], ["stem", *labels]
+    axes[-1].set_xticks(ticks, labels)
+    axes[-1].set_xlim(-0.5, len(reference.layers) - 0.5)
+    axes[-1].set_xlabel(f"gated layers, input to output, by residual block ({len(reference.layers)} layers)")
     return figure
 
 

@@ -10,7 +10,9 @@ description of the trained networks; :mod:`spottune.report.comparison`), ``paire
 ``<preset>_<method>_{routing_by_block,blocks_per_image}``, ``..._routing_over_epochs`` (for
 the datasets whose history recorded ``finetune_fraction``) and, given an ``image_lookup``,
 ``<preset>_<method>_extreme_images``; for each scored table,
-``<table>_score_vs_params``; each as PNG and PDF.
+``<table>_score_vs_params``; for each method that selects layers per task (TAPS),
+``<preset>_<method>_layer_selection``, drawn above SpotTune's routing of the same preset
+(:data:`ROUTING_BESIDE_SELECTION`); each as PNG and PDF.
 ``<report_dir>/report.html``: all of it on one self-contained page (:mod:`spottune.report.html`).
 ``report_dir`` defaults to the output folder.
 
@@ -50,6 +52,8 @@ from spottune.report.tables import LAYOUTS, build_table
 log = logging.getLogger(__name__)
 
 TABLES, FIGURES = "tables", "figures"
+ROUTING_BESIDE_SELECTION = "spottune"
+"""The routing method whose per-block fine-tune fractions a layer selection is drawn above."""
 
 
 def paper_tables(records: pd.DataFrame, comparison: pd.DataFrame | None = None) -> list[Table]:
@@ -84,7 +88,8 @@ def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLo
     """Write every figure into ``<report_dir>/figures`` (see the module docstring); ``tables``:
     the paper tables of ``records`` when already built (:func:`paper_tables`)."""
     folder, paths = report_dir / FIGURES, []
-    for (preset, method), routing in figures.load_routing(records).items():
+    routings = figures.load_routing(records)
+    for (preset, method), routing in routings.items():
         stem, title = file_stem(f"{preset}_{method}"), f"{method}, preset {preset}"
         paths += figures.save(figures.routing_heatmap(routing, title), folder,
                               f"{stem}_routing_by_block")
@@ -99,6 +104,11 @@ def write_figures(records: pd.DataFrame, report_dir: Path, image_lookup: ImageLo
         else:
             paths += figures.save(figures.extreme_images(routing, image_lookup, title), folder,
                                   f"{stem}_extreme_images")
+    for (preset, method), selection in figures.load_layer_selection(records).items():
+        beside = routings.get((preset, ROUTING_BESIDE_SELECTION))
+        paths += figures.save(figures.layer_selection(selection, f"{method}, preset {preset}", beside,
+                                                      ROUTING_BESIDE_SELECTION), folder,
+                              f"{file_stem(f'{preset}_{method}')}_layer_selection")
     for table in paper_tables(records) if tables is None else tables:
         if "score" in table.mean.columns:
             paths += figures.save(figures.score_vs_params(table), folder,
