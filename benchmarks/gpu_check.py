@@ -60,7 +60,7 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
 import torch  # noqa: E402
 
 from spottune.acceleration import PRECISIONS, Acceleration  # noqa: E402
-from spottune.backbones.vit import arch_family  # noqa: E402
+from spottune.backbones import arch_family  # noqa: E402
 from spottune.methods import get_method, list_methods  # noqa: E402
 from spottune.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
 from spottune.workload import SPLIT, Workload, build_workload  # noqa: E402

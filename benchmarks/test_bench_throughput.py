@@ -34,7 +34,7 @@ import pytest
 import torch
 
 from spottune.acceleration import Acceleration
-from spottune.backbones.vit import arch_family
+from spottune.backbones import arch_family
 from spottune.methods import get_method, list_methods
 from spottune.workload import SPLIT, build_workload
 

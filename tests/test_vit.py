@@ -83,7 +83,8 @@ def test_the_suite_pretrains_vit_mini_and_caches_it():
 @pytest.mark.parametrize("name", [m for m in list_methods() if "vit" not in get_method(m).families])
 def test_cnn_only_methods_refuse_a_vit_clearly(name):
     method = create_method(name, HP)
-    with pytest.raises(ValueError, match=f"method {name} applies to cnn backbones only; vit_mini is a vit"):
+    families = " and ".join(get_method(name).families)
+    with pytest.raises(ValueError, match=f"method {name} applies to {families} backbones only; vit_mini is a vit"):
         method.build(vit("vit_mini", 6), 5)
 
 
@@ -115,5 +116,5 @@ def test_mini_vit_preset_runs_the_methods_of_the_vit_family_only():
     assert grid.methods == [m for m in list_methods() if "vit" in get_method(m).families]
     assert {"vpt_deep", "lora", "spottune", "finetune"} <= set(grid.methods) and "bn_adapt" not in grid.methods
     assert "vpt_deep" not in make_grid("mini").methods
-    with pytest.raises(ValueError, match="method piggyback applies to cnn backbones only; vit_mini is a vit"):
+    with pytest.raises(ValueError, match="method piggyback applies to cnn and mbconv backbones only; vit_mini is a vit"):
         make_grid("mini-vit", ["finetune", "piggyback"])

@@ -126,6 +126,11 @@ MINI_LONG = Layout(
 MINI_VIT = Layout(
     name="mini-vit", title="Embedded mini-vit preset (vit_mini), test top-1 accuracy (%)", preset="mini-vit",
     baseline="finetune", baseline_note="this preset's own finetune runs")
+MINI_EFFNET = Layout(
+    name="mini-effnet", title="Offline mini-effnet preset (ImageNet EfficientNet-Lite0), test top-1 accuracy (%)",
+    preset="mini-effnet", headers={"fmnist_heldout": "fmnist_heldout", "digits": "digits",
+                                   "glyph_letters": "glyph_letters", "glyph_fonts": "glyph_fonts"},
+    baseline="finetune", baseline_note="this preset's own finetune runs")
 VTAB1K = Layout(
     name="vtab1k", title="VTAB-1k, test top-1 accuracy (%)", preset="vtab1k", dataset_prefix="vtab1k/",
     headers={"cifar": "CIFAR", "caltech101": "Caltech", "dtd": "DTD", "oxford_flowers102": "Flwr",
@@ -139,7 +144,7 @@ FGVC = Layout(
     headers={"cub": "CUB", "nabirds": "NABirds", "flowers": "Flowers", "dogs": "Dogs", "cars": "Cars"},
     published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
                                         "mean: mean over the five datasets"),))
-LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
+LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, MINI_EFFNET, VTAB1K, FGVC)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
@@ -162,8 +167,9 @@ def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
 def weights_description(runs: pd.DataFrame) -> pd.Series | None:
     """Where each run's pretrained weights come from, from its ``pretraining`` record
     (:mod:`spottune.pretrain`): ``released file sha256:<12 hex>``, ``suite pretraining on
-    <dataset> spec:<hash>`` (``with series adapters``), ``state_dict sha256:<12 hex>`` or
-    ``random init``; None when no run recorded it (records older than that field)."""
+    <dataset> spec:<hash>`` (``with series adapters``), ``state_dict sha256:<12 hex>``,
+    ``package weights (<dataset>) sha256:<12 hex>`` or ``random init``; None when no run
+    recorded it (records older than that field)."""
     if "pretraining.kind" not in runs.columns or runs["pretraining.kind"].isna().all():
         return None
     names = {"released": "released file", "state_dict": "state_dict file", "suite": "suite pretraining"}
@@ -178,6 +184,8 @@ def weights_description(runs: pd.DataFrame) -> pd.Series | None:
         text = names.get(kind, kind)
         if kind == "suite":
             text += f" on {run.get('pretraining.dataset')} spec:{ident[:12]}"
+        elif kind == "package":
+            text = f"package weights ({run.get('pretraining.dataset')}) sha256:{ident[:12]}"
         else:
             text += f" sha256:{ident[:12]}"
         return text + (" with series adapters" if run.get("pretraining.series_adapters") is True else "")
