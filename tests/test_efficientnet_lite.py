@@ -112,6 +112,7 @@ def test_contract_shapes_family_and_the_package_kind():
         h = block(h)
         widths.append(h.shape[1])
     assert widths == [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320]
+    assert [t for t, block in enumerate(backbone.blocks) if not block.has_skip] == [0, 1, 3, 5, 8, 11, 15]
     assert h.shape[-2:] == (1, 1) and backbone.head.features(h).shape == (4, 1280)
     scratch = pretrained_backbone({"arch": "efficientnet_lite0", "input_size": SIZE, "pretrained": {"kind": "none"}})
     assert scratch.pretraining == {"kind": "none", "id": None} and scratch.head.fc.out_features == 1
