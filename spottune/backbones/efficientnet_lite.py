@@ -23,9 +23,11 @@ ml-illustrated/EfficientNet-Lite-PyTorch (``tf_to_pytorch/convert_tf_to_pt/run_l
 (``efficientnet-lite-pytorch``: ``_conv_stem``, ``_blocks.N._depthwise_conv``, ...).
 :func:`reference_to_timm` renames its 296 tensors to timm's; the file is found through the
 installed package (:func:`package_weights_path`), never downloaded. With them the logits equal
-the reference implementation's (``efficientnet_lite_pytorch.EfficientNet``) on any input, and
-timm's other ``efficientnet_lite0`` (PyTorch's symmetric padding) would not: its stride-2
-layers pad one pixel on the other side (tests/test_efficientnet_lite.py).
+the reference implementation's (``efficientnet_lite_pytorch.EfficientNet``) on images of an
+even side (the reference pads every layer as for 224 px, timm for the input at hand: the same
+padding unless a side is odd), and timm's other ``efficientnet_lite0`` (PyTorch's symmetric
+padding) would not: its stride-2 layers pad one pixel on the other side
+(tests/test_efficientnet_lite.py).
 
 Preprocessing the weights were trained with (tensorflow/tpu ``efficientnet_lite_builder.py``:
 ``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` on [0, 255] pixels; evaluation crop
@@ -35,10 +37,11 @@ bicubic): :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`, :data:`IMAGENET_CROP_FRAC
 training split's mean and std, as the released SpotTune code normalises every Decathlon
 domain by its own statistics).
 
-Left out of the ImageNet recipe, for every method alike: timm's head dropout (0.2) and drop
-path, which only act in training; BatchNorm momentum is PyTorch's 0.1 (TensorFlow's 0.99
-decay is momentum 0.01, made for hundreds of thousands of steps; a fine-tuning run of a few
-hundred steps would keep most of the ImageNet statistics at evaluation).
+Left out of the ImageNet recipe, for every method alike: the head dropout (0.2) and drop
+path, which only act in training (timm's defaults without ``drop_rate`` leave them out too);
+BatchNorm momentum is timm's and PyTorch's 0.1 (TensorFlow's 0.99 decay is momentum 0.01, made
+for hundreds of thousands of steps: a fine-tuning run of a few hundred steps would keep most
+of the ImageNet statistics at evaluation).
 """
 from __future__ import annotations
 
