@@ -207,3 +207,23 @@ def test_the_preset_runs_the_mbconv_family_and_fine_tuning_from_random_init():
     assert runs["finetune_scratch"].hparams["variant_of"] == "finetune"
     with pytest.raises(ValueError, match="method residual_adapters_parallel applies to cnn backbones only"):
         make_grid("mini-effnet", ["finetune", "residual_adapters_parallel"])
+
+
+@pytest.mark.slow
+def test_the_preset_runs_and_its_table_names_the_weights(tmp_path, capsys):
+    """One epoch of fine-tuning from ImageNet and from random initialisation on digits at 32 px."""
+    from tests.helpers import load_script
+
+    argv = ["--preset", "mini-effnet", "--methods", "finetune,finetune_scratch", "--datasets", "digits", "--seeds",
+            "0", "--output", str(tmp_path), "--no-progress", "--cluster", "inline", "--set", "epochs=1",
+            "lr_milestones=[]", "backbone.input_size=32", "data.image_size=32"]
+    assert load_script("benchmarks/run_all.py").main(argv) == 0
+    capsys.readouterr()
+    records = {r["method"]: r for r in (__import__("json").loads(p.read_text())
+                                        for p in tmp_path.glob("runs/*/metrics.json"))}
+    assert records["finetune"]["pretraining"]["kind"] == "package"
+    assert records["finetune_scratch"]["pretraining"] == {"kind": "none", "id": None}
+    table = (tmp_path / "tables" / "mini-effnet.md").read_text()
+    assert "Offline mini-effnet preset (ImageNet EfficientNet-Lite0)" in table
+    assert "package weights (imagenet-1k) sha256:579344248a93 (finetune)" in table
+    assert "random init (finetune_scratch)" in table
