@@ -27,7 +27,7 @@ from spottune.methods import Method, register_method
 class BNAdapt(Method):
     """Train only BatchNorm (affine + statistics) and the new classifier."""
 
-    families = ("cnn",)  # BatchNorm layers: a ViT has none
+    families = ("cnn", "mbconv")  # BatchNorm layers: a ViT has none
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return freeze_convs_(backbone.for_task(num_classes))

@@ -3,7 +3,7 @@ ECCV 2018, "Piggyback: Adapting a single network to multiple tasks by learning t
 weights"; official code arunmallya/piggyback).
 
 Every convolution ``W`` of the backbone (stem, 3x3 and 1x1 convolutions, downsampling
-shortcuts) gets a real-valued mask ``m`` of its shape; the forward pass uses::
+shortcuts; on EfficientNet also the depthwise ones) gets a real-valued mask ``m`` of its shape; the forward pass uses::
 
     W_task = W * 1[m > threshold]        (W never changes)
 
@@ -50,14 +50,18 @@ class MaskedConv2d(nn.Module):
         return Binarize.apply(self.mask_real, self.threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv._conv_forward(x, self.conv.weight * self.binary_mask(), self.conv.bias)
+        weight = self.conv.weight * self.binary_mask()
+        if type(self.conv).forward is nn.Conv2d.forward:
+            return self.conv._conv_forward(x, weight, self.conv.bias)
+        # a convolution with a forward of its own (timm's TensorFlow "SAME" padding on EfficientNet)
+        return torch.func.functional_call(self.conv, {"weight": weight}, (x,))
 
 
 @register_method("piggyback")
 class Piggyback(Method):
     """Binary masks on every convolution, frozen weights and BN, new classifier, Adam."""
 
-    families = ("cnn",)  # masks on convolutions
+    families = ("cnn", "mbconv")  # masks on convolutions
 
     defaults: ClassVar[dict[str, Any]] = {
         "mask_init": 1e-2, "threshold": 5e-3, "train_bn": False, "classifier_lr_mult": 1.0,

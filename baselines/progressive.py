@@ -114,7 +114,7 @@ class ProgressiveNetwork(nn.Module):
 class Progressive(Method):
     """Progressive network: frozen pretrained column + new column with lateral adapters."""
 
-    families = ("cnn",)  # convolutional laterals
+    families = ("cnn", "mbconv")  # convolutional laterals between block outputs
 
     defaults: ClassVar[dict[str, Any]] = {"column_init": "pretrained", "alpha_init": 0.1,
                                           "lateral_reduction": 4}

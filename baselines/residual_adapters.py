@@ -121,6 +121,10 @@ def remove_series_adapters(network: nn.Module) -> list[dict[str, torch.Tensor]]:
 
 class _ResidualAdapters(Method):
     families = ("cnn",)  # adapters on 3x3 convolutions
+    family_note: ClassVar[str] = ("adapters on the full 3x3 convolutions of ResNet blocks; an MBConv block's 3x3 or "
+                                  "5x5 convolution is depthwise (one filter per channel, k*k*C weights), beside "
+                                  "which a 1x1 adapter (C*C weights) would outweigh the convolution it adapts, "
+                                  "and a ViT has no convolutions")
     defaults: ClassVar[dict[str, Any]] = {"adapt": "3x3", "adapter_init": "released",
                                           "adapter_weight_decay": 1e-4, "weight_decay_protocol": "as_run"}
     protocol_keys: ClassVar[tuple[str, ...]] = ("adapter_init", "weight_decay_protocol")

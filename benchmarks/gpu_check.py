@@ -6,8 +6,9 @@ Run it through the wrapper, which finds a Python that has the suite's dependenci
     bash benchmarks/gpu_check.sh                 # one GPU, well under 5 minutes
     bash benchmarks/gpu_check.sh --smoke         # any machine: tiny shapes, one step each
 
-Settings: ResNet-26 (width 1) at 64 px, batch 128, ResNet-50 at 224 px, batch 32, and ViT-S/16
-at 224 px, batch 64; every registered method that applies to the setting's backbone family
+Settings: ResNet-26 (width 1) at 64 px, batch 128, ResNet-50 at 224 px, batch 32, ViT-S/16
+at 224 px, batch 64, and EfficientNet-Lite0 at the ``mini-effnet`` presets' 64 px, batch 256;
+every registered method that applies to the setting's backbone family
 plus ``spottune-split`` (SpotTune with every block split half and half, the
 worst case of hard-routed evaluation); fp32 and bf16 autocast (:mod:`spottune.acceleration`),
 in the models' own NCHW memory format or, with ``--channels-last``, in channels-last (the run
@@ -60,7 +61,7 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
 import torch  # noqa: E402
 
 from spottune.acceleration import PRECISIONS, Acceleration  # noqa: E402
-from spottune.backbones.vit import arch_family  # noqa: E402
+from spottune.backbones import arch_family  # noqa: E402
 from spottune.methods import get_method, list_methods  # noqa: E402
 from spottune.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
 from spottune.workload import SPLIT, Workload, build_workload  # noqa: E402
@@ -80,8 +81,10 @@ class Setting:
         return setting_key(self.arch, self.image_size)
 
 
-SETTINGS = (Setting("resnet26", 64, 128), Setting("resnet50", 224, 32), Setting("vit_small_patch16_224", 224, 64))
-SMOKE_SETTINGS = (Setting("resnet26", 32, 4, width=0.125), Setting("resnet50", 32, 2), Setting("vit_mini", 32, 2))
+SETTINGS = (Setting("resnet26", 64, 128), Setting("resnet50", 224, 32), Setting("vit_small_patch16_224", 224, 64),
+            Setting("efficientnet_lite0", 64, 256))
+SMOKE_SETTINGS = (Setting("resnet26", 32, 4, width=0.125), Setting("resnet50", 32, 2), Setting("vit_mini", 32, 2),
+                  Setting("efficientnet_lite0", 32, 2))
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Training-step and evaluation throughput of every registered method on the CPU.
 
-Three settings: ResNet-26 (width 1) at 64 px, batch 32 (the Visual Decathlon backbone),
-ResNet-50 at 224 px, batch 8 (the standard datasets) and ViT-S/16 at 224 px, batch 8 (the
-PEFT benchmarks' family); each method in the settings of the backbone families it applies to. Every benchmark times what the engine
+Five settings: ResNet-26 (width 1) at 64 px, batch 32 (the Visual Decathlon backbone),
+ResNet-50 at 224 px, batch 8 (the standard datasets), ViT-S/16 at 224 px, batch 8 (the
+PEFT benchmarks' family), and the offline presets' networks at their image size, batch 64:
+EfficientNet-Lite0 at 64 px (``mini-effnet``) beside the width-0.25 ResNet-26 at 32 px
+(``mini``; the setting's name carries its width, ``-w0.25``); each method in the settings of the
+backbone families it applies to. Every benchmark times what the engine
 does per batch (:mod:`spottune.workload`): ``train`` is a whole training step, ``eval`` one
 evaluation batch. ``spottune-split`` is SpotTune's evaluation with every block split half and
 half between the two copies (the worst case of hard routing; an untrained policy tends to
@@ -34,21 +37,24 @@ import pytest
 import torch
 
 from spottune.acceleration import Acceleration
-from spottune.backbones.vit import arch_family
+from spottune.backbones import arch_family
 from spottune.methods import get_method, list_methods
 from spottune.workload import SPLIT, build_workload
 
-SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32), "resnet50@224-b8": ("resnet50", 224, 8),
-            "vit_small_patch16_224@224-b8": ("vit_small_patch16_224", 224, 8)}
-CASES = [(setting, method) for setting, (arch, _, _) in SETTINGS.items() for method in list_methods()
+# name -> (arch, image size, batch, width); names: <arch>@<size>-b<batch>[-w<width>] (throughput_table.py)
+SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32, 1.0), "resnet50@224-b8": ("resnet50", 224, 8, 1.0),
+            "vit_small_patch16_224@224-b8": ("vit_small_patch16_224", 224, 8, 1.0),
+            "efficientnet_lite0@64-b64": ("efficientnet_lite0", 64, 64, 1.0),
+            "resnet26@32-b64-w0.25": ("resnet26", 32, 64, 0.25)}
+CASES = [(setting, method) for setting, (arch, *_) in SETTINGS.items() for method in list_methods()
          if arch_family(arch) in get_method(method).families]
 ROUNDS = int(os.environ.get("SPOTTUNE_BENCH_ROUNDS", "2"))
 CHANNELS_LAST = os.environ.get("SPOTTUNE_BENCH_CHANNELS_LAST", "0") == "1"
 
 
 def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
-    arch, size, batch = SETTINGS[setting]
-    workload = build_workload(method, arch, size, batch, accel=Acceleration(channels_last=CHANNELS_LAST))
+    arch, size, batch, width = SETTINGS[setting]
+    workload = build_workload(method, arch, size, batch, width=width, accel=Acceleration(channels_last=CHANNELS_LAST))
     step: Callable[[], None] = workload.train_step if phase == "train" else workload.eval_step
     cpu_seconds: list[float] = []
 
@@ -60,7 +66,8 @@ def _measure(benchmark: Any, setting: str, method: str, phase: str) -> None:
     benchmark.group = f"{setting} {phase}"
     benchmark.pedantic(timed_step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update({"method": method, "setting": setting, "arch": arch, "image_size": size,
-                                 "batch_size": batch, "phase": phase, "threads": torch.get_num_threads(),
+                                 "batch_size": batch, "width": width, "phase": phase,
+                                 "threads": torch.get_num_threads(),
                                  "channels_last": CHANNELS_LAST,
                                  "cpu_seconds": cpu_seconds[1:]})  # the first call is the warm-up
 

@@ -12,7 +12,8 @@ on a machine shared with other jobs it is the measurement they disturb least. Ra
 by ``finetune`` in the same setting and phase. ``--yaml`` writes the CPU rates scaled to a GPU as a throughput table of kind
 ``estimate`` (:mod:`spottune.throughput`): factor = ``--anchor`` (a published training
 images/s of standard ResNet-50 fine-tuning on ``--anchor-device``) / this run's ``finetune``
-ResNet-50 training images/s, the same factor for every method, setting and phase.
+ResNet-50 training images/s, the same factor for every method, setting and phase; settings of
+another width than 1 (``-w0.25``) are left out of it, as the table's settings are of width 1.
 """
 from __future__ import annotations
 
@@ -79,7 +80,10 @@ def estimate(table: dict[str, dict[str, dict[str, float]]], anchor: float, devic
     factor = anchor / table[ANCHOR_SETTING][REFERENCE_METHOD]["train"]
     settings = {}
     for setting, methods in table.items():
-        arch_size, batch = setting.rsplit("-b", 1)
+        arch_size, batch_width = setting.rsplit("-b", 1)
+        batch, _, width = batch_width.partition("-w")
+        if width and float(width) != 1.0:
+            continue
         arch, size = arch_size.split("@")
         settings[setting_key(arch, int(size))] = {"batch_size": int(batch), "methods": {
             m: {"fp32": {p: round(v * factor, 1) for p, v in phases.items()}} for m, phases in sorted(methods.items())}}

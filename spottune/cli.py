@@ -48,6 +48,8 @@ from typing import NoReturn
 import torch
 
 from spottune import report
+from spottune.backbones import architectures
+from spottune.backbones.base import FAMILIES
 from spottune.cost import GridCost
 from spottune.cpus import allotted_cpus, free_cpus, process_threads, worker_plan
 from spottune.data import list_datasets, test_image_lookup
@@ -57,7 +59,7 @@ from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
 from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
                              launch_local, launch_slurm, pending_runs, pretraining_states, startable_runs, states_of,
                              slurm_resources, wait_for_slurm)
-from spottune.methods import load_plugins, methods_by_families
+from spottune.methods import get_method, load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
 from spottune.pretrain_cache import SuitePretraining
@@ -242,8 +244,13 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     load_plugins(args.plugins)
     if args.list:
         print("presets: ", ", ".join(list_presets()))
+        print("backbones:", "; ".join(f"{', '.join(archs)} ({family})" for family, archs in architectures().items()))
         for families, names in methods_by_families().items():
-            print(f"methods ({' and '.join(families)}{'' if len(families) > 1 else ' only'}):", ", ".join(names))
+            only = "" if families == FAMILIES else " only"
+            print(f"methods ({' and '.join(families)}{only}):", ", ".join(names))
+            for name in names:
+                if get_method(name).family_note:
+                    print(f"  {name}: {get_method(name).family_note}")
         print("datasets:", ", ".join(list_datasets()))
         return 0
     overrides = parse_overrides(args.overrides)

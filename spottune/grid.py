@@ -54,7 +54,7 @@ from typing import Any
 
 import yaml
 
-from spottune.backbones.vit import arch_family
+from spottune.backbones import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
 from spottune.methods import family_problem, get_method, list_methods

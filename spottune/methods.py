@@ -9,9 +9,10 @@ with which optimiser settings (:meth:`Method.param_groups`), may add a term to t
 task's model still needs the shared pretrained network beside them (``shares_pretrained``;
 False when every pretrained weight is fine-tuned, as VPT's "total params" counts), names the
 hyperparameters that are protocol choices to state in table footnotes (``protocol_keys``,
-e.g. SpotTune's test-time routing), and the backbone families it applies to (``families``:
-``cnn``, ``vit`` or both; building on another family is a ``ValueError`` naming both, and a
-preset's ``methods: all`` keeps only the methods of its backbone's family). A method runs
+e.g. SpotTune's test-time routing), and the backbone families it applies to (``families``,
+of :data:`spottune.backbones.base.FAMILIES`: ``cnn`` ResNets, ``mbconv`` EfficientNet, ``vit``;
+``family_note`` says why not the others; building on another family is a ``ValueError`` naming
+both and the note, and a preset's ``methods: all`` keeps only the methods of its backbone's family). A method runs
 its model on a batch (:meth:`Method.forward`, returning :class:`ForwardOutputs`: the logits
 and, for a method that routes images, the per-image routing to record); its regulariser gets
 that forward's outputs. Nothing passes through attributes a forward leaves on the model. A
@@ -94,6 +95,7 @@ class Method:
     # whether a task's model needs the shared pretrained network beside its task-specific
     # parameters (False: every pretrained weight is fine-tuned, the task's copy replaces it)
     shares_pretrained: ClassVar[bool] = True
+    family_note: ClassVar[str] = ""  # why not the other families (run_all.py --list, the refusal)
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hp = {**self.defaults, **hparams}
@@ -223,7 +225,7 @@ def family_problem(method: type[Method], family: str, arch: str) -> str | None:
     if family in method.families:
         return None
     return (f"method {method.name or method.__name__} applies to {' and '.join(method.families)} backbones only; "
-            f"{arch} is a {family}")
+            f"{arch} is a {family}" + (f" ({method.family_note})" if method.family_note else ""))
 
 
 @register_method("finetune")

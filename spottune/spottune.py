@@ -16,7 +16,11 @@ of the original blocks; their BatchNorm layers, the stem and the classifier trai
 (the paper's wording) freezes the original blocks whole, BatchNorm statistics included.
 On a ViT a block is a transformer block (tokens in, tokens out, both residual branches
 inside); ``"conv"`` freezes its weight layers, the linear maps (qkv, attention projection,
-MLP), as the convolutions of a ResNet, and its LayerNorms train as the BatchNorms do.
+MLP), as the convolutions of a ResNet, and its LayerNorms train as the BatchNorms do. On
+EfficientNet a block is an MBConv block (:mod:`spottune.backbones.efficientnet_lite`): the
+routing needs no shortcut, only that both copies map the same input to the same shape, so the
+blocks that change width or stride (no shortcut) are routed like the others; ``"conv"``
+freezes its expansion, depthwise and projection convolutions, its BatchNorms train.
 
 The policy network's input is the image itself (normalised as the backbone's input), for a
 ResNet and a ViT alike: a small ResNet (:class:`PolicyNetwork`) on it, downsampled to 64 px

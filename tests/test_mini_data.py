@@ -50,6 +50,20 @@ def test_training_augmentation_crops_and_normalisation():
     assert abs(batch.mean().item()) < 0.15  # normalised with the training split's statistics
 
 
+def test_image_size_resizes_once_and_scales_the_padding():
+    small, large = load_task("digits"), load_task("digits", image_size=64)
+    assert large.image_size == 64 and large.info["image_size"] == 64 and large.train.pad == 4
+    assert large.train.images.shape[-2:] == (64, 64) and large.train[0][0].shape == (3, 64, 64)
+    assert large.info["train_transform"] == "bilinear resize 32 -> 64, zero-pad 4 + random crop 64"
+    assert large.info["test_transform"] == "bilinear resize 32 -> 64"
+    # the same images: averaging 2x2 blocks of the resized ones comes back to the originals
+    back = torch.nn.functional.avg_pool2d(large.test.images.float(), 2)
+    assert (back - small.test.images.float()).abs().mean() < 3  # grey levels of 255
+    assert torch.equal(load_task("digits", image_size=32).train.images, small.train.images)
+    with pytest.raises(ValueError, match="image_size must be at least 32 px"):
+        load_task("digits", image_size=16)
+
+
 def test_loader_order_depends_only_on_seed_and_epoch():
     task = load_task("digits")
     order = lambda s, e: next(iter(make_loader(task.test, 599, shuffle=True, seed=s, epoch=e)))[1]  # noqa: E731

@@ -249,7 +249,10 @@ def test_gpu_check_smoke(tmp_path, memory_format):
     assert set(table.settings["resnet50@32"]["methods"]["spottune-split"]) == {"fp32", "bf16"}
     vit_rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines() if line.startswith("| vit")]
     assert len(vit_rows) == 2 * 2 and all(line.endswith("| ok |") for line in vit_rows)  # vit_mini
-    assert done.stdout.count("| finetune |") == 6 + 2  # and the two rows of the section "Runs per GPU"
+    effnet_rows = [line for line in (tmp_path / "gpu_results.md").read_text().splitlines()
+                   if line.startswith("| efficientnet_lite0@32")]
+    assert len(effnet_rows) == 2 * 2 and all(line.endswith("| ok |") for line in effnet_rows)
+    assert done.stdout.count("| finetune |") == 8 + 2  # and the two rows of the section "Runs per GPU"
     # runs per GPU: finetune and spottune, N = 1 and 2 worker processes each, with numbers
     report = (tmp_path / "gpu_results.md").read_text()
     assert "## Runs per GPU" in report and "## Runs per GPU" in done.stdout

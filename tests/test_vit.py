@@ -83,7 +83,8 @@ def test_the_suite_pretrains_vit_mini_and_caches_it():
 @pytest.mark.parametrize("name", [m for m in list_methods() if "vit" not in get_method(m).families])
 def test_cnn_only_methods_refuse_a_vit_clearly(name):
     method = create_method(name, HP)
-    with pytest.raises(ValueError, match=f"method {name} applies to cnn backbones only; vit_mini is a vit"):
+    families = " and ".join(get_method(name).families)
+    with pytest.raises(ValueError, match=f"method {name} applies to {families} backbones only; vit_mini is a vit"):
         method.build(vit("vit_mini", 6), 5)
 
 
@@ -119,5 +120,5 @@ def test_mini_vit_preset_runs_the_methods_of_the_vit_family_only():
     lrs = {spec.method: spec.hparams["lr"] for spec in grid.runs() if spec.dataset == "digits"}
     assert grid.datasets == ["fmnist_heldout", "digits"] and {s.hparams["epochs"] for s in grid.runs()} == {6}
     assert lrs["finetune"] == lrs["spottune"] == 0.001 and lrs["lora"] == lrs["feature_extractor"] == 0.01
-    with pytest.raises(ValueError, match="method piggyback applies to cnn backbones only; vit_mini is a vit"):
+    with pytest.raises(ValueError, match="method piggyback applies to cnn and mbconv backbones only; vit_mini is a vit"):
         make_grid("mini-vit", ["finetune", "piggyback"])

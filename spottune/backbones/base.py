@@ -4,8 +4,10 @@ Every method in the suite sees a network through this shape. A block maps a feat
 (a ResNet's (batch, C, H, W), a ViT's tokens (batch, N, D)) to the next one and includes its
 shortcut and its final activation, so that SpotTune can route an image through one of two
 copies of a block, progressive networks can tap block outputs, and "fine-tune the last k
-blocks" is a slice of a list. ``Backbone.family`` (:data:`FAMILIES`: ``cnn`` or ``vit``)
-says which kind of network it is, for methods that only apply to one.
+blocks" is a slice of a list. ``Backbone.family`` (:data:`FAMILIES`) says which kind of
+network it is, for methods that only apply to some: ``cnn`` (ResNets: basic or bottleneck
+residual blocks of full 3x3 convolutions), ``mbconv`` (EfficientNet: inverted-residual blocks
+around a depthwise convolution) or ``vit`` (transformer blocks).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 
-FAMILIES = ("cnn", "vit")
+FAMILIES = ("cnn", "mbconv", "vit")
 
 
 class Head(nn.Module):
@@ -42,7 +44,7 @@ class Backbone(nn.Module):
 
     ``arch`` names the architecture (``resnet26``, ``resnet50``, ...) and ``input_size`` the
     image side the network was built for; both are recorded in run configs. ``family`` is
-    ``cnn`` or ``vit`` (:data:`FAMILIES`).
+    one of :data:`FAMILIES`.
     """
 
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: Head, arch: str,

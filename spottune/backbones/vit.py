@@ -45,11 +45,6 @@ def is_vit(arch: str) -> bool:
     return arch in VIT_ARCHS
 
 
-def arch_family(arch: str) -> str:
-    """``vit`` for the ViTs above, ``cnn`` for every other architecture of the suite."""
-    return "vit" if is_vit(arch) else "cnn"
-
-
 class TokenStem(nn.Module):
     """Patch embedding, then ``[cls; patches] + pos_embed`` (timm's original ViT order)."""
 

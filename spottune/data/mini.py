@@ -26,7 +26,9 @@ test split, in ``load_digits``, in the rendering order of the glyphs), so that t
 predictions are paired only when they scored the same images.
 
 Images are grey (1 channel, repeated to 3); normalisation uses the training split's mean
-and std; training augmentation is a random crop of a 2-px zero-padded image. Fashion-MNIST
+and std; training augmentation is a random crop of a 2-px zero-padded image. The data option
+``image_size`` (default 32) resizes every image once, bilinearly, before anything else (the
+padding scales with it: 4 px at 64), for a network pretrained on larger images. Fashion-MNIST
 is read from ``--data-root`` (``FashionMNIST/raw/`` as torchvision writes it, or
 ``fashion-mnist/``), else from Debian's ``dataset-fashion-mnist`` package
 (``/usr/share/datasets/fashion-mnist``); it is downloaded only with ``download=True``.
@@ -116,17 +118,32 @@ def _to_32(images: torch.Tensor) -> torch.Tensor:
     return F.pad(images, (2, 2, 2, 2))
 
 
+def resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images (N, C, 32, 32) resized to ``size`` px (bilinear; unchanged at 32)."""
+    if size == images.shape[-1]:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def _task(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-          test_y: torch.Tensor, test_ids: torch.Tensor, info: dict) -> TaskData:
+          test_y: torch.Tensor, test_ids: torch.Tensor, info: dict, image_size: int = IMAGE_SIZE) -> TaskData:
+    image_size = int(image_size)
+    if image_size < IMAGE_SIZE:
+        raise ValueError(f"{name}: image_size must be at least {IMAGE_SIZE} px (the images' own size), got {image_size}")
+    train_x, test_x = resized(train_x, image_size), resized(test_x, image_size)
+    pad = PAD * image_size // IMAGE_SIZE
     mean, std = channel_stats(train_x)
     num_classes = int(train_y.max()) + 1
-    info = {**info, "image_size": IMAGE_SIZE, "mean": mean, "std": std,
-            "train_transform": f"zero-pad {PAD} + random crop {IMAGE_SIZE}", "test_transform": "none",
+    resize = f"bilinear resize {IMAGE_SIZE} -> {image_size}, " if image_size != IMAGE_SIZE else ""
+    info = {**info, "image_size": image_size, "mean": mean, "std": std,
+            "train_transform": f"{resize}zero-pad {pad} + random crop {image_size}",
+            "test_transform": f"bilinear resize {IMAGE_SIZE} -> {image_size}" if resize else "none",
             "train_images": len(train_x), "test_images": len(test_x)}
     return TaskData(name=name, num_classes=num_classes,
-                    train=TensorImageDataset(train_x, train_y, mean, std, augment=True, pad=PAD),
+                    train=TensorImageDataset(train_x, train_y, mean, std, augment=True, pad=pad),
                     test=TensorImageDataset(test_x, test_y, mean, std),
-                    image_size=IMAGE_SIZE, info=info, test_ids=test_ids.tolist(),
+                    image_size=image_size, info=info, test_ids=test_ids.tolist(),
                     raw_test_images=lambda idx: test_x[idx].expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy())
 
 
@@ -145,7 +162,7 @@ def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[i
 
 
 def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tuple[int, ...],
-                 per_class: int | None, source: str) -> TaskData:
+                 per_class: int | None, source: str, image_size: int) -> TaskData:
     """Fashion-MNIST ``classes`` (the first ``per_class`` of each, all when ``None``) of the
     training and test splits, padded to 32 px (after the selection: padding is per image)."""
     splits, test_ids = [], None
@@ -153,19 +170,22 @@ def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tup
         images, labels = read_fashion_mnist(split, data_root, download)
         images, labels, test_ids = _select_classes(images, labels, classes, per_class)
         splits += [_to_32(images), labels]
-    return _task(name, *splits, test_ids, {"source": source})  # test_ids: of the test split, read last
+    return _task(name, *splits, test_ids, {"source": source}, image_size)  # test_ids: of the test split, read last
 
 
 @register_dataset("mini_source")
-def mini_source(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
+def mini_source(data_root: Path | None, download: bool = False, image_size: int = IMAGE_SIZE,
+                **_: object) -> TaskData:
     """The pretraining task: Fashion-MNIST classes 0-5, training split (test: its test split)."""
-    return _fmnist_task("mini_source", data_root, download, SOURCE_CLASSES, None, "Fashion-MNIST classes 0-5")
+    return _fmnist_task("mini_source", data_root, download, SOURCE_CLASSES, None, "Fashion-MNIST classes 0-5",
+                        image_size)
 
 
 @register_dataset("fmnist_heldout")
-def fmnist_heldout(data_root: Path | None, download: bool = False, **_: object) -> TaskData:
+def fmnist_heldout(data_root: Path | None, download: bool = False, image_size: int = IMAGE_SIZE,
+                   **_: object) -> TaskData:
     return _fmnist_task("fmnist_heldout", data_root, download, HELDOUT_CLASSES, 250,
-                        "Fashion-MNIST classes 6-9 (held out from pretraining)")
+                        "Fashion-MNIST classes 6-9 (held out from pretraining)", image_size)
 
 
 def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: float, seed: int,
@@ -189,7 +209,7 @@ def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: fl
 
 
 @register_dataset("digits")
-def digits(data_root: Path | None, **_: object) -> TaskData:
+def digits(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -198,7 +218,7 @@ def digits(data_root: Path | None, **_: object) -> TaskData:
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     return _task("digits", *_random_split(images, labels, 2 / 3, seed=0, stratified=True),
-                 {"source": "scikit-learn load_digits, 8x8 upsampled to 32x32"})
+                 {"source": "scikit-learn load_digits, 8x8 upsampled to 32x32"}, image_size)
 
 
 def _font_dir() -> Path:
@@ -247,14 +267,14 @@ def _render(task: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @register_dataset("glyph_letters")
-def glyph_letters(data_root: Path | None, **_: object) -> TaskData:
+def glyph_letters(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
     images, labels = _render("glyph_letters")
     return _task("glyph_letters", *_random_split(images, labels, 0.6, seed=0, stratified=False),
-                 {"source": "26 capital letters rendered with 21 matplotlib fonts"})
+                 {"source": "26 capital letters rendered with 21 matplotlib fonts"}, image_size)
 
 
 @register_dataset("glyph_fonts")
-def glyph_fonts(data_root: Path | None, **_: object) -> TaskData:
+def glyph_fonts(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
     images, labels = _render("glyph_fonts")
     return _task("glyph_fonts", *_random_split(images, labels, 0.6, seed=0, stratified=False),
-                 {"source": "font family of letters and digits rendered with matplotlib fonts"})
+                 {"source": "font family of letters and digits rendered with matplotlib fonts"}, image_size)

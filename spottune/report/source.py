@@ -11,14 +11,15 @@ from __future__ import annotations
 import pandas as pd
 
 KINDS = {"released": "released file", "state_dict": "state_dict file", "suite": "suite pretraining",
-         "package": "weights file of an installed package"}
+         "package": "package weights"}
 
 
 def weights_description(runs: pd.DataFrame) -> pd.Series | None:
     """Where each run's pretrained weights come from, from its ``pretraining`` record
     (:mod:`spottune.pretrain`): ``released file sha256:<12 hex>``, ``suite pretraining on
     <dataset> spec:<hash> (weights sha256:<12 hex>)`` (``with series adapters``),
-    ``state_dict file sha256:<12 hex>`` or ``random init``; None when no run recorded it
+    ``state_dict file sha256:<12 hex>``, ``package weights (<dataset>) sha256:<12 hex>`` (a
+    weights file an installed package ships) or ``random init``; None when no run recorded it
     (records older than that field)."""
     if "pretraining.kind" not in runs.columns or runs["pretraining.kind"].isna().all():
         return None
@@ -35,6 +36,8 @@ def weights_description(runs: pd.DataFrame) -> pd.Series | None:
             text += f" on {run.get('pretraining.dataset')} spec:{ident[:12]}"
             weights = run.get("pretraining.sha256")
             text += f" (weights sha256:{weights[:12]})" if isinstance(weights, str) else ""
+        elif kind == "package":
+            text = f"{KINDS[kind]} ({run.get('pretraining.dataset')}) sha256:{ident[:12]}"
         else:
             text += f" sha256:{ident[:12]}"
         return text + (" with series adapters" if run.get("pretraining.series_adapters") is True else "")

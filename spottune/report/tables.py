@@ -148,6 +148,11 @@ MINI_LONG = Layout(
 MINI_VIT = Layout(
     name="mini-vit", title="Embedded mini-vit preset (vit_mini), test top-1 accuracy (%)", preset="mini-vit",
     baseline="finetune", baseline_note="this preset's own finetune runs")
+MINI_EFFNET = Layout(
+    name="mini-effnet", title="Offline mini-effnet preset (ImageNet EfficientNet-Lite0), test top-1 accuracy (%)",
+    preset="mini-effnet", headers={"fmnist_heldout": "fmnist_heldout", "digits": "digits",
+                                   "glyph_letters": "glyph_letters", "glyph_fonts": "glyph_fonts"},
+    baseline="finetune", baseline_note="this preset's own finetune runs")
 VTAB1K = Layout(
     name="vtab1k", title="VTAB-1k, test top-1 accuracy (%)", preset="vtab1k", dataset_prefix="vtab1k/",
     headers={"cifar": "CIFAR", "caltech101": "Caltech", "dtd": "DTD", "oxford_flowers102": "Flwr",
@@ -163,7 +168,7 @@ FGVC = Layout(
     published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
                                         "mean: mean over the five datasets"),),
     parameter_columns=True, published_note=BEST_OVER_CHECKPOINTS)
-LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, VTAB1K, FGVC)
+LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, MINI_EFFNET, VTAB1K, FGVC)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
