@@ -115,7 +115,8 @@ def writable_output(output: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of a grid (``--help``; this module's docstring is its description)."""
+    """The command line of a grid (``--help``; this module's docstring is its description):
+    ``--cluster`` takes the registered backends, each of which adds its own options."""
     p = CommandLine(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="mini", help="grid to run: a preset name (%(default)s) or a YAML path")
     p.add_argument("--methods", type=_csv, help="comma-separated methods (default: the preset's)")
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
                    help="the method every other is compared with in the tables (paired differences, "
                         "McNemar tests; default: %(default)s)")
-    p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
+    p.add_argument("--list", action="store_true", help="list presets, methods, datasets and backends, then exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     for name in list_backends():  # each backend's own options
         get_backend(name).add_arguments(p)
@@ -248,6 +249,7 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[Backend, Path, dict,
         for families, names in methods_by_families().items():
             print(f"methods ({' and '.join(families)}{'' if len(families) > 1 else ' only'}):", ", ".join(names))
         print("datasets:", ", ".join(list_datasets()))
+        print("backends:", ", ".join(list_backends()), "(--cluster)")
         return 0
     overrides = parse_overrides(args.overrides)
     if args.pretrained:
