@@ -2,12 +2,12 @@
 
 A backend is one small class registered by name with :func:`register_backend`, as a method is
 with ``register_method``. ``--cluster`` takes the registered names and ``--help`` lists them,
-each with the first line of its class docstring; ``--plugins`` and ``$SPOTTUNE_PLUGINS`` (the
-site hook: modules a site imports for every command) import modules that register more. The
+each with the first paragraph of its class docstring; ``--plugins`` and ``$SPOTTUNE_PLUGINS``
+(the site hook: modules a site imports for every command) import modules that register more. The
 model is DomainBed's ``command_launchers.REGISTRY``, one launcher function per cluster plus a
-site module adding its own (facebookresearch/DomainBed, domainbed/command_launchers.py, the
-``REGISTRY`` dict and the ``facebook`` import at the end); a launcher of this suite needs a few
-more verbs than "run these commands", so a backend is a class:
+site module adding its own (facebookresearch/DomainBed, domainbed/command_launchers.py: the
+``REGISTRY`` dict, lines 59-63, and the ``facebook`` site import, lines 65-69); a launcher of
+this suite needs a few more verbs than "run these commands", so a backend is a class:
 
 * :meth:`Backend.submit`: start the runs it is given and, first, the suite pretrainings they
   need; a backend that is not :attr:`~Backend.detached` trains them before it returns, a
