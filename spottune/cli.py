@@ -45,20 +45,17 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-import torch
-
 from spottune import report
 from spottune.backbones import architectures
 from spottune.backbones.base import FAMILIES
 from spottune.cost import GridCost
-from spottune.cpus import allotted_cpus, free_cpus, process_threads, worker_plan
+from spottune.cpus import allotted_cpus, free_cpus, process_threads
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.engine import device_of
 from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
-from spottune.launch import (apply_cache_dir, error_line, failure_lines, format_status, launch_inline,
-                             launch_local, launch_slurm, pending_runs, pretraining_states, startable_runs, states_of,
-                             slurm_resources, wait_for_slurm)
+from spottune.launch import (Backend, failure_lines, format_status, get_backend, launch, list_backends, pending_runs,
+                             states_of)
 from spottune.methods import get_method, load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
@@ -72,10 +69,20 @@ from spottune.walltime import Calibration, WallTime
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
 USER_ERRORS = (KeyError, ValueError, OSError, ImportError, RuntimeError)
+# the site hook: modules every command imports, before --plugins (a site's own backends, methods)
+SITE_PLUGINS = "SPOTTUNE_PLUGINS"
 
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def plugin_modules(argv: list[str]) -> list[str]:
+    """The modules to import before the command line is read (their backends are ``--cluster``
+    choices): ``$SPOTTUNE_PLUGINS``, then ``--plugins``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugins", type=_csv, default=[])
+    return [*_csv(os.environ.get(SITE_PLUGINS, "")), *pre.parse_known_args(argv)[0].plugins]
 
 
 def _seeds(value: str) -> list[int]:
@@ -110,7 +117,8 @@ def writable_output(output: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of a grid (``--help``; this module's docstring is its description)."""
+    """The command line of a grid (``--help``; this module's docstring is its description):
+    ``--cluster`` takes the registered backends, each of which adds its own options."""
     p = CommandLine(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="mini", help="grid to run: a preset name (%(default)s) or a YAML path")
     p.add_argument("--methods", type=_csv, help="comma-separated methods (default: the preset's)")
@@ -129,43 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", type=Path, help="backbone checkpoint replacing the preset's: a state_dict "
                    "or the released ResNet-26 pickle (default: the preset's backbone.pretrained)")
     p.add_argument("--download", action="store_true", help="allow downloading datasets that support it")
-    p.add_argument("--plugins", type=_csv, default=[], help="modules to import that register your own methods")
+    p.add_argument("--plugins", type=_csv, default=[], help="modules to import that register your own methods or "
+                   f"backends (after those of ${SITE_PLUGINS}, the site's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default)")
     p.add_argument("--channels-last", action="store_true",
                    help="channels-last memory format (speed only: same run ids; recorded in config.json)")
     p.add_argument("--compile", nargs="?", const=True, default=False, metavar="BACKEND",
                    help="torch.compile the model (optionally with BACKEND; speed only: same run ids)")
-    p.add_argument("--cluster", choices=["local", "inline", "slurm"], default="local",
-                   help="where runs execute: local = this machine, in --max-parallel submitit workers "
-                        "(default); inline = in this process, one after the other, with per-epoch progress "
-                        "bars (debuggers welcome); slurm = as SLURM job arrays (see slurm/README.md)")
-    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: default one single-thread "
-                   "worker per allotted CPU, $OMP_NUM_THREADS sets threads per worker; slurm: the array's "
+    p.add_argument("--cluster", choices=list_backends(), default="local", metavar="BACKEND",
+                   help="where runs execute, a registered backend (default: %(default)s): " + "; ".join(
+                       f"{name} = {get_backend(name).summary()}" for name in list_backends()))
+    p.add_argument("--max-parallel", type=int, help="at most N runs at once (local: the workers; slurm: the array's "
                    "parallelism)")
+    p.add_argument("--wait", action="store_true", help="with a backend whose jobs outlive the command (slurm): "
+                   "follow them until they finish, then write the tables")
     p.add_argument("--status", action="store_true",
                    help="print the grid's state (its suite pretrainings, then the runs: done/running/queued/"
                         "failed/..., errors of failed ones) and exit (status 1 when a run or pretraining failed)")
-    slurm = p.add_argument_group("SLURM (--cluster slurm)")
-    slurm.add_argument("--profile",
-                       help="cluster profile: a YAML path, or NAME: ./slurm/NAME.yaml under the current directory, "
-                            "else the packaged one (default, local, gpu-example; see slurm/README.md); keys left "
-                            "out come from the packaged default.yaml")
-    slurm.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
-                       help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
-    slurm.add_argument("--wait", action="store_true", help="follow the jobs until they finish, then write the tables")
     p.add_argument("--search", action="store_true",
                    help="run the preset's per-task search (selection runs, then the chosen point's runs; "
-                        "with --cluster slurm, needs --wait)")
+                        "with a backend whose jobs outlive the command, such as slurm, needs --wait)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (per run and per suite pretraining it needs: epochs, images, estimated "
-                        "GPU-hours; the pretraining's total apart from the runs'; with --cluster local or inline, "
-                        "the wall time on this machine from a few seconds' calibration, cached) and exit")
+                        "GPU-hours; the pretraining's total apart from the runs'; with a backend that trains here "
+                        "(local, inline), the wall time on this machine from a few seconds' calibration, cached) "
+                        "and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--baseline", default=report.DEFAULT_BASELINE, metavar="METHOD",
                    help="the method every other is compared with in the tables (paired differences, "
                         "McNemar tests; default: %(default)s)")
-    p.add_argument("--list", action="store_true", help="list presets, methods and datasets, then exit")
+    p.add_argument("--list", action="store_true", help="list presets, methods, datasets and backends, then exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    for name in list_backends():  # each backend's own options
+        get_backend(name).add_arguments(p)
     return p
 
 
@@ -177,22 +181,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] in (["run"], ["status"]):
         argv = argv[1:] + (["--status"] if argv[0] == "status" else [])
+    plugins = plugin_modules(argv)
+    try:  # first: the backends they register are --cluster choices
+        load_plugins(plugins)
+    except ImportError as err:
+        if "--debug" in argv:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
+    args.plugins = plugins
     try:
         prepared = check_and_plan(args)
         if isinstance(prepared, int):  # listed, printed or refused: nothing to run here
             return prepared
-        preset, output, runtime, specs, search = prepared
-        failed = launch(args, preset, output, specs, runtime)
+        backend, output, runtime, specs, search = prepared
+        failed = launch(backend, output, specs, runtime, args.wait)
         if search is not None:  # phase 2: the chosen points on the grid's splits
             specs = final_runs(search, output)
-            failed += launch(args, preset, output, specs, runtime)
+            failed += launch(backend, output, specs, runtime, args.wait)
     except USER_ERRORS as err:
         if args.debug:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    if failed is None:  # submitted to SLURM, not waiting
+    if failed is None:  # submitted by a detached backend, not waiting
         return 0
     written = True
     try:
@@ -205,15 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # the failures last, where the user looks, even if a table could not be written
         report_failures(output, failed)
     return 1 if failed or not written else 0
-
-
-def launch(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
-           runtime: dict) -> list[RunSpec] | None:
-    """Run ``specs`` where ``--cluster`` says: the failed runs, or None when submitted to SLURM
-    without ``--wait``."""
-    if args.cluster == "slurm":
-        return launch_on_slurm(args, preset, output, specs, runtime)
-    return launch_here(args, output, specs, runtime)
 
 
 def final_runs(search: Search, output: Path) -> list[RunSpec]:
@@ -237,11 +241,11 @@ def report_failures(output: Path, failed: list[RunSpec]) -> None:
         print("(--status shows the end of each error.txt; fix the cause and re-run the same command)", file=sys.stderr)
 
 
-def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, list[RunSpec], Search | None]:
+def check_and_plan(args: argparse.Namespace) -> int | tuple[Backend, Path, dict, list[RunSpec], Search | None]:
     """Everything before a launch: the grid and its checks (one ``error:`` line per problem),
-    ``--list``, ``--dry-run`` and ``--status``; an exit status, or ``(preset, output, runtime,
-    specs, search)``: with ``--search`` the specs are its selection runs, else the grid's."""
-    load_plugins(args.plugins)
+    the backend (made once: ``--cluster``), ``--list``, ``--dry-run`` and ``--status``; an exit
+    status, or ``(backend, output, runtime, specs, search)``: with ``--search`` the specs are its
+    selection runs, else the grid's."""
     if args.list:
         print("presets: ", ", ".join(list_presets()))
         print("backbones:", "; ".join(f"{', '.join(archs)} ({family})" for family, archs in architectures().items()))
@@ -252,6 +256,7 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
                 if get_method(name).family_note:
                     print(f"  {name}: {get_method(name).family_note}")
         print("datasets:", ", ".join(list_datasets()))
+        print("backends:", ", ".join(list_backends()), "(--cluster)")
         return 0
     overrides = parse_overrides(args.overrides)
     if args.pretrained:
@@ -266,30 +271,30 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
                "channels_last": args.channels_last, "compile": args.compile,
                "data_root": str(args.data_root) if args.data_root else None, "download": args.download}
     search = Search(grid) if args.search else None
-    if search and args.cluster == "slurm" and not args.wait and not (args.dry_run or args.status):
-        raise ValueError("--search on --cluster slurm needs --wait (the final runs start once the selection "
-                         "runs are done)")
+    backend = get_backend(args.cluster)(args, grid.preset)  # (slurm: its profile's cache is where to look)
+    if search and backend.detached and not args.wait and not (args.dry_run or args.status):
+        raise ValueError(f"--search on --cluster {args.cluster} needs --wait (the final runs start once the "
+                         f"selection runs are done)")
     specs = search.selection_runs() if search else grid.runs()
     for notice in resolver.notices:
         print(notice, file=sys.stderr)
-    if args.cluster == "slurm":  # the profile's cache_dir is where the jobs look for pretrained weights
-        apply_cache_dir(slurm_plan(args, grid.preset)[0])
     swept = "".join(f" x {len(values)} {key} values" for key, values in grid.sweeps.items())
     grid_line = (f"{len(grid.methods)} methods x {len(grid.datasets)} datasets{swept} x {len(grid.seeds)} seeds "
                  f"-> {output}")
     if args.dry_run and search:
         print("phase 1, selection runs (the search's split):")
-        dry_run(args, output, specs, f"{len(specs)} selection runs ({grid.preset['name']}): every point of each "
+        dry_run(backend, output, specs, f"{len(specs)} selection runs ({grid.preset['name']}): every point of each "
                                      f"method's space x {grid_line}")
         chosen = search.final_runs(search.choose(output)[0])
         ready = {(s.method, s.dataset) for s in chosen}
         awaiting = [s for s in search.plain if (s.method, s.dataset) not in ready]
         print(f"phase 2, final runs (the grid's split; {len(awaiting)} of them wait for phase 1's choice and "
               f"are listed with the defaults' cost):")
-        dry_run(args, output, chosen + awaiting, f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
+        dry_run(backend, output, chosen + awaiting,
+                f"{len(search.plain)} final runs ({grid.preset['name']}): {grid_line}",
                 awaiting={s.run_id for s in awaiting})
     elif args.dry_run:
-        dry_run(args, output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
+        dry_run(backend, output, specs, f"{len(specs)} runs ({grid.preset['name']}): {grid_line}")
     if args.dry_run:
         if search or names_recipes(grid):
             print("recipes (what each method trains with) and search spaces:")
@@ -306,15 +311,15 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[dict, Path, dict, li
     if refused(launch_problems(checked, args.data_root, args.download)):
         return 2
     writable_output(output)
-    return grid.preset, output, runtime, specs, search
+    return backend, output, runtime, specs, search
 
 
-def dry_run(args: argparse.Namespace, output: Path, specs: list[RunSpec], count: str,
+def dry_run(backend: Backend, output: Path, specs: list[RunSpec], count: str,
             awaiting: frozenset[str] | set[str] = frozenset()) -> None:
     """Print each pretraining and run of ``specs`` (status, cost), the ``count`` line, the
-    GPU-hours and, for ``--cluster local`` or ``inline``, the wall time on this machine
-    (:func:`wall_time_lines`); the runs in ``awaiting`` (run ids) print ``awaiting`` for id and
-    status."""
+    GPU-hours, what each job of ``backend`` asks for and, for a backend that trains here, the
+    wall time on this machine (:func:`wall_time_lines`); the runs in ``awaiting`` (run ids)
+    print ``awaiting`` for id and status."""
     states, pretrainings = states_of(output, specs)
     cost = GridCost(specs, [p.pretraining for p in pretrainings])
     for p in pretrainings:
@@ -327,23 +332,26 @@ def dry_run(args: argparse.Namespace, output: Path, specs: list[RunSpec], count:
     print(count)
     print(cost.summary({state.spec.run_id: state.status for state in states if state.spec.run_id not in awaiting},
                        frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
-    if args.cluster != "slurm":
-        todo = [s.spec for s in states if s.status is not Status.DONE and not s.status.in_flight]
-        to_pretrain = [p.pretraining for p in pretrainings if p.status in (Status.NEW, Status.FAILED)]
-        print("\n".join(wall_time_lines(args, todo, to_pretrain)))
+    asks = backend.resources()
+    if asks:
+        print(f"each {backend.title} job asks for " + ", ".join(f"{key} {value}" for key, value in asks.items()))
+    todo = [s.spec for s in states if s.status is not Status.DONE and not s.status.in_flight]
+    to_pretrain = [p.pretraining for p in pretrainings if p.status in (Status.NEW, Status.FAILED)]
+    print("\n".join(wall_time_lines(backend, todo, to_pretrain)))
 
 
-def wall_time_lines(args: argparse.Namespace, todo: list[RunSpec], to_pretrain: list[SuitePretraining]) -> list[str]:
+def wall_time_lines(backend: Backend, todo: list[RunSpec], to_pretrain: list[SuitePretraining]) -> list[str]:
     """The wall time of the runs ``todo`` and the pretrainings ``to_pretrain`` with the workers
-    and threads ``--cluster local`` or ``inline`` would start now (:mod:`spottune.walltime`)."""
+    and threads ``backend`` would start now on this machine (:mod:`spottune.walltime`); none for
+    a backend whose runs train elsewhere."""
+    if backend.detached:
+        return []
     allotted, free = allotted_cpus(), free_cpus()
-    pretraining_threads = process_threads(allotted, free)
-    if args.cluster == "inline":
-        workers, threads = 1, pretraining_threads
-    else:
-        workers, threads = worker_plan(max(1, len(todo)), args.max_parallel, free)
-    estimate = WallTime(Calibration(device_of({"device": args.device}), keep=free >= allotted))
-    return estimate.summary(todo, to_pretrain, f"--cluster {args.cluster}", workers, threads, pretraining_threads,
+    plan = backend.plan_here(len(todo), free)
+    if plan is None:
+        return []
+    estimate = WallTime(Calibration(device_of({"device": backend.args.device}), keep=free >= allotted))
+    return estimate.summary(todo, to_pretrain, f"--cluster {backend.name}", *plan, process_threads(allotted, free),
                             busy_cpus=allotted - free)
 
 
@@ -352,26 +360,6 @@ def refused(problems: list[str]) -> bool:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return bool(problems)
-
-
-def launch_here(args: argparse.Namespace, output: Path, specs: list[RunSpec], runtime: dict) -> list[RunSpec]:
-    """Run the grid's pending runs on this machine (``--cluster local`` or ``inline``), skipping
-    the runs in flight elsewhere (another launcher's claim, a SLURM job; saying so); the runs
-    that failed."""
-    todo, skipped = startable_runs(output, specs)
-    if args.cluster == "inline":
-        torch.set_num_threads(process_threads(allotted_cpus()))  # never more than the CPUs free now
-        outcomes = launch_inline(output, todo, runtime)
-    else:
-        outcomes = launch_local(output, todo, runtime, args.max_parallel, progress=not args.no_progress)
-    skipped += [f"skipped {s.label} ({s.run_id}): claimed by another launcher meanwhile"
-                for s in todo if outcomes.get(s.run_id) is Status.RUNNING]
-    for line in skipped:
-        print(line, file=sys.stderr)
-    if skipped:
-        print(f"{len(skipped)} run(s) skipped: another launcher or a SLURM job is training them; re-run this "
-              f"command once it is done for complete tables", file=sys.stderr)
-    return [s for s in todo if outcomes.get(s.run_id) is Status.FAILED]
 
 
 def write_outputs(output: Path, runtime: dict, specs: list[RunSpec], baseline: str) -> None:
@@ -384,33 +372,6 @@ def write_outputs(output: Path, runtime: dict, specs: list[RunSpec], baseline: s
     print(f"tables: {output / 'tables'}  figures: {output / 'figures'}  report: {output / 'report.html'}")
     for path in write_grid_submissions(output):
         print(f"Decathlon submission: {path}")
-
-
-def launch_on_slurm(args: argparse.Namespace, preset: dict, output: Path, specs: list[RunSpec],
-                    runtime: dict) -> list[RunSpec] | None:
-    """Submit the grid's runs that are neither done nor in flight; with ``--wait``, follow them
-    and return the failed runs, else None."""
-    submitted = launch_slurm(output, specs, runtime, *slurm_plan(args, preset))
-    print(submitted or "nothing to submit: every run is done or in flight", flush=True)
-    if not args.wait:
-        return None
-    states = wait_for_slurm(output, specs, progress=not args.no_progress)
-    for p in pretraining_states(output, specs):
-        if p.status is Status.FAILED:  # its runs never started: its error first
-            log = Path(p.log) if p.log else None
-            reason = error_line(log.read_text(errors="replace")) if log and log.exists() else "no log"
-            print(f"FAILED {p.describe()}\n    {reason}\n    log: {log}", file=sys.stderr)
-    return [s.spec for s in states if s.status is Status.FAILED]
-
-
-def slurm_plan(args: argparse.Namespace, preset: dict) -> tuple[dict, dict]:
-    """What a run's job and a pretraining's job ask for (:func:`slurm_resources`): the preset's
-    ``resources`` and ``pretraining_resources`` (default: its ``resources``) under the profile
-    and ``--slurm-set``."""
-    overrides = {**parse_overrides(args.slurm_set), "max_parallel": args.max_parallel}
-    pretraining = preset.get("pretraining_resources") or preset.get("resources")
-    return (slurm_resources(preset.get("resources"), args.profile, overrides),
-            slurm_resources(pretraining, args.profile, overrides))
 
 
 if __name__ == "__main__":

@@ -104,14 +104,18 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     return preset
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["epochs=1", "backbone.width=0.5"]`` -> ``{"epochs": 1, "backbone.width": 0.5}``."""
+def parse_overrides(items: list[str], option: str = "--set") -> dict[str, Any]:
+    """``["epochs=1", "backbone.width=0.5"]`` -> ``{"epochs": 1, "backbone.width": 0.5}``; a
+    ValueError naming ``option`` (the command-line option they came from) for a bad item."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = _number_or_value(yaml.safe_load(value))
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = _number_or_value(yaml.safe_load(value))
+        except yaml.YAMLError as err:
+            raise ValueError(f"{option} {item!r}: the value is not YAML ({' '.join(str(err).split())})") from None
     return out
 
 

@@ -10,7 +10,7 @@
   :mod:`spottune.claim`, both on a folder's path, since they need torch and threads).
 * :class:`Status`: where a run stands, one vocabulary for ``--dry-run``, ``--status``, the
   launchers and the report. A folder alone tells ``new``, ``started``, ``failed``, ``torn``
-  and ``done``; the launchers add ``queued`` and ``running`` from the SLURM queue and claims.
+  and ``done``; the launchers add ``queued`` and ``running`` from the backends' queues and claims.
 
 Every file is written atomically (a temporary file in the same folder, fsynced, renamed over
 the target) with the mode the umask gives (``0o666 & ~umask``: group-readable by default, so a
@@ -153,9 +153,9 @@ class Status(str, Enum):
 
     NEW = "new"            # nothing written yet: never started
     STARTED = "started"    # config or checkpoint written, not finished: interrupted (or training elsewhere)
-    QUEUED = "queued"      # its SLURM job waits in the queue
-    RUNNING = "running"    # a live claim, or its SLURM job runs
-    FAILED = "failed"      # error.txt, or its SLURM job left the queue without finishing
+    QUEUED = "queued"      # its job waits in its backend's queue (SLURM's, ...)
+    RUNNING = "running"    # a live claim, or its job runs
+    FAILED = "failed"      # error.txt, or its job left the queue without finishing
     TORN = "torn"          # a done marker beside a torn or missing record: evaluated again when launched
     DONE = "done"          # the done marker beside valid records
 
@@ -295,7 +295,7 @@ class RunFolder:
                            train_fraction=np.asarray(train_fraction, dtype=np.float32))
 
     def read_submission(self) -> dict[str, Any] | None:
-        """``submitted.json`` (the run's last SLURM job), if any."""
+        """``submitted.json`` (the record of the run's last job, :mod:`spottune.launch.submission`), if any."""
         path = self / SUBMITTED
         return read_json(path) if path.exists() else None
 

@@ -447,7 +447,8 @@ def test_a_local_launcher_skips_a_run_whose_slurm_job_is_in_flight(tmp_path, cap
     folder = records.RunFolder.of(output, spec)
     folder.write_submission({"job_id": "9", "stderr": str(tmp_path / "9.err")})
     for state, word in (("PENDING", "queued"), ("RUNNING", "running")):
-        monkeypatch.setattr("spottune.launch.status.slurm_queue", lambda: {"9": state})
+        squeue = subprocess.CompletedProcess([], 0, stdout=f"8|RUNNING\n9|{state}\n", stderr="")
+        monkeypatch.setattr("spottune.launch.slurm.subprocess.run", lambda *args, **kwargs: squeue)
         assert run_all.main(TINY + ["--output", str(output)]) == 0
         err = capsys.readouterr().err
         assert f"skipped finetune / digits / seed 0 ({spec.run_id}): its SLURM job 9 is {word}" in err

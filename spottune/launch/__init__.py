@@ -1,22 +1,29 @@
-"""Launchers: run a grid's runs here (``inline``), in local workers (``local``, through
-submitit's local executor) or on a SLURM cluster (``slurm``, submitit job arrays).
+"""Launchers: where a grid's runs execute, each a registered backend (``--cluster NAME``,
+:mod:`spottune.launch.backend`): ``inline`` (here, one after the other), ``local`` (local
+workers, through submitit's local executor) and ``slurm`` (submitit job arrays); plugins
+register more.
 
-Every launcher calls the same :func:`spottune.engine.run` on the same runs (a
+Every backend calls the same :func:`spottune.engine.run` on the same runs (a
 :class:`~spottune.records.RunSpec` and the launch's ``runtime``), so where a run executes
 never changes its numbers, and that call claims the run before training it
 (:mod:`spottune.claim`), in a worker, a SLURM job or a packed task's child alike. Before
-starting a run every launcher also reads the claims and the SLURM queue
-(:func:`~spottune.launch.status.startable_runs`, :func:`~spottune.launch.status.grid_states`):
-runs in flight elsewhere are skipped; SLURM submissions are also kept single by a lock.
+starting a run every launch also reads the claims and the queue of every backend that owns an
+unfinished run (:func:`~spottune.launch.launcher.launch`,
+:func:`~spottune.launch.status.states_of`): runs in flight elsewhere are skipped; detached
+backends' submissions are also kept single by a lock. Importing this package registers the
+three built-in backends.
 """
 from spottune.claim import Claim, RunClaimed, live_holder
-from spottune.launch.inline import launch_inline, pending_runs
-from spottune.launch.local import launch_local
-from spottune.launch.slurm import RunJob, apply_cache_dir, launch_slurm, read_profile, slurm_resources, wait_for_slurm
-from spottune.launch.status import (RunState, error_line, failure_lines, format_status, grid_states, pretraining_states,
-                                    startable_runs, states_of)
+from spottune.launch.backend import Backend, get_backend, list_backends, record_submission, register_backend
+from spottune.launch.inline import Inline, pending_runs, run_here
+from spottune.launch.launcher import follow, launch
+from spottune.launch.local import Local
+from spottune.launch.pretraining import PretrainingState, pretrain_here
+from spottune.launch.slurm import RunJob, Slurm, read_profile, slurm_resources
+from spottune.launch.status import (RunState, error_line, failure_lines, format_status, startable_runs, states_of)
+from spottune.launch.submission import Job
 
-__all__ = ["Claim", "RunClaimed", "live_holder", "launch_inline", "pending_runs", "launch_local",
-           "RunJob", "apply_cache_dir", "launch_slurm", "read_profile", "slurm_resources", "wait_for_slurm", "RunState",
-           "error_line",
-           "failure_lines", "format_status", "grid_states", "pretraining_states", "startable_runs", "states_of"]
+__all__ = ["Claim", "RunClaimed", "live_holder", "Backend", "get_backend", "list_backends", "record_submission",
+           "register_backend", "Inline", "pending_runs", "run_here", "follow", "launch", "Local", "PretrainingState",
+           "pretrain_here", "RunJob", "Slurm", "read_profile", "slurm_resources", "RunState", "error_line",
+           "failure_lines", "format_status", "startable_runs", "states_of", "Job"]

@@ -1,16 +1,22 @@
-"""Run a grid's pending runs one after the other in this process (``--cluster inline``).
+"""``--cluster inline``: a grid's pending runs one after the other in this process.
 
 Each run is claimed before it trains (by :func:`spottune.engine.run`, :mod:`spottune.claim`):
 a run that another live process is training is skipped and reported, so two launchers on one
-output never train the same run at once.
+output never train the same run at once. :func:`run_here` (one run in this process, its
+outcome) is what a backend of your own that trains runs in its own process calls.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from spottune.engine import run
+import torch
+
 from spottune.claim import RunClaimed
+from spottune.cpus import allotted_cpus, process_threads
+from spottune.engine import run
+from spottune.launch.backend import Backend, register_backend
+from spottune.launch.pretraining import PretrainingState, pretrain_here
 from spottune.records import RunFolder, RunSpec, Status
 
 
@@ -25,28 +31,43 @@ def pending_runs(output: Path, specs: list[RunSpec]) -> list[RunSpec]:
     return [spec for spec in specs if RunFolder.of(output, spec).status() is not Status.DONE]
 
 
-def launch_inline(output: Path, specs: list[RunSpec], runtime: dict[str, Any],
-                  keep_going: bool = True) -> dict[str, Status]:
-    """Run every pending run in this process, one after the other; run_id -> outcome
-    (``done``, ``failed`` or ``running``: another process is training it, its claim says).
+def run_here(output: Path, spec: RunSpec, runtime: dict[str, Any], label: str | None = None) -> Status:
+    """Train ``spec`` in this process (:func:`spottune.engine.run`, which claims it); its outcome:
+    ``done``, ``failed`` (recorded in ``error.txt``, said on the console) or ``running``
+    (another process holds its claim). ``label`` starts the console lines (default: the run's)."""
+    label = label or spec.label
+    try:
+        run(spec, RunFolder.of(output, spec).path, runtime)  # (if another launcher just finished it, run() returns)
+        return Status.DONE
+    except RunClaimed as claimed:
+        print(f"{label} skipped: claimed by {claimed.holder}", flush=True)
+        return Status.RUNNING
+    except Exception as err:  # noqa: BLE001 - recorded in error.txt, reported, grid goes on
+        print(f"{label} FAILED: {type(err).__name__}: {err}", flush=True)
+        return Status.FAILED
 
-    A failing run is recorded (``error.txt``) and, with ``keep_going``, the next one starts.
-    """
+
+def launch_inline(output: Path, specs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
+    """Run every pending run in this process, one after the other (a failing one is recorded
+    and the next starts); run_id -> outcome (:func:`run_here`)."""
     outcomes = {}
     todo = pending_runs(output, specs)
     for i, spec in enumerate(todo, 1):
         label = f"[{i}/{len(todo)}] {spec.label}"
         print(f"{label}  ({spec.run_id})", flush=True)
-        folder = RunFolder.of(output, spec)
-        try:
-            run(spec, folder.path, runtime)  # (if another launcher just finished it, run() returns)
-            outcomes[spec.run_id] = Status.DONE
-        except RunClaimed as claimed:
-            outcomes[spec.run_id] = Status.RUNNING
-            print(f"{label} skipped: claimed by {claimed.holder}", flush=True)
-        except Exception as err:  # noqa: BLE001 - recorded in error.txt, reported, grid goes on
-            outcomes[spec.run_id] = Status.FAILED
-            print(f"{label} FAILED: {type(err).__name__}: {err}", flush=True)
-            if not keep_going:
-                raise
+        outcomes[spec.run_id] = run_here(output, spec, runtime, label)
     return outcomes
+
+
+@register_backend("inline")
+class Inline(Backend):
+    """in this process, one after the other, with per-epoch progress bars (debuggers welcome)"""
+
+    def plan_here(self, runs: int, free: int) -> tuple[int, int] | None:
+        return 1, process_threads(allotted_cpus(), free)
+
+    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
+               runtime: dict[str, Any]) -> dict[str, Status]:
+        pretrain_here(pretrainings, runtime)
+        torch.set_num_threads(process_threads(allotted_cpus()))  # never more than the CPUs free now
+        return launch_inline(output, runs, runtime)

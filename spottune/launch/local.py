@@ -1,13 +1,13 @@
-"""Run a grid on this machine through submitit's local executor (``--cluster local``).
+"""``--cluster local``: a grid's runs on this machine, in workers of submitit's local executor.
 
 The pending runs are dealt round-robin into workers, each a submitit local job that runs its
 share one after the other: several runs at a time without paying a Python and torch start-up
 per run. Workers and torch threads per worker follow :func:`spottune.cpus.worker_plan` (by
 default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
 ``$OMP_NUM_THREADS`` fixes the threads; a multi-thread worker gets at most the CPUs free when
-it starts); on a CPU the numbers depend on the thread count,
-which every run records in its ``config.json``. The
-parent follows the run folders with a progress bar; each worker's output goes to
+it starts); on a CPU the numbers depend on the thread count, which every run records in its
+``config.json``. The suite pretrainings the runs need are trained first, here, once, on every
+free CPU (:func:`~spottune.launch.pretraining.pretrain_here`). The parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``, and the warnings a run recorded when it started (a torn checkpoint moved
 aside, ...: :class:`~spottune.launch.status.RunWarnings`) are printed on the parent's console. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
@@ -25,9 +25,10 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from spottune.cpus import allotted_cpus, process_threads, worker_plan
+from spottune.cpus import worker_plan
+from spottune.launch.backend import Backend, register_backend
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
-from spottune.launch.pretraining import grid_pretrainings, pretrain_for
+from spottune.launch.pretraining import PretrainingState, pretrain_here
 from spottune.launch.status import RunWarnings
 from spottune.records import RunFolder, RunSpec, Status
 
@@ -48,20 +49,8 @@ class LocalWorker:
         return launch_inline(self.output, self.specs, self.runtime)
 
 
-def pretrain_first(specs: list[RunSpec], runtime: dict[str, Any], progress: bool) -> None:
-    """The grid's suite pretrainings that are not cached, here, once each, with every allotted
-    CPU that is free (:func:`spottune.cpus.process_threads`), before any worker starts (else one
-    worker pretrains while the others wait for it)."""
-    for pretraining in grid_pretrainings(specs):
-        if pretraining.complete:
-            continue
-        torch.set_num_threads(process_threads(allotted_cpus()))
-        if pretrain_for(pretraining.spec, runtime, progress):
-            print(f"pretrained {pretraining} (cached for every run)", flush=True)
-
-
 def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], max_parallel: int | None = None,
-                 progress: bool = True, poll_s: float = 1.0) -> dict[str, Status]:
+                 poll_s: float = 1.0) -> dict[str, Status]:
     """Run every pending run in ``max_parallel`` local workers; run_id -> ``done`` | ``failed`` |
     ``running`` (another process was training it)."""
     output = Path(output)
@@ -69,7 +58,7 @@ def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], ma
     if not todo:
         return {}
     workers, threads = worker_plan(len(todo), max_parallel)
-    pretrain_first(todo, runtime, progress)
+    progress = bool(runtime.get("progress", True))
     warnings = RunWarnings(output, todo)
     executor = submitit.LocalExecutor(folder=output / "local")
     executor.update_parameters(timeout_min=60 * 24 * 30)
@@ -102,3 +91,17 @@ def launch_local(output: Path, specs: list[RunSpec], runtime: dict[str, Any], ma
         done = RunFolder.of(output, spec).status() is Status.DONE
         outcomes.setdefault(spec.run_id, Status.DONE if done else Status.FAILED)
     return outcomes
+
+
+@register_backend("local")
+class Local(Backend):
+    """this machine, in --max-parallel submitit workers (default: one single-thread worker per
+    allotted CPU; $OMP_NUM_THREADS sets threads per worker)"""
+
+    def plan_here(self, runs: int, free: int) -> tuple[int, int] | None:
+        return worker_plan(max(1, runs), self.args.max_parallel, free)
+
+    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
+               runtime: dict[str, Any]) -> dict[str, Status]:
+        pretrain_here(pretrainings, runtime)  # once, here, before any worker starts (else one pretrains, others wait)
+        return launch_local(output, runs, runtime, self.args.max_parallel)

@@ -1,25 +1,28 @@
-"""A grid's suite pretrainings as jobs of their own, and where each stands.
+"""A grid's suite pretrainings: which ones its runs need, how each is trained, where each stands.
 
 A run whose backbone is pretrained by the suite (``backbone.pretrained.kind: suite``) needs
 that pretraining's weights in the cache (:mod:`spottune.pretrain_cache`) before it starts.
-``--cluster local`` pretrains them in process, once, before its workers start;
-``--cluster slurm`` submits each one the cache lacks as a job of its own (its resources: the
-preset's ``pretraining_resources``), checkpointed every epoch and requeued like a run, and the
-runs' array waits for it (``--dependency=afterok``). Its record,
-``<output>/pretraining/<arch>-<dataset>-<key>.json``, names the job, its logs and the cache
-folder it publishes into, so that ``--status`` and ``--wait`` can follow it.
+Every backend submits them before the runs (:meth:`spottune.launch.backend.Backend.submit`):
+``--cluster local`` and ``inline`` train them here, once, before the runs
+(:func:`pretrain_here`); ``--cluster slurm`` submits each one the cache lacks as a job of its
+own (:class:`PretrainingJob`, with the preset's ``pretraining_resources``), checkpointed every
+epoch and requeued like a run, and the runs' array waits for it (``--dependency=afterok``). A
+detached backend's record of that job, ``<output>/pretraining/<arch>-<dataset>-<key>.json``
+(:func:`write_record`: the job's backend-neutral fields, :class:`~spottune.launch.submission.Job`,
+and the cache folder it publishes into), lets ``--status`` and ``--wait`` follow it.
 """
 from __future__ import annotations
 
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
+import torch
 
+from spottune.cpus import allotted_cpus, process_threads
 from spottune.engine import device_of
+from spottune.launch.submission import Job
 from spottune.pretrain import ensure_pretrained
 from spottune.pretrain_cache import SuitePretraining
 from spottune.records import RecordError, RunSpec, Status, atomic_write_json, canonical_json, read_json
@@ -70,12 +73,24 @@ def record_path(output: Path, pretraining: SuitePretraining) -> Path:
     return Path(output) / PRETRAINING_DIR / f"{pretraining.name}.json"
 
 
-def write_record(output: Path, pretraining: SuitePretraining, job: submitit.Job, resources: dict[str, Any]) -> None:
-    atomic_write_json(record_path(output, pretraining), {
-        "job_id": str(job.job_id), "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
-        "backbone": pretraining.spec, "key": pretraining.key, "cache": str(pretraining.folder),
-        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-        "resources": resources})
+def pretrain_here(pretrainings: list[PretrainingState], runtime: dict[str, Any]) -> None:
+    """Train here, once each, the ``pretrainings`` the cache lacks, with every allotted CPU that
+    is free (:func:`spottune.cpus.process_threads`), before any run starts (else the first run
+    that needs one pretrains it while the others wait for it); one that another process trains
+    now is waited for (its claim on the cache's partial folder)."""
+    for state in pretrainings:
+        if state.pretraining.complete:
+            continue
+        torch.set_num_threads(process_threads(allotted_cpus()))
+        if pretrain_for(state.pretraining.spec, runtime, bool(runtime.get("progress", True))):
+            print(f"pretrained {state.pretraining} (cached for every run)", flush=True)
+
+
+def write_record(output: Path, pretraining: SuitePretraining, job: Job, **fields: Any) -> None:
+    """Record that ``job`` publishes ``pretraining`` (with the writer's ``fields``, e.g.
+    ``resources``), so that every later command follows it through its backend's queue."""
+    atomic_write_json(record_path(output, pretraining), job.record(
+        backbone=pretraining.spec, key=pretraining.key, cache=str(pretraining.folder), **fields))
 
 
 def read_record(output: Path, pretraining: SuitePretraining) -> dict[str, Any] | None:
@@ -94,31 +109,44 @@ def read_record(output: Path, pretraining: SuitePretraining) -> dict[str, Any] |
 class PretrainingState:
     """Where one of a grid's suite pretrainings stands: ``done`` (cached), ``queued`` /
     ``running`` (its job), ``failed`` (its job left the queue without publishing) or ``new``
-    (needed, never submitted); with its job and its log (where submitit writes the traceback
-    of a failure)."""
+    (needed, never submitted); with the job a detached backend submitted for it."""
 
     pretraining: SuitePretraining
     status: Status
-    job_id: str | None = None
-    log: str | None = None
+    job: Job | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job else None
+
+    @property
+    def log(self) -> str | None:
+        """Where its job's traceback lands."""
+        return self.job.stderr if self.job else None
 
     def describe(self) -> str:
         job = f"job {self.job_id}" if self.job_id else "no job"
         return f"pretraining {self.pretraining}: {self.status} ({job}; cache {self.pretraining.folder})"
 
 
-def pretraining_state(output: Path, pretraining: SuitePretraining, queue: dict[str, str]) -> PretrainingState:
+def recorded_job(output: Path, pretraining: SuitePretraining) -> Job | None:
+    """The job recorded for ``pretraining`` in ``output`` (None if it was never submitted)."""
+    return Job.from_record(read_record(output, pretraining))
+
+
+def pretraining_state(output: Path, pretraining: SuitePretraining,
+                      in_flight: dict[tuple[str, str], Status]) -> PretrainingState:
     """The state of ``pretraining`` from its record in ``output`` (whose cache folder wins over
-    the current one: the cache its job publishes into) and ``queue`` (read before the cache)."""
+    the current one: the cache its job publishes into) and ``in_flight``, the jobs queued or
+    running keyed by ``(backend, job id)`` (read before the cache)."""
     record = read_record(output, pretraining)
     if record is not None:
         pretraining = SuitePretraining(pretraining.spec, Path(record["cache"]))
-    job_id, log = (record or {}).get("job_id"), (record or {}).get("stderr")
-    if job_id in queue:
-        running = queue[job_id] in ("RUNNING", "COMPLETING")
-        return PretrainingState(pretraining, Status.RUNNING if running else Status.QUEUED, job_id, log)
+    job = Job.from_record(record)
+    if job is not None and job.key in in_flight:
+        return PretrainingState(pretraining, in_flight[job.key], job)
     if pretraining.complete:
-        return PretrainingState(pretraining, Status.DONE, job_id, log)
-    if job_id:
-        return PretrainingState(pretraining, Status.FAILED, job_id, log)
+        return PretrainingState(pretraining, Status.DONE, job)
+    if job is not None:
+        return PretrainingState(pretraining, Status.FAILED, job)
     return PretrainingState(pretraining, Status.NEW)

@@ -1,12 +1,15 @@
-"""SLURM through submitit: one job array per launch, cluster profiles, preemption-safe resume.
+"""``--cluster slurm``: SLURM through submitit, one job array per launch, cluster profiles,
+preemption-safe resume.
 
 A run's folder tells what happened to it (done, error.txt); ``submitted.json`` names the job
-that owns it, and the queue (``squeue``, never ``sacct``: many clusters, and our local one,
-have no accounting) tells whether that job is still in flight (:mod:`spottune.launch.status`).
-A run is submitted again only when it is neither done nor in flight (no live claim, no job
-queued or running for it), under a lock on the output folder, so two invocations cannot launch
-the same run twice; and a job claims its run before training it (:func:`spottune.engine.run`),
-so neither can a local or inline launcher on the same output. See ``slurm/README.md``.
+that owns it (:class:`~spottune.launch.submission.Job`, backend ``slurm``), and the queue
+(``squeue``, never ``sacct``: many clusters, and our local one, have no accounting) tells
+whether that job is still in flight (:meth:`Slurm.in_flight`, read by
+:mod:`spottune.launch.status` for every command). A run is submitted again only when it is
+neither done nor in flight (no live claim, no job queued or running for it), under a lock on
+the output folder (:mod:`spottune.launch.launcher`), so two invocations cannot launch the same
+run twice; and a job claims its run before training it (:func:`spottune.engine.run`), so
+neither can a local or inline launcher on the same output. See ``slurm/README.md``.
 
 A launch submits, in this order:
 
@@ -16,40 +19,38 @@ A launch submits, in this order:
 * the runs as one job array, depending on those jobs (``--dependency=afterok:...``, and
   ``--kill-on-invalid-dep=yes``: a failed pretraining cancels the runs instead of leaving them
   pending forever). With the profile's ``runs_per_gpu: N`` each array task trains N runs at
-  once, each in its own process on the task's GPU (:mod:`spottune.launch.packed`).
+  once, each in its own process on the task's GPU (:mod:`spottune.launch.packed`), and asks
+  for N times a run's ``mem_gb`` and ``time_min`` (:func:`per_task`).
 
-The profile's ``cache_dir`` (default: ``$SPOTTUNE_CACHE``, else ``~/.cache/spottune``, as the
-jobs see them) is where pretrained weights are cached; it must be a folder every node sees.
+What a job asks for (:func:`slurm_resources`) is worked out once per command, when the
+backend is made: the profile's ``cache_dir`` (default: ``$SPOTTUNE_CACHE``, else
+``~/.cache/spottune``, as the jobs see them) is where pretrained weights are cached; it must be
+a folder every node sees.
 """
 from __future__ import annotations
 
-import fcntl
+import argparse
 import os
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
-from tqdm import tqdm
 
 from spottune.engine import run
-from spottune.grid import read_yaml
+from spottune.grid import parse_overrides, read_yaml
+from spottune.launch.backend import Backend, record_submission, register_backend
 from spottune.launch.inline import without_progress
 from spottune.launch.packed import PackedRunJob
-from spottune.launch.pretraining import PretrainingJob, PretrainingState, pretraining_of, write_record
-from spottune.launch.status import RunState, RunWarnings, count_states, grid_states, pretraining_states, states_of
+from spottune.launch.pretraining import PretrainingJob, PretrainingState, write_record
+from spottune.launch.submission import Job
 from spottune.pretrain_cache import CACHE_ENV
 from spottune.records import RunFolder, RunSpec, Status
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm_profiles"  # the packaged profiles
 SITE_PROFILE_DIR = Path("slurm")  # your own, under the current directory: found first
-SUBMIT_LOCK = ".slurm-submit.lock"
 PROFILE_KEYS = ("partition", "account", "qos", "constraint", "exclude", "gpus_per_node", "cpus_per_task",
                 "mem_gb", "time_min", "signal_delay_s", "max_requeues", "max_parallel", "job_name",
                 "setup", "additional", "runs_per_gpu", "cache_dir")
@@ -57,6 +58,12 @@ PROFILE_KEYS = ("partition", "account", "qos", "constraint", "exclude", "gpus_pe
 PRESET_RESOURCES = {"gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb", "time_min": "time_min"}
 # one thread per allocated CPU unless the user chose otherwise
 THREADS_SETUP = "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
+# what a run needs, times the runs of a task (runs_per_gpu): they train at once, sharing its GPU
+PER_RUN = ("mem_gb", "time_min")
+# squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
+FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                   "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+RUNNING_STATES = {"RUNNING", "COMPLETING"}
 
 
 def read_profile(name_or_path: str) -> dict[str, Any]:
@@ -76,6 +83,7 @@ def read_profile(name_or_path: str) -> dict[str, Any]:
 
 
 def _check_profile_keys(profile: dict[str, Any], where: str) -> None:
+    """A KeyError naming ``where`` and the unknown keys of ``profile``, if any."""
     unknown = sorted(set(profile) - set(PROFILE_KEYS))
     if unknown:
         raise KeyError(f"{where}: unknown SLURM setting(s) {', '.join(unknown)}; known: {', '.join(PROFILE_KEYS)}")
@@ -91,10 +99,19 @@ def slurm_resources(preset_resources: dict[str, Any] | None, profile: str | None
     """
     needs = {PRESET_RESOURCES[k]: v for k, v in (preset_resources or {}).items() if k in PRESET_RESOURCES}
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    _check_profile_keys(overrides, "command line")
+    _check_profile_keys(overrides, "--slurm-set")
     default = read_profile(str(PROFILE_DIR / "default.yaml"))
     chosen = read_profile(profile) if profile else {}
     return {**default, **needs, **chosen, **overrides}
+
+
+def per_task(resources: dict[str, Any]) -> dict[str, Any]:
+    """``resources`` for an array task of ``runs_per_gpu`` runs: every layer gives ``mem_gb`` and
+    ``time_min`` for one run, and the task's N runs train at once (N processes sharing its GPU):
+    it asks for N times the memory and, at most N times slower than one run alone, N times the
+    time. ``cpus_per_task`` is the task's, shared by its runs (keep it >= N)."""
+    runs = max(1, int(resources.get("runs_per_gpu") or 1))
+    return {**resources, **{key: resources[key] * runs for key in PER_RUN if resources.get(key)}}
 
 
 def apply_cache_dir(resources: dict[str, Any]) -> None:
@@ -155,27 +172,6 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(self.spec, self.runtime, self.run_dir))
 
 
-def write_submission(folder: RunFolder, job: submitit.Job, resources: dict[str, Any],
-                      packed_with: list[str] = (), depends_on: list[str] = ()) -> None:
-    job_id = str(job.job_id)
-    folder.write_submission({
-        "packed_with": list(packed_with), "depends_on": list(depends_on),
-        "job_id": job_id, "array_job_id": job_id.split("_")[0],
-        "array_task_id": int(job_id.split("_")[1]) if "_" in job_id else None,
-        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
-        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-        "resources": resources})
-
-
-@contextmanager
-def submission_lock(output: Path) -> Iterator[None]:
-    """Exclusive lock on the output folder while deciding what to submit and recording it."""
-    Path(output).mkdir(parents=True, exist_ok=True)
-    with open(Path(output) / SUBMIT_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 @dataclass
 class SubmittedGrid:
     """What a launch submitted: the pretraining jobs and the runs' array."""
@@ -201,75 +197,98 @@ def _executor(output: Path, resources: dict[str, Any]) -> submitit.AutoExecutor:
                                  slurm_max_num_timeout=int(resources.get("max_requeues", 3)))
 
 
-def submit_pretrainings(output: Path, states: list[PretrainingState], runtime: dict[str, Any],
-                        resources: dict[str, Any]) -> list[str]:
-    """Submit each pretraining that is neither cached nor in flight as a job of its own; the
-    jobs the runs must wait for (those in flight from an earlier launch included)."""
-    waits = [s.job_id for s in states if s.status.in_flight]
-    for state in states:
-        if state.status in (Status.NEW, Status.FAILED):
-            executor = _executor(output, resources)
-            executor.update_parameters(**submitit_parameters(resources, name_suffix="-pretrain"))
-            job = executor.submit(PretrainingJob(state.pretraining.spec, without_progress(runtime)))
-            write_record(output, state.pretraining, job, resources)
-            waits.append(str(job.job_id))
-    return waits
+def _job(job: submitit.Job) -> Job:
+    return Job(Slurm.name, str(job.job_id), str(job.paths.stdout), str(job.paths.stderr))
 
 
-def launch_slurm(output: Path, specs: list[RunSpec], runtime: dict[str, Any], resources: dict[str, Any],
-                 pretraining_resources: dict[str, Any] | None = None) -> SubmittedGrid | None:
-    """Submit every run that is neither done nor in flight (failed, torn and interrupted runs
-    included) as one job array with ``resources`` (see :func:`slurm_resources`), after the
-    pretraining jobs they need (``pretraining_resources``, default ``resources``); None if no
-    run is to submit."""
-    output = Path(output)
-    with submission_lock(output):
-        todo = [s.spec for s in grid_states(output, specs) if s.status is not Status.DONE and not s.status.in_flight]
-        if not todo:
-            return None
-        waits = submit_pretrainings(output, pretraining_states(output, todo), runtime,
-                                    pretraining_resources or resources)
-        per_task = max(1, int(resources.get("runs_per_gpu") or 1))
-        packs = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
-        executor = _executor(output, resources)
-        executor.update_parameters(**submitit_parameters(resources, depends_on=waits))
+@register_backend("slurm")
+class Slurm(Backend):
+    """as SLURM job arrays through submitit (--profile, --slurm-set; see slurm/README.md)"""
+
+    title = "SLURM"
+    detached = True
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("SLURM (--cluster slurm)")
+        group.add_argument("--profile",
+                           help="cluster profile: a YAML path, or NAME: ./slurm/NAME.yaml under the current directory, "
+                                "else the packaged one (default, local, gpu-example; see slurm/README.md); keys left "
+                                "out come from the packaged default.yaml")
+        group.add_argument("--slurm-set", nargs="+", default=[], metavar="KEY=VALUE",
+                           help="override profile keys, e.g. --slurm-set partition=gpu time_min=120")
+
+    def __init__(self, args: argparse.Namespace, preset: dict[str, Any]) -> None:
+        """What a run's task and a pretraining's job ask for (:func:`slurm_resources`): the
+        preset's ``resources`` and ``pretraining_resources`` (default: its ``resources``) under
+        the profile and ``--slurm-set``, the task's scaled by its runs (:func:`per_task`); the
+        profile's ``cache_dir`` becomes this process's cache (:func:`apply_cache_dir`)."""
+        super().__init__(args, preset)
+        overrides = {**parse_overrides(args.slurm_set, "--slurm-set"), "max_parallel": args.max_parallel}
+        pretraining = preset.get("pretraining_resources") or preset.get("resources")
+        self.run_resources = per_task(slurm_resources(preset.get("resources"), args.profile, overrides))
+        self.pretraining_resources = slurm_resources(pretraining, args.profile, overrides)
+        apply_cache_dir(self.run_resources)
+
+    def resources(self) -> dict[str, Any]:
+        r = self.run_resources
+        return {"gpus": r.get("gpus_per_node") or 0, "cpus": r.get("cpus_per_task") or 1, "mem_gb": r.get("mem_gb"),
+                "time_min": r.get("time_min"), "runs": max(1, int(r.get("runs_per_gpu") or 1))}
+
+    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
+               runtime: dict[str, Any]) -> dict[str, Status]:
+        """Each pretraining that is neither cached nor in flight as a job of its own, then ``runs``
+        as one job array (``runs_per_gpu`` runs per task) depending on every pretraining job in
+        flight; each job recorded."""
         runtime = without_progress(runtime)
+        earlier = [p.job_id for p in pretrainings if p.status.in_flight and p.job.backend == self.name]
+        submitted = []
+        for state in pretrainings:
+            if state.status in (Status.NEW, Status.FAILED):
+                executor = _executor(output, self.pretraining_resources)
+                executor.update_parameters(**submitit_parameters(self.pretraining_resources, name_suffix="-pretrain"))
+                job = executor.submit(PretrainingJob(state.pretraining.spec, runtime))
+                write_record(output, state.pretraining, _job(job), resources=self.pretraining_resources)
+                submitted.append(str(job.job_id))
+        waits = earlier + submitted
+        per_task_runs = max(1, int(self.run_resources.get("runs_per_gpu") or 1))
+        packs = [runs[i:i + per_task_runs] for i in range(0, len(runs), per_task_runs)]
+        executor = _executor(output, self.run_resources)
+        executor.update_parameters(**submitit_parameters(self.run_resources, depends_on=waits))
         with executor.batch():
-            jobs = [executor.submit(RunJob(pack[0], runtime, RunFolder.of(output, pack[0]).path) if per_task == 1
+            jobs = [executor.submit(RunJob(pack[0], runtime, RunFolder.of(output, pack[0]).path) if per_task_runs == 1
                                     else PackedRunJob(pack, runtime, output)) for pack in packs]
         for pack, job in zip(packs, jobs):
+            job_id = str(job.job_id)
             for spec in pack:
-                write_submission(RunFolder.of(output, spec), job, resources,
-                                 [s.run_id for s in pack if s is not spec], waits)
-    return SubmittedGrid(str(jobs[0].job_id).split("_")[0], [s.run_id for s in todo], len(packs), waits,
-                         output / "slurm")
+                record_submission(output, spec, _job(job), resources=self.run_resources, depends_on=list(waits),
+                                  packed_with=[s.run_id for s in pack if s is not spec],
+                                  array_job_id=job_id.split("_")[0],
+                                  array_task_id=int(job_id.split("_")[1]) if "_" in job_id else None)
+        print(SubmittedGrid(str(jobs[0].job_id).split("_")[0], [s.run_id for s in runs], len(packs), submitted,
+                            output / "slurm"), flush=True)
+        return {spec.run_id: Status.QUEUED for spec in runs}
 
+    @classmethod
+    def in_flight(cls, job_ids: Collection[str]) -> dict[str, Status]:
+        """``squeue`` once: each of ``job_ids`` (``123``, or ``123_4`` for an array task) that
+        is pending, running or completing."""
+        cmd = ["squeue", "--noheader", "--array", "--format=%i|%T"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = getattr(err, "stderr", None) or err
+            raise RuntimeError(f"cannot read the SLURM queue ({' '.join(cmd)}: {str(detail).strip()}); is SLURM_CONF "
+                               f"set and slurmctld up? Without the queue, runs in flight are unknown.") from err
+        wanted, queue = set(job_ids), {}
+        for line in out.splitlines():
+            job_id, _, state = line.strip().partition("|")
+            if job_id in wanted and state not in FINISHED_STATES:
+                queue[job_id] = Status.RUNNING if state in RUNNING_STATES else Status.QUEUED
+        return queue
 
-def cancel_runs_of_failed_pretrainings(states: list[RunState], pretrainings: list[PretrainingState]) -> None:
-    """``scancel`` the queued runs whose pretraining failed (SLURM does it itself where it honours
-    ``--kill-on-invalid-dep``; else they would wait forever)."""
-    failed = {p.pretraining.key for p in pretrainings if p.status is Status.FAILED}
-    jobs = sorted({s.job_id for s in states if s.status is Status.QUEUED and s.job_id
-                   and pretraining_of(s.spec) in failed})
-    if jobs:
-        subprocess.run(["scancel", *jobs], capture_output=True, timeout=60, check=False)
-
-
-def wait_for_slurm(output: Path, specs: list[RunSpec], progress: bool = True,
-                   max_poll_s: float = 30.0) -> list[RunState]:
-    """Follow the grid until no run is in flight (polling the queue, more rarely as time goes
-    by), printing the warnings the runs record when they start; the runs of a failed
-    pretraining are cancelled."""
-    start, warnings = time.monotonic(), RunWarnings(output, specs)
-    with tqdm(total=len(specs), desc="runs finished", unit="run", disable=not progress) as bar:
-        while True:
-            states, pretrainings = states_of(output, specs)
-            for line in warnings.new_lines():  # recorded by the jobs (their logs are files)
-                tqdm.write(line, file=sys.stderr)
-            cancel_runs_of_failed_pretrainings(states, pretrainings)
-            counts = count_states(states)
-            bar.n = counts[Status.DONE] + counts[Status.FAILED]
-            bar.set_postfix({str(status): n for status, n in counts.items() if n}, refresh=True)
-            if not any(s.status.in_flight for s in states):
-                return states
-            time.sleep(min(max_poll_s, max(2.0, (time.monotonic() - start) / 10)))
+    @classmethod
+    def cancel(cls, job_ids: Collection[str]) -> None:
+        """``scancel`` them (where SLURM did not already honour ``--kill-on-invalid-dep``)."""
+        if job_ids:
+            subprocess.run(["scancel", *job_ids], capture_output=True, timeout=60, check=False)

@@ -1,41 +1,46 @@
-"""Where the runs of a grid stand: from their folders and, for SLURM runs, the queue.
+"""Where the runs of a grid stand: from their folders, their claims and their backends' queues.
 
 The statuses are :class:`spottune.records.Status`: what the folder says (``done``, ``torn``,
-``failed``, ``started``, ``new``), made ``running`` by a live local claim or a running job,
-``queued`` by a queued job, and ``failed`` when its job left the queue without finishing. A
-failed run is summed up by the exception line of its ``error.txt`` (:func:`error_line`). The
-grid's suite pretrainings have states of their own (:mod:`spottune.launch.pretraining`); a run
-whose job never started because its pretraining failed says so.
+``failed``, ``started``, ``new``), made ``running`` by a live claim (:mod:`spottune.claim`),
+``queued`` or ``running`` by the job that owns the run when its backend says it is in flight,
+and ``failed`` when that job left the queue without finishing. A run's job is the one its
+``submitted.json`` names (:class:`~spottune.launch.submission.Job`: a detached backend and an
+id in its queue); the queue of each backend that owns an unfinished run or pretraining is
+read once per call (:func:`jobs_in_flight`, :meth:`~spottune.launch.backend.Backend.in_flight`),
+whatever ``--cluster`` the command runs with. A failed run is summed up by the exception line
+of its ``error.txt`` (:func:`error_line`). The grid's suite pretrainings have states of their
+own (:mod:`spottune.launch.pretraining`); a run whose job never started because its
+pretraining failed says so.
 """
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from spottune.claim import live_holder
-from spottune.launch.pretraining import PretrainingState, grid_pretrainings, pretraining_of, pretraining_state, read_record
+from spottune.launch.backend import get_backend
+from spottune.launch.pretraining import (PretrainingState, grid_pretrainings, pretraining_of, pretraining_state,
+                                         recorded_job)
+from spottune.launch.submission import Job
 from spottune.records import ERROR, RunFolder, RunSpec, Status
-# squeue keeps finished jobs for MinJobAge seconds: these states are not in flight
-FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-                   "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+
+InFlight = dict[tuple[str, str], Status]  # (backend, job id) -> queued | running
 
 
-def slurm_queue() -> dict[str, str]:
-    """Job id (``123`` or ``123_4`` for array tasks) -> state, for every job in flight."""
-    cmd = ["squeue", "--noheader", "--array", "--format=%i|%T"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or err
-        raise RuntimeError(f"cannot read the SLURM queue ({' '.join(cmd)}: {str(detail).strip()}); is SLURM_CONF "
-                           f"set and slurmctld up? Without the queue, runs in flight are unknown.") from err
-    queue = {}
-    for line in out.splitlines():
-        job_id, _, state = line.strip().partition("|")
-        if job_id and state not in FINISHED_STATES:
-            queue[job_id] = state
-    return queue
+def jobs_in_flight(jobs: Iterable[Job]) -> InFlight:
+    """Which of ``jobs`` are queued or running: one read of the queue of each backend among
+    them (none when there are no jobs)."""
+    by_backend: dict[str, set[str]] = {}
+    for job in jobs:
+        by_backend.setdefault(job.backend, set()).add(job.job_id)
+    return {(name, job_id): status for name, ids in by_backend.items()
+            for job_id, status in get_backend(name).in_flight(ids).items()}
+
+
+def describe_job(job: Job) -> str:
+    """``SLURM job 7``: the job named as its backend names its jobs."""
+    return f"{get_backend(job.backend).title} job {job.job_id}"
 
 
 def _tail(path: Path | str | None, lines: int = 10) -> str:
@@ -46,49 +51,55 @@ def _tail(path: Path | str | None, lines: int = 10) -> str:
 
 @dataclass
 class RunState:
-    """Where one run of the grid stands (its :class:`~spottune.records.Status`), with its SLURM
-    job and log when it has one, the last lines of its error, and a note saying why."""
+    """Where one run of the grid stands (its :class:`~spottune.records.Status`), with the job
+    a detached backend submitted for it, the last lines of its error, and a note saying why."""
 
     spec: RunSpec
     folder: RunFolder
     status: Status
-    job_id: str | None = None
-    log: str | None = None
+    job: Job | None = None
     error: str = ""  # last lines of error.txt, or of the job's log when there is none
     note: str = ""
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job else None
+
+    @property
+    def log(self) -> str | None:
+        """Where its job's traceback lands."""
+        return self.job.stderr if self.job else None
 
     @property
     def label(self) -> str:
         return f"{self.spec.run_id}  {self.spec.label}"
 
 
-def run_state(output: Path, spec: RunSpec, queue: dict[str, str],
+def run_state(output: Path, spec: RunSpec, in_flight: InFlight,
               failed_pretrainings: frozenset[str] = frozenset()) -> RunState:
-    """The state of one run from its folder and the queue (read the queue *before* the folder:
-    a job leaves the queue only after writing ``done`` or ``error.txt``); ``failed_pretrainings``:
-    the keys of the grid's pretrainings that failed."""
+    """The state of one run from its folder and ``in_flight`` (read the queues *before* the
+    folder: a job leaves its queue only after writing ``done`` or ``error.txt``);
+    ``failed_pretrainings``: the keys of the grid's pretrainings that failed."""
     folder = RunFolder.of(output, spec)
-    submission = folder.read_submission() or {}
-    job_id, log = submission.get("job_id"), submission.get("stderr")
+    job = Job.from_record(folder.read_submission())
     status = folder.status()
     if status is Status.DONE:
-        return RunState(spec, folder, status, job_id, log)
-    if job_id in queue:
-        running = queue[job_id] in ("RUNNING", "COMPLETING")
-        return RunState(spec, folder, Status.RUNNING if running else Status.QUEUED, job_id, log)
+        return RunState(spec, folder, status, job)
+    if job is not None and job.key in in_flight:
+        return RunState(spec, folder, in_flight[job.key], job)
     holder = live_holder(folder.path)
     if holder is not None:
         return RunState(spec, folder, Status.RUNNING, note=f"claimed by {holder}")
     if status is Status.FAILED:
-        return RunState(spec, folder, status, job_id, log, _tail(folder / ERROR))
+        return RunState(spec, folder, status, job, _tail(folder / ERROR))
     if status is Status.TORN:  # finished (its job too), then a record was damaged
-        return RunState(spec, folder, status, job_id, log,
+        return RunState(spec, folder, status, job,
                         note=f"{folder.done_problem()}: not done, evaluated again when launched")
-    if job_id and pretraining_of(spec) in failed_pretrainings:
-        return RunState(spec, folder, Status.FAILED, job_id, log, note=f"never started: its pretraining "
+    if job is not None and pretraining_of(spec) in failed_pretrainings:
+        return RunState(spec, folder, Status.FAILED, job, note=f"never started: its pretraining "
                         f"{pretraining_of(spec)} failed (see the pretraining above)")
-    if job_id:
-        return RunState(spec, folder, Status.FAILED, job_id, log, _tail(log), note="its job left the queue without "
+    if job is not None:
+        return RunState(spec, folder, Status.FAILED, job, _tail(job.stderr), note="its job left the queue without "
                         "writing done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
     return RunState(spec, folder, status)
 
@@ -139,51 +150,37 @@ def failure_lines(folder: RunFolder, spec: RunSpec) -> list[str]:
 
 
 def _pretraining_failed(output: Path, spec: RunSpec) -> bool:
-    """Whether the SLURM job pretraining the backbone of ``spec`` left the queue without
-    publishing (called once the grid is no longer in flight)."""
-    return any(p.status is Status.FAILED for p in pretraining_states(output, [spec], queue={}))
-
-
-def grid_states(output: Path, specs: list[RunSpec]) -> list[RunState]:
-    """Every run's state (:func:`states_of`)."""
-    return states_of(output, specs)[0]
+    """Whether the job pretraining the backbone of ``spec`` left its queue without publishing
+    (called once the grid is no longer in flight)."""
+    return any(pretraining_state(output, p, {}).status is Status.FAILED for p in grid_pretrainings([spec]))
 
 
 def states_of(output: Path, specs: list[RunSpec]) -> tuple[list[RunState], list[PretrainingState]]:
     """Every run's state and the state of every suite pretraining they start from, from one
-    read of the queue, asked only when a run or a pretraining submitted to SLURM is unfinished."""
+    read of the queue of each backend whose job owns an unfinished run or pretraining."""
     pretrainings = grid_pretrainings(specs)
-    unfinished = (any(read_record(output, p) is not None and not p.complete for p in pretrainings)
-                  or any(f.read_submission() is not None and f.status() is not Status.DONE
-                         for f in (RunFolder.of(output, spec) for spec in specs)))
-    queue = slurm_queue() if unfinished else {}
-    pretraining = [pretraining_state(output, p, queue) for p in pretrainings]
+    jobs = [recorded_job(output, p) for p in pretrainings if not p.complete]
+    for folder in (RunFolder.of(output, spec) for spec in specs):
+        job = Job.from_record(folder.read_submission())
+        if job is not None and folder.status() is not Status.DONE:
+            jobs.append(job)
+    in_flight = jobs_in_flight(job for job in jobs if job is not None)
+    pretraining = [pretraining_state(output, p, in_flight) for p in pretrainings]
     failed = frozenset(p.pretraining.key for p in pretraining if p.status is Status.FAILED)
-    return [run_state(output, spec, queue, failed) for spec in specs], pretraining
+    return [run_state(output, spec, in_flight, failed) for spec in specs], pretraining
 
 
-def startable_runs(output: Path, specs: list[RunSpec]) -> tuple[list[RunSpec], list[str]]:
-    """The runs of ``specs`` a launcher on this machine may start (neither done nor in flight:
-    no live claim, no SLURM job queued or running for them), and one line per run skipped."""
+def startable_runs(states: list[RunState]) -> tuple[list[RunSpec], list[str]]:
+    """The runs of ``states`` a launcher may start (neither done nor in flight: no live claim,
+    no job queued or running for them), and one line per run skipped."""
     todo, skipped = [], []
-    for state in grid_states(output, specs):
+    for state in states:
         if state.status.in_flight:
-            owner = f"its SLURM job {state.job_id} is {state.status}" if state.job_id else state.note
+            owner = f"its {describe_job(state.job)} is {state.status}" if state.job else state.note
             skipped.append(f"skipped {state.spec.label} ({state.spec.run_id}): {owner}")
         elif state.status is not Status.DONE:
             todo.append(state.spec)
     return todo, skipped
-
-
-def pretraining_states(output: Path, specs: list[RunSpec], queue: dict[str, str] | None = None
-                       ) -> list[PretrainingState]:
-    """The state of every suite pretraining the runs ``specs`` start from; asks the queue (when
-    ``queue`` is None) only when a submitted pretraining is not cached."""
-    pretrainings = grid_pretrainings(specs)
-    if queue is None:
-        queue = slurm_queue() if any(read_record(output, p) is not None and not p.complete
-                                     for p in pretrainings) else {}
-    return [pretraining_state(output, p, queue) for p in pretrainings]
 
 
 def count_states(states: list[RunState]) -> dict[Status, int]:
