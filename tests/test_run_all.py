@@ -71,7 +71,7 @@ def test_help_teaches(capsys):
 
 @pytest.mark.slow
 def test_local_workers_give_the_inline_numbers(tmp_path, capsys):
-    argv = ["--methods", "finetune,spottune", "--datasets", "digits", "--seeds", "0", "--no-progress",
+    argv = ["--methods", "finetune", "--datasets", "digits", "--seeds", "0,1", "--no-progress",
             "--set", *QUICK]
     assert run_all.main(argv + ["--output", str(tmp_path / "inline"), "--cluster", "inline"]) == 0
     assert run_all.main(argv + ["--output", str(tmp_path / "local"), "--max-parallel", "2"]) == 0
