@@ -1,26 +1,71 @@
-"""Copy the committed default run's table and what its comparisons support into README.md.
+"""Copy the committed grids' tables and what their comparisons support into README.md.
 
-The README shows, between the markers below, the example's paper table
-(``results/example/tables/<preset>.md``) and one generated sentence per method stating its
-comparison with fine-tuning (:mod:`spottune.report.claims`, from the same records), so that no
-sentence of the README states a comparison the tables do not support; tests/test_example.py
-checks that both blocks are what the code produces. Regenerate everything with::
+The README shows, between markers named after each committed grid (:data:`COMMITTED`), the
+grid's paper table (``results/<folder>/tables/<preset>.md``) and one generated sentence per
+compared method stating its comparison with a baseline (:mod:`spottune.report.claims`, from the
+same records), so that no sentence of the README states a comparison the tables do not
+support; tests/test_example.py checks that every block is what the code produces. Regenerate
+the default's with::
 
     .venv/bin/python benchmarks/run_all.py --output results/example   # the default grid
-    .venv/bin/python -m spottune.report results/example               # tables + figures only
+    .venv/bin/python -m spottune.report results/example               # tables + figures
     .venv/bin/python scripts/sync_readme.py
+
+and ``mini-effnet``'s the same way with ``--preset mini-effnet --output results/mini-effnet``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spottune.report import load_records, paired_comparison
 from spottune.report.claims import claims_markdown
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "results" / "example"
-TABLE = ("<!-- example-table:start -->", "<!-- example-table:end -->")
-CLAIMS = ("<!-- example-claims:start -->", "<!-- example-claims:end -->")
+RESULTS = REPO / "results"
+EXAMPLE = RESULTS / "example"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A grid whose records are committed under ``results/<folder>`` and quoted by the README
+    between ``<!-- <name>-table:start -->`` / ``:end`` and ``<!-- <name>-claims:... -->``;
+    ``baselines`` maps each baseline the claims compare with to the methods compared with it
+    (``None``: every method)."""
+
+    folder: str
+    baselines: dict[str, tuple[str, ...] | None] = field(default_factory=lambda: {"finetune": None})
+
+    @property
+    def path(self) -> Path:
+        return RESULTS / self.folder
+
+    def markers(self, block: str) -> tuple[str, str]:
+        return f"<!-- {self.folder}-{block}:start -->", f"<!-- {self.folder}-{block}:end -->"
+
+    @property
+    def preset(self) -> str:
+        """The one preset whose runs the folder holds."""
+        (preset,) = load_records(self.path)["preset"].dropna().unique()
+        return str(preset)
+
+    def table(self) -> str:
+        return (self.path / "tables" / f"{self.preset}.md").read_text()
+
+    def claims(self) -> str:
+        records = load_records(self.path)
+        text = ""
+        for baseline, methods in self.baselines.items():
+            comparison = paired_comparison(records, baseline)
+            if methods is not None:
+                comparison = comparison[comparison["method"].isin(methods)]
+            text += claims_markdown(comparison, self.preset)
+        return text
+
+
+DEFAULT = Committed("example")
+EFFNET = Committed("mini-effnet", {"finetune": None, "finetune_scratch": ("finetune",)})
+COMMITTED = (DEFAULT, EFFNET)
 
 
 def replace_block(readme: str, markers: tuple[str, str], text: str) -> str:
@@ -31,18 +76,12 @@ def replace_block(readme: str, markers: tuple[str, str], text: str) -> str:
     return f"{head}{start}\n{text.strip()}\n{end}{tail}"
 
 
-def example_preset(example: Path = EXAMPLE) -> str:
-    """The one preset whose runs the example holds."""
-    (preset,) = load_records(example)["preset"].dropna().unique()
-    return str(preset)
-
-
-def synced(readme: str, example: Path = EXAMPLE) -> str:
-    """``readme`` with both blocks regenerated from ``example``."""
-    preset = example_preset(example)
-    table = (example / "tables" / f"{preset}.md").read_text()
-    claims = claims_markdown(paired_comparison(load_records(example)), preset)
-    return replace_block(replace_block(readme, TABLE, table), CLAIMS, claims)
+def synced(readme: str, committed: tuple[Committed, ...] = COMMITTED) -> str:
+    """``readme`` with every committed grid's table and claims regenerated from its records."""
+    for grid in committed:
+        readme = replace_block(readme, grid.markers("table"), grid.table())
+        readme = replace_block(readme, grid.markers("claims"), grid.claims())
+    return readme
 
 
 if __name__ == "__main__":

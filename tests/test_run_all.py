@@ -19,7 +19,7 @@ def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     grid = make_grid("mini")
     n = len(grid.methods) * len(grid.datasets) * len(grid.seeds)
-    assert (len(grid.datasets), len(grid.seeds)) == (4, 3)
+    assert (len(grid.datasets), len(grid.seeds)) == (3, 3)
     assert lines[0].startswith("pretraining ") and "resnet26 pretrained on mini_source" in lines[0]
     runs = [line for line in lines if " seed " in line]  # then the count and the GPU-hour estimates
     assert len(runs) == n and f"{n} runs (mini)" in lines[n + 1]
