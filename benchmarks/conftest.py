@@ -8,10 +8,9 @@ start and at the end of the session. The memory format of the throughput suite:
 One thread by default: on a shared machine, one thread's CPU time is the measurement least
 disturbed by other processes (``test_bench_throughput.py``).
 
-OpenMP's wait policy is read once, when torch loads: ``import spottune`` makes it passive
-first (:mod:`spottune.cpus`), as in every process of the suite; with
-``SPOTTUNE_BENCH_LEGACY_THREADS=1`` torch loads first, with OpenMP's default (spinning) policy,
-and ``test_bench_contention.py`` gives its step every allotted CPU: the suite before issue 23.
+OpenMP's wait policy is read once, when torch loads, from ``$OMP_WAIT_POLICY`` (the suite
+sets none: :mod:`spottune.cpus`); it is recorded. With ``SPOTTUNE_BENCH_LEGACY_THREADS=1``
+``test_bench_contention.py`` gives its step every allotted CPU: the suite before issue 23.
 """
 from __future__ import annotations
 
@@ -21,8 +20,6 @@ from typing import Any
 import pytest
 
 LEGACY_THREADS = os.environ.get("SPOTTUNE_BENCH_LEGACY_THREADS", "0") == "1"
-if not LEGACY_THREADS:
-    import spottune  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE unless set, before torch loads)
 WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")  # what OpenMP reads when torch loads (None: its default)
 import torch  # noqa: E402
 

@@ -7,10 +7,8 @@ rules as when ``$OMP_NUM_THREADS`` is unset, or the old ones with
 ``SPOTTUNE_BENCH_LEGACY_THREADS=1`` (benchmarks/conftest.py):
 
 * now (:mod:`spottune.cpus`): ``process_threads(allotted CPUs)``, capped by the CPUs free once
-  the competitors run, and OpenMP threads that sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``,
-  set by ``import spottune`` before torch loads);
-* legacy (the suite before issue 23): every allotted CPU as a thread, OpenMP's default wait
-  policy (its threads spin a while at every barrier).
+  the competitors run; OpenMP's wait policy as the environment sets it (recorded);
+* legacy (the suite before issue 23): every allotted CPU as a thread.
 
 Each loaded case records ``slowdown`` (its median over the quiet case's, same session) and
 ``slowdown_per_core_lost`` (that over the cores the competitors take); the target is at most 2.

@@ -2,18 +2,13 @@
 
 The names below are imported on first use (PEP 562), so that the stdlib-only and numpy-only
 modules (``spottune.records``, ``spottune.visual_decathlon``, ...) import without torch.
-Importing it sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it (see
-:mod:`spottune.cpus`), so that a process importing spottune before torch never spins its
-OpenMP threads against other work.
+Importing it changes no environment variable (OpenMP's wait policy is the user's:
+:mod:`spottune.cpus`).
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
-
-from spottune.cpus import passive_openmp_waits
-
-passive_openmp_waits()  # OpenMP threads sleep while they wait: read once, when torch loads (spottune.cpus)
 
 __version__ = "0.1.0"
 _LAZY = {"SpotTune": "spottune.spottune", "SpotTuneGlobal": "spottune.spottune",

@@ -15,20 +15,21 @@ benchmarks/RESULTS.md ("Workers and threads"): see there for the numbers and the
 A shared machine is rarely idle, and a multi-thread process beside other work collapses
 (REFERENCE.md section 9: ResNet-26 width 0.25, batch 128, one busy competitor on 2 cores: 2
 threads 0.662 s per step, 1 thread 0.366 s; under load 4-6 the suite's 2-thread pretraining
-went from 0.34 to 1.7-6.2 s per step). Two rules keep it from collapsing:
+went from 0.34 to 1.7-6.2 s per step). So :func:`process_threads`: a process that would use
+more than one thread (the local launcher's pretraining and a lone worker, ``--cluster inline``)
+uses at most the CPUs actually free when it starts (:func:`free_cpus`: the idle time of the
+allotted CPUs over :data:`FREE_SAMPLE_S`, from ``/proc/stat``), at least one;
+``$OMP_NUM_THREADS`` still wins.
 
-* :func:`process_threads`: a process that would use more than one thread (the local
-  launcher's pretraining and a lone worker, ``--cluster inline``) uses at most the CPUs
-  actually free when it starts (:func:`free_cpus`: the idle time of the allotted CPUs over
-  :data:`FREE_SAMPLE_S`, from ``/proc/stat``), at least one; ``$OMP_NUM_THREADS`` still wins.
-* :func:`passive_openmp_waits`: OpenMP threads sleep instead of spinning while they wait
-  (``OMP_WAIT_POLICY=PASSIVE``, unless the environment sets it), so that threads of one
-  process waiting at a barrier do not burn the core another process needs (same measurement:
-  2 threads with ``PASSIVE`` 0.401 s, about one thread's). The OpenMP runtime reads it once,
-  when torch loads: ``import spottune`` sets it, before anything imports torch; child
-  processes (local workers, packed runs, SLURM jobs) inherit it.
+OpenMP's wait policy is left to the environment. ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep
+at a barrier instead of spinning) protects a multi-thread process from other work that starts
+*after* it chose its threads, but costs every quiet step: measured on a 2-core machine, the
+mini preset's pretraining (one epoch, 2 threads) took 113 s with it and 55 s without; the
+training step of ``benchmarks/test_bench_contention.py`` 0.246 s against 0.170 s
+(benchmarks/RESULTS.md). Set it yourself when other work may start during a long
+multi-thread run; the suite's own processes never compete with each other for threads.
 ``benchmarks/test_bench_contention.py`` measures a training step's slowdown beside one busy
-process with these rules and without them (benchmarks/RESULTS.md).
+process with these rules and without them.
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ import platform
 import time
 
 THREADS_ENV = "OMP_NUM_THREADS"
-WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 FREE_SAMPLE_S = 0.25  # how long free_cpus watches the CPUs
 
 
@@ -82,12 +82,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def passive_openmp_waits() -> None:
-    """``$OMP_WAIT_POLICY`` = ``PASSIVE`` unless already set (effective in a process that has not
-    loaded torch yet, and in every process it starts; see the module docstring)."""
-    os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")
 
 
 def _idle_and_total(cpus: set[int]) -> tuple[float, float]:

@@ -70,14 +70,15 @@ def test_free_cpus_reads_this_machines_counters():
     assert 1 <= free_cpus(sample_s=0.05) <= allotted_cpus()
 
 
-def test_import_spottune_makes_openmp_threads_wait_passively():
-    """OpenMP reads its wait policy once, when torch loads: spottune sets it first, unless set."""
+def test_import_spottune_leaves_the_openmp_wait_policy_to_the_user():
+    """``OMP_WAIT_POLICY=PASSIVE`` halved the quiet pretraining's speed when the suite set it on
+    import (spottune.cpus): the policy is the environment's, whatever it is."""
     import subprocess
     import sys
 
-    probe = "import os, spottune; print(os.environ['OMP_WAIT_POLICY'])"
+    probe = "import os, spottune; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "PASSIVE"
-    assert subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                          capture_output=True, text=True, check=True).stdout.strip() == "ACTIVE"
+                          check=True).stdout.strip() == "unset"
+    assert subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "PASSIVE"},
+                          capture_output=True, text=True, check=True).stdout.strip() == "PASSIVE"
