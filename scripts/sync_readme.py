@@ -15,8 +15,8 @@ and ``mini-effnet``'s the same way with ``--preset mini-effnet --output results/
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from spottune.report import load_records, paired_comparison
 from spottune.report.claims import claims_markdown
@@ -26,15 +26,12 @@ RESULTS = REPO / "results"
 EXAMPLE = RESULTS / "example"
 
 
-@dataclass(frozen=True)
-class Committed:
+class Committed(NamedTuple):
     """A grid whose records are committed under ``results/<folder>`` and quoted by the README
-    between ``<!-- <name>-table:start -->`` / ``:end`` and ``<!-- <name>-claims:... -->``;
-    ``baselines`` maps each baseline the claims compare with to the methods compared with it
-    (``None``: every method)."""
+    between ``<!-- <name>-table:start -->`` / ``:end`` and ``<!-- <name>-claims:... -->``, its
+    claims comparing every method with fine-tuning."""
 
     folder: str
-    baselines: dict[str, tuple[str, ...] | None] = field(default_factory=lambda: {"finetune": None})
 
     @property
     def path(self) -> Path:
@@ -53,18 +50,11 @@ class Committed:
         return (self.path / "tables" / f"{self.preset}.md").read_text()
 
     def claims(self) -> str:
-        records = load_records(self.path)
-        text = ""
-        for baseline, methods in self.baselines.items():
-            comparison = paired_comparison(records, baseline)
-            if methods is not None:
-                comparison = comparison[comparison["method"].isin(methods)]
-            text += claims_markdown(comparison, self.preset)
-        return text
+        return claims_markdown(paired_comparison(load_records(self.path)), self.preset)
 
 
 DEFAULT = Committed("example")
-EFFNET = Committed("mini-effnet", {"finetune": None, "finetune_scratch": ("finetune",)})
+EFFNET = Committed("mini-effnet")
 COMMITTED = (DEFAULT, EFFNET)
 
 

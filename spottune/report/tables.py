@@ -151,7 +151,7 @@ MINI_VIT = Layout(
 MINI_EFFNET = Layout(
     name="mini-effnet", title="Offline mini-effnet preset (ImageNet EfficientNet-Lite0), test top-1 accuracy (%)",
     preset="mini-effnet", headers={"fmnist_heldout": "fmnist_heldout", "digits": "digits",
-                                   "glyph_letters": "glyph_letters", "glyph_fonts": "glyph_fonts"},
+                                   "glyph_letters": "glyph_letters"},
     baseline="finetune", baseline_note="this preset's own finetune runs")
 VTAB1K = Layout(
     name="vtab1k", title="VTAB-1k, test top-1 accuracy (%)", preset="vtab1k", dataset_prefix="vtab1k/",
