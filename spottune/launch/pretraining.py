@@ -22,7 +22,7 @@ import torch
 
 from spottune.cpus import allotted_cpus, process_threads
 from spottune.engine import device_of
-from spottune.launch.submission import Job
+from spottune.launch.submission import Job, WithJob
 from spottune.pretrain import ensure_pretrained
 from spottune.pretrain_cache import SuitePretraining
 from spottune.records import RecordError, RunSpec, Status, atomic_write_json, canonical_json, read_json
@@ -106,7 +106,7 @@ def read_record(output: Path, pretraining: SuitePretraining) -> dict[str, Any] |
 
 
 @dataclass
-class PretrainingState:
+class PretrainingState(WithJob):
     """Where one of a grid's suite pretrainings stands: ``done`` (cached), ``queued`` /
     ``running`` (its job), ``failed`` (its job left the queue without publishing) or ``new``
     (needed, never submitted); with the job a detached backend submitted for it."""
@@ -114,15 +114,6 @@ class PretrainingState:
     pretraining: SuitePretraining
     status: Status
     job: Job | None = None
-
-    @property
-    def job_id(self) -> str | None:
-        return self.job.job_id if self.job else None
-
-    @property
-    def log(self) -> str | None:
-        """Where its job's traceback lands."""
-        return self.job.stderr if self.job else None
 
     def describe(self) -> str:
         job = f"job {self.job_id}" if self.job_id else "no job"

@@ -22,7 +22,7 @@ from spottune.claim import live_holder
 from spottune.launch.backend import get_backend
 from spottune.launch.pretraining import (PretrainingState, grid_pretrainings, pretraining_of, pretraining_state,
                                          recorded_job)
-from spottune.launch.submission import Job
+from spottune.launch.submission import Job, WithJob
 from spottune.records import ERROR, RunFolder, RunSpec, Status
 
 InFlight = dict[tuple[str, str], Status]  # (backend, job id) -> queued | running
@@ -50,7 +50,7 @@ def _tail(path: Path | str | None, lines: int = 10) -> str:
 
 
 @dataclass
-class RunState:
+class RunState(WithJob):
     """Where one run of the grid stands (its :class:`~spottune.records.Status`), with the job
     a detached backend submitted for it, the last lines of its error, and a note saying why."""
 
@@ -60,15 +60,6 @@ class RunState:
     job: Job | None = None
     error: str = ""  # last lines of error.txt, or of the job's log when there is none
     note: str = ""
-
-    @property
-    def job_id(self) -> str | None:
-        return self.job.job_id if self.job else None
-
-    @property
-    def log(self) -> str | None:
-        """Where its job's traceback lands."""
-        return self.job.stderr if self.job else None
 
     @property
     def label(self) -> str:

@@ -46,3 +46,18 @@ class Job:
             return None
         logs = [record.get(k) if isinstance(record.get(k), str) else None for k in ("stdout", "stderr")]
         return cls(str(record.get("backend") or LEGACY_BACKEND), str(record["job_id"]), *logs)
+
+
+class WithJob:
+    """What a state with an optional ``job`` (a run's, a pretraining's) says of it."""
+
+    job: Job | None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.job_id if self.job else None
+
+    @property
+    def log(self) -> str | None:
+        """Where its job's traceback lands."""
+        return self.job.stderr if self.job else None
