@@ -316,6 +316,6 @@ def test_dry_run_prints_epochs_sizes_and_gpu_hours(capsys):
                  "--output", "/nonexistent"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if " seed 0 " in line]
-    assert len(lines) == 4 and all("epochs 6" in line and re.search(r"~[\d.]+ GPU-(h|min|s)$", line) for line in lines)
+    assert len(lines) == 4 and all("epochs 5" in line and re.search(r"~[\d.]+ GPU-(h|min|s)$", line) for line in lines)
     assert sum("train     1198  test     599" in line for line in lines) == 2
     assert "estimated GPU time of the runs:" in out and GridCost([]).table.describe() in out

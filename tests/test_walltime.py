@@ -18,6 +18,7 @@ from tests.helpers import load_script
 CPU = torch.device("cpu")
 DIGITS = (1198, 599)  # training, scored images (spottune.dataset_sizes)
 MINI_SOURCE = (36000, 6000)
+PRETRAINING_EPOCHS = make_grid("mini").runs()[0].hparams["backbone"]["pretrained"]["epochs"]
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_a_run_takes_its_epochs_over_the_rates_scaled_by_the_methods_table_cost(
     assert estimate.run_seconds(spottune, threads=1) == pytest.approx(expected)
     assert rate.train < reference.train  # SpotTune trains slower than fine-tuning
     [pretraining] = [SuitePretraining(finetune.hparams["backbone"])]
-    assert estimate.pretraining_seconds(pretraining, threads=2) == pytest.approx(2 * MINI_SOURCE[0] / 1000
+    assert estimate.pretraining_seconds(pretraining, threads=2) == pytest.approx(PRETRAINING_EPOCHS * MINI_SOURCE[0] / 1000
                                                                                  + MINI_SOURCE[1] / 4000)
 
 
@@ -89,7 +90,7 @@ def test_dry_run_prints_the_wall_time_here_with_the_pretraining_first(tmp_path, 
             "--set", "epochs=3", "lr_milestones=[]", "--dry-run"]
     assert run_all.main(grid + ["--cluster", "inline"]) == 0
     out = capsys.readouterr().out
-    one, pretraining = 3 * DIGITS[0] / 1000 + DIGITS[1] / 4000, 2 * MINI_SOURCE[0] / 1000 + MINI_SOURCE[1] / 4000
+    one, pretraining = 3 * DIGITS[0] / 1000 + DIGITS[1] / 4000, PRETRAINING_EPOCHS * MINI_SOURCE[0] / 1000 + MINI_SOURCE[1] / 4000
     total = walltime.format_duration(3 * one + pretraining)
     assert f"estimated wall time on this machine (--cluster inline: 1 worker(s) x 1 thread(s)): {total}" in out
     assert re.search(r"^  pretraining first \(not cached\): resnet26 pretrained on mini_source \(\w+\), 1 thread\(s\): "
