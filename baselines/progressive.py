@@ -18,7 +18,11 @@ config through these hyperparameters):
 * ``V`` is a 1x1 convolution reducing the channels by ``lateral_reduction`` (Rusu et al. use
   1x1 convolutions for the dimensionality reduction of convolutional laterals), ``U`` a 1x1
   convolution with the block's stride to the block's output channels (``V`` with a bias, ``U``
-  without: a BatchNorm follows in the next block or head).
+  without: a BatchNorm follows in the next block or head). A 1x1 convolution with stride ``s``
+  is computed as the stride-1 one on every ``s``-th position (``h[..., ::s, ::s]``): the same
+  sum per output pixel, and in channels-last the strided kernel's weight gradient corrupts
+  memory in PyTorch 2.14 on the CPU when it has few input channels (4 or 6: the laterals of
+  EfficientNet-Lite0's early blocks; tests/test_baselines.py reproduces it in a subprocess).
 * ``alpha`` is a learned scalar per lateral, initialised to ``alpha_init`` (Rusu et al.
   initialise it to a small value).
 * ``column_init``: ``"pretrained"`` (default) starts the new column from the pretrained weights
@@ -50,18 +54,21 @@ PROBE_SIZE = 64
 
 
 class Lateral(nn.Module):
-    """``U relu(V (alpha h))``: 1x1 reduction, ReLU, strided 1x1 projection."""
+    """``U relu(V (alpha h))``: 1x1 reduction, ReLU, 1x1 projection with stride ``stride``
+    (every ``stride``-th position, then a stride-1 convolution; see the module docstring)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, reduction: int,
                  alpha_init: float) -> None:
         super().__init__()
         hidden = max(1, in_channels // reduction)
+        self.stride = stride
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
         self.reduce = nn.Conv2d(in_channels, hidden, 1)
-        self.project = nn.Conv2d(hidden, out_channels, 1, stride=stride, bias=False)
+        self.project = nn.Conv2d(hidden, out_channels, 1, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.project(F.relu(self.reduce(self.alpha * h)))
+        reduced = F.relu(self.reduce(self.alpha * h))
+        return self.project(reduced[..., ::self.stride, ::self.stride])
 
 
 class ProgressiveNetwork(nn.Module):

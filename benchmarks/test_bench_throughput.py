@@ -2,9 +2,9 @@
 
 Five settings: ResNet-26 (width 1) at 64 px, batch 32 (the Visual Decathlon backbone),
 ResNet-50 at 224 px, batch 8 (the standard datasets), ViT-S/16 at 224 px, batch 8 (the
-PEFT benchmarks' family), and the offline presets' networks at their image size, batch 64:
-EfficientNet-Lite0 at 64 px (``mini-effnet``) beside the width-0.25 ResNet-26 at 32 px
-(``mini``; the setting's name carries its width, ``-w0.25``); each method in the settings of the
+PEFT benchmarks' family), and the offline presets' networks at their image size and batch:
+EfficientNet-Lite0 at 64 px, batch 32 (``mini-effnet``) beside the width-0.25 ResNet-26 at 32 px,
+batch 64 (``mini``; the setting's name carries its width, ``-w0.25``); each method in the settings of the
 backbone families it applies to. Every benchmark times what the engine
 does per batch (:mod:`spottune.workload`): ``train`` is a whole training step, ``eval`` one
 evaluation batch. ``spottune-split`` is SpotTune's evaluation with every block split half and
@@ -44,7 +44,7 @@ from spottune.workload import SPLIT, build_workload
 # name -> (arch, image size, batch, width); names: <arch>@<size>-b<batch>[-w<width>] (throughput_table.py)
 SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32, 1.0), "resnet50@224-b8": ("resnet50", 224, 8, 1.0),
             "vit_small_patch16_224@224-b8": ("vit_small_patch16_224", 224, 8, 1.0),
-            "efficientnet_lite0@64-b64": ("efficientnet_lite0", 64, 64, 1.0),
+            "efficientnet_lite0@64-b32": ("efficientnet_lite0", 64, 32, 1.0),
             "resnet26@32-b64-w0.25": ("resnet26", 32, 64, 0.25)}
 CASES = [(setting, method) for setting, (arch, *_) in SETTINGS.items() for method in list_methods()
          if arch_family(arch) in get_method(method).families]

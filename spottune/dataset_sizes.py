@@ -24,7 +24,8 @@ A Decathlon run's training and scored images follow its data options as
 or ``"train"``), ``eval_split`` (``"test"``, default; ``"val"``; or ``"holdout"``). With
 ``eval_split: holdout`` (Decathlon and standard datasets) a ``holdout`` fraction (default 0.1)
 of the training images is scored instead of trained on; the loaders' per-class rounding is
-approximated by rounding once.
+approximated by rounding once. A mini task's ``train_per_class`` keeps at most that many
+training images of each of its :data:`MINI_CLASSES` classes (exact while every class has as many).
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ TRAIN_TEST: dict[str, tuple[int, int]] = {  # train, test
     "caltech256_30": (257 * 30, 257 * 20),
     "caltech256_60": (257 * 60, 257 * 20),
 }
+MINI_CLASSES: dict[str, int] = {"fmnist_heldout": 4, "digits": 10, "glyph_letters": 26, "glyph_fonts": 7}
 VTAB1K_TEST: dict[str, int] = {
     "cifar": 10000, "caltech101": 6084, "dtd": 1880, "oxford_flowers102": 6149, "oxford_iiit_pet": 3669,
     "svhn": 26032, "sun397": 21750, "patch_camelyon": 32768, "eurosat": 5400, "resisc45": 6300,
@@ -96,6 +98,8 @@ def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple
         scored = sizes[str(options.get("eval_split", "test"))]
     elif dataset in TRAIN_TEST:
         train, scored = TRAIN_TEST[dataset]
+        if dataset in MINI_CLASSES and options.get("train_per_class") is not None:
+            train = min(train, int(options["train_per_class"]) * MINI_CLASSES[dataset])
     else:
         return None
     if options.get("eval_split") == "holdout":

@@ -12,6 +12,7 @@ import copy
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -425,6 +426,29 @@ def test_progressive_columns(backbones):
     random_column = make_method("progressive", column_init="random").build(backbone, TARGET_CLASSES)
     assert not torch.equal(random_column.blocks[0].conv1.weight, backbone.blocks[0].conv1.weight)
     assert model.eval()(images).shape == (4, TARGET_CLASSES)
+
+
+def test_progressive_lateral_is_the_strided_1x1_projection_and_survives_channels_last():
+    """``U`` on every s-th position equals the stride-s 1x1 convolution (odd sizes included);
+    in channels-last the strided kernel's weight gradient crashed the process (PyTorch 2.14,
+    4 input channels), so the lateral's backward runs in a subprocess here."""
+    import subprocess
+
+    from baselines.progressive import Lateral
+
+    torch.manual_seed(0)
+    lateral = Lateral(16, 24, stride=2, reduction=4, alpha_init=0.1).double()
+    h = torch.randn(2, 16, 7, 7, dtype=torch.float64)
+    strided = F.conv2d(F.relu(lateral.reduce(lateral.alpha * h)), lateral.project.weight, stride=2)
+    assert lateral(h).shape == (2, 24, 4, 4)
+    torch.testing.assert_close(lateral(h), strided, rtol=0, atol=1e-12)
+    code = ("import torch; from baselines.progressive import Lateral; torch.set_num_threads(1); "
+            "m = Lateral(16, 24, 2, 4, 0.1).to(memory_format=torch.channels_last); "
+            "x = torch.randn(2, 16, 32, 32).to(memory_format=torch.channels_last); "
+            "m(x).sum().backward(); print(m.project.weight.grad.shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0 and "torch.Size([24, 4, 1, 1])" in done.stdout, (done.returncode, done.stderr[-500:])
 
 
 def test_lwf_distillation_term(backbones):

@@ -5,6 +5,7 @@ import torch
 
 from spottune.data import DatasetError, load_task, make_loader
 from spottune.data import mini
+from spottune.dataset_sizes import MINI_CLASSES, run_sizes
 
 EXPECTED = {  # name: (classes, train, test)
     "mini_source": (6, 36000, 6000),
@@ -62,6 +63,36 @@ def test_image_size_resizes_once_and_scales_the_padding():
     assert torch.equal(load_task("digits", image_size=32).train.images, small.train.images)
     with pytest.raises(ValueError, match="image_size must be at least 32 px"):
         load_task("digits", image_size=16)
+
+
+@pytest.mark.parametrize("name", ["fmnist_heldout", "digits", "glyph_letters"])
+def test_train_per_class_keeps_a_fixed_random_subset_and_the_whole_test_split(name):
+    full, few = load_task(name), load_task(name, train_per_class=5)
+    assert torch.equal(torch.bincount(few.train.labels), torch.full((full.num_classes,), 5))
+    assert few.info["train_images"] == 5 * full.num_classes and few.info["train_per_class"] == 5
+    assert torch.equal(few.test.images, full.test.images) and few.test_ids == full.test_ids
+    # drawn from the task's own training images, the same ones every time (not the first in order)
+    rows = {tuple(x.flatten().tolist()) for x in full.train.images}
+    assert all(tuple(x.flatten().tolist()) in rows for x in few.train.images)
+    assert torch.equal(load_task(name, train_per_class=5).train.images, few.train.images)
+    first = torch.cat([torch.nonzero(full.train.labels == c).flatten()[:5] for c in range(full.num_classes)])
+    assert not torch.equal(full.train.images[first.sort().values], few.train.images)
+
+
+@pytest.mark.parametrize("name", sorted(MINI_CLASSES))
+def test_the_cost_estimates_sizes_are_the_loaders(name):
+    """``dataset_sizes`` (what ``--dry-run`` estimates from, without loading) is a hand-kept copy:
+    it must say what the loader gives, with and without ``train_per_class``."""
+    for options in ({}, {"train_per_class": 3}):
+        task = load_task(name, **options)
+        assert task.num_classes == MINI_CLASSES[name]
+        assert run_sizes(name, options) == (len(task.train), len(task.test)), options
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_train_per_class_rejects_what_is_not_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="train_per_class must be a positive integer"):
+        load_task("digits", train_per_class=bad)
 
 
 def test_loader_order_depends_only_on_seed_and_epoch():

@@ -282,6 +282,7 @@ def test_dataset_sizes():
     assert run_sizes("decathlon/aircraft", {"split": "train", "eval_split": "val"}) == (3334, 3333)
     assert run_sizes("decathlon/dtd", {"split": "train", "eval_split": "holdout", "holdout": 0.1}) == (1692, 188)
     assert run_sizes("digits") == (1198, 599)
+    assert run_sizes("glyph_letters", {"train_per_class": 10, "image_size": 64}) == (260, 874)
     assert run_sizes("cubs", {"eval_split": "holdout", "holdout": 0.5}) == (2997, 2997)
     assert run_sizes("no_such_dataset") is None
 

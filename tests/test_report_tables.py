@@ -216,3 +216,61 @@ def test_imnet_column_from_the_recorded_pretraining_accuracy(records):
     finetune = records[(records["preset"] == "decathlon") & (records["method"] == "finetune")]
     own = finetune.loc[finetune["dataset"] == "decathlon/imagenet12", "test_accuracy"].mean()
     assert table.mean.at["Finetune (suite)", "ImNet"] == pytest.approx(own)  # a real source run wins
+
+
+def test_routing_claims_state_each_datasets_fine_tuned_fraction_over_seeds(tmp_path):
+    """Seeds fine-tuning 3/4, 2/4 and 4/4 of their decisions on one dataset: mean 0.75 with its
+    t-interval (clipped at 1), one seed's 0.25 alone on the other; runs without a policy ignored."""
+    from spottune.records import RunFolder
+    from spottune.report.claims import routing_claims, routing_markdown
+    from spottune.report.statistics import t_interval
+
+    rows = []
+    for dataset, ones in (("digits", (3, 2, 4)), ("letters", (1,))):
+        for seed, k in enumerate(ones):
+            folder = tmp_path / f"{dataset}{seed}"
+            folder.mkdir()
+            decisions = np.zeros((2, 2))
+            decisions.flat[:k] = 1
+            RunFolder(folder).write_policy(decisions, [0, 1], [0, 1], np.zeros((1, 2)))
+            rows.append({"preset": "p", "method": "spottune", "dataset": dataset, "status": "done",
+                         "has_policy": True, "run_dir": str(folder)})
+    rows.append({"preset": "p", "method": "finetune", "dataset": "digits", "status": "done",
+                 "has_policy": False, "run_dir": str(tmp_path / "none")})
+    records = pd.DataFrame(rows)
+    low = t_interval([0.75, 0.5, 1.0]).low
+    assert routing_claims(records, "p") == [
+        "**spottune** routing (test images x 2 blocks taking the fine-tuned copy, mean over 1/3 seeds "
+        f"[95 % t-interval]): digits 0.75 [{low:.2f}, 1.00], letters 0.25."]
+    assert routing_markdown(records, "other") == ""
+
+
+def test_routing_claims_of_the_sweep_are_its_policies_means(records):
+    from spottune.records import RunFolder
+    from spottune.report.claims import routing_claims
+
+    runs = records[(records["method"] == "spottune") & (records["status"] == "done") & records["has_policy"]]
+    for preset, group in runs.groupby("preset"):
+        (sentence,) = routing_claims(records, preset)
+        for dataset, folders in group.groupby("dataset")["run_dir"]:
+            mean = np.mean([RunFolder(f).read_policy()["decisions"].mean() for f in folders])
+            assert f"{dataset} {mean:.2f}" in sentence
+
+
+def test_plateau_claims_state_training_and_test_accuracy_at_both_budgets():
+    """The last 5 epochs' training accuracy and the test accuracy of each run found in both
+    grids (a run only the shorter grid has, or another preset's, is left out)."""
+    from spottune.report.claims import plateau_claims
+
+    def run(method, seed, epochs, train, test, preset="p"):
+        history = [{"train_accuracy": 0.0}] * (epochs - 5) + [{"train_accuracy": a} for a in train]
+        return {"preset": preset, "method": method, "dataset": "digits", "seed": seed, "status": "done",
+                "hparams.epochs": epochs, "history": history, "test_accuracy": test}
+
+    short = pd.DataFrame([run("spottune", 0, 60, [90, 92, 94, 96, 98], 90.0),
+                          run("spottune", 1, 60, [90] * 5, 91.0), run("finetune", 0, 60, [99] * 5, 93.0)])
+    longer = pd.DataFrame([run("spottune", 0, 120, [97, 98, 99, 100, 96], 92.5),
+                           run("finetune", 0, 120, [99] * 5, 93.0, preset="other")])
+    assert plateau_claims(short, longer, "p") == [
+        "**spottune**, seed 0, 60 -> 120 epochs: training accuracy (mean of the last 5 epochs) "
+        "digits 94.0 -> 98.0 (+4.0); test accuracy digits 90.0 -> 92.5 (+2.5)."]

@@ -28,7 +28,10 @@ predictions are paired only when they scored the same images.
 Images are grey (1 channel, repeated to 3); normalisation uses the training split's mean
 and std; training augmentation is a random crop of a 2-px zero-padded image. The data option
 ``image_size`` (default 32) resizes every image once, bilinearly, before anything else (the
-padding scales with it: 4 px at 64), for a network pretrained on larger images. Fashion-MNIST
+padding scales with it: 4 px at 64), for a network pretrained on larger images. The data option
+``train_per_class`` (default: all) keeps that many training images of each class, drawn at random
+once (seed 0, whatever the run's seed, as VTAB-1k fixes its 1,000), for a low-data variant of a
+task; the test split is unchanged. Fashion-MNIST
 is read from ``--data-root`` (``FashionMNIST/raw/`` as torchvision writes it, or
 ``fashion-mnist/``), else from Debian's ``dataset-fashion-mnist`` package
 (``/usr/share/datasets/fashion-mnist``); it is downloaded only with ``download=True``.
@@ -126,11 +129,30 @@ def resized(images: torch.Tensor, size: int) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
+def per_class_subset(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Indices (sorted) of ``per_class`` images of every class drawn without replacement (a
+    ``torch.Generator`` seeded ``seed``, classes in label order); a class with fewer keeps all."""
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.cat(keep).sort().values
+
+
 def _task(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-          test_y: torch.Tensor, test_ids: torch.Tensor, info: dict, image_size: int = IMAGE_SIZE) -> TaskData:
+          test_y: torch.Tensor, test_ids: torch.Tensor, info: dict, image_size: int = IMAGE_SIZE,
+          train_per_class: int | None = None) -> TaskData:
     image_size = int(image_size)
     if image_size < IMAGE_SIZE:
         raise ValueError(f"{name}: image_size must be at least {IMAGE_SIZE} px (the images' own size), got {image_size}")
+    if train_per_class is not None:
+        if isinstance(train_per_class, bool) or not isinstance(train_per_class, int) or train_per_class < 1:
+            raise ValueError(f"{name}: train_per_class must be a positive integer (training images kept per "
+                             f"class), got {train_per_class!r}")
+        keep = per_class_subset(train_y, train_per_class)
+        train_x, train_y = train_x[keep], train_y[keep]
+        info = {**info, "train_per_class": train_per_class}
     train_x, test_x = resized(train_x, image_size), resized(test_x, image_size)
     pad = PAD * image_size // IMAGE_SIZE
     mean, std = channel_stats(train_x)
@@ -162,7 +184,8 @@ def _select_classes(images: torch.Tensor, labels: torch.Tensor, classes: tuple[i
 
 
 def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tuple[int, ...],
-                 per_class: int | None, source: str, image_size: int) -> TaskData:
+                 per_class: int | None, source: str, image_size: int,
+                 train_per_class: int | None = None) -> TaskData:
     """Fashion-MNIST ``classes`` (the first ``per_class`` of each, all when ``None``) of the
     training and test splits, padded to 32 px (after the selection: padding is per image)."""
     splits, test_ids = [], None
@@ -170,7 +193,8 @@ def _fmnist_task(name: str, data_root: Path | None, download: bool, classes: tup
         images, labels = read_fashion_mnist(split, data_root, download)
         images, labels, test_ids = _select_classes(images, labels, classes, per_class)
         splits += [_to_32(images), labels]
-    return _task(name, *splits, test_ids, {"source": source}, image_size)  # test_ids: of the test split, read last
+    return _task(name, *splits, test_ids, {"source": source}, image_size,  # test_ids: of the test split, read last
+                 train_per_class)
 
 
 @register_dataset("mini_source")
@@ -183,9 +207,9 @@ def mini_source(data_root: Path | None, download: bool = False, image_size: int 
 
 @register_dataset("fmnist_heldout")
 def fmnist_heldout(data_root: Path | None, download: bool = False, image_size: int = IMAGE_SIZE,
-                   **_: object) -> TaskData:
+                   train_per_class: int | None = None, **_: object) -> TaskData:
     return _fmnist_task("fmnist_heldout", data_root, download, HELDOUT_CLASSES, 250,
-                        "Fashion-MNIST classes 6-9 (held out from pretraining)", image_size)
+                        "Fashion-MNIST classes 6-9 (held out from pretraining)", image_size, train_per_class)
 
 
 def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: float, seed: int,
@@ -209,7 +233,8 @@ def _random_split(images: torch.Tensor, labels: torch.Tensor, train_fraction: fl
 
 
 @register_dataset("digits")
-def digits(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
+def digits(data_root: Path | None, image_size: int = IMAGE_SIZE, train_per_class: int | None = None,
+           **_: object) -> TaskData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -218,7 +243,7 @@ def digits(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) ->
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     return _task("digits", *_random_split(images, labels, 2 / 3, seed=0, stratified=True),
-                 {"source": "scikit-learn load_digits, 8x8 upsampled to 32x32"}, image_size)
+                 {"source": "scikit-learn load_digits, 8x8 upsampled to 32x32"}, image_size, train_per_class)
 
 
 def _font_dir() -> Path:
@@ -267,14 +292,17 @@ def _render(task: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @register_dataset("glyph_letters")
-def glyph_letters(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
+def glyph_letters(data_root: Path | None, image_size: int = IMAGE_SIZE, train_per_class: int | None = None,
+                  **_: object) -> TaskData:
     images, labels = _render("glyph_letters")
     return _task("glyph_letters", *_random_split(images, labels, 0.6, seed=0, stratified=False),
-                 {"source": "26 capital letters rendered with 21 matplotlib fonts"}, image_size)
+                 {"source": "26 capital letters rendered with 21 matplotlib fonts"}, image_size, train_per_class)
 
 
 @register_dataset("glyph_fonts")
-def glyph_fonts(data_root: Path | None, image_size: int = IMAGE_SIZE, **_: object) -> TaskData:
+def glyph_fonts(data_root: Path | None, image_size: int = IMAGE_SIZE, train_per_class: int | None = None,
+                **_: object) -> TaskData:
     images, labels = _render("glyph_fonts")
     return _task("glyph_fonts", *_random_split(images, labels, 0.6, seed=0, stratified=False),
-                 {"source": "font family of letters and digits rendered with matplotlib fonts"}, image_size)
+                 {"source": "font family of letters and digits rendered with matplotlib fonts"}, image_size,
+                 train_per_class)

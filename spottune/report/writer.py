@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from spottune.report import figures
-from spottune.report.claims import comparison_claims
+from spottune.report.claims import comparison_claims, routing_claims
 from spottune.report.aggregate import seed_stats
 from spottune.report.comparison import (DEFAULT_BASELINE, mcnemar_table, paired_comparison,
                                         paired_table, per_seed_mcnemar, power_table)
@@ -184,5 +184,6 @@ def _write_report(output_dir: str | Path, target: Path, image_lookup: ImageLooku
     paths.append(write_report(target / REPORT, records, sections,
                               [p for p in figure_paths if p.suffix == ".png"], baseline,
                               f"SpotTune benchmark report: {Path(output_dir).resolve().name}",
-                              {preset: comparison_claims(comparison, preset) for preset in summaries}))
+                              {preset: comparison_claims(comparison, preset) + routing_claims(records, preset)
+                               for preset in summaries}))
     return paths
