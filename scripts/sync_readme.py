@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spottune.report import load_records, paired_comparison
-from spottune.report.claims import claims_markdown, plateau_claims, routing_markdown
+from spottune.report.claims import comparison_claims, markdown_list, plateau_claims, routing_claims
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -48,22 +48,17 @@ class Committed(NamedTuple):
     def markers(self, block: str) -> tuple[str, str]:
         return f"<!-- {self.folder}-{block}:start -->", f"<!-- {self.folder}-{block}:end -->"
 
-    @property
-    def preset(self) -> str:
-        """The one preset whose runs the folder holds."""
-        (preset,) = load_records(self.path)["preset"].dropna().unique()
-        return str(preset)
-
-    def table(self) -> str:
-        return (self.path / "tables" / f"{self.preset}.md").read_text()
-
-    def claims(self) -> str:
+    def blocks(self) -> dict[str, str]:
+        """The README's blocks of this grid by name (``table``, ``claims``, with ``longer`` also
+        ``plateau``), from its records read once; the folder holds one preset's runs."""
         records = load_records(self.path)
-        return claims_markdown(paired_comparison(records), self.preset) + routing_markdown(records, self.preset)
-
-    def plateau(self) -> str:
-        sentences = plateau_claims(load_records(self.path), load_records(RESULTS / self.longer), self.preset)
-        return "".join(f"- {sentence}\n" for sentence in sentences)
+        (preset,) = records["preset"].dropna().unique()
+        blocks = {"table": (self.path / "tables" / f"{preset}.md").read_text(),
+                  "claims": markdown_list(comparison_claims(paired_comparison(records), preset)
+                                          + routing_claims(records, preset))}
+        if self.longer:
+            blocks["plateau"] = markdown_list(plateau_claims(records, load_records(RESULTS / self.longer), preset))
+        return blocks
 
 
 DEFAULT = Committed("example")
@@ -82,10 +77,8 @@ def replace_block(readme: str, markers: tuple[str, str], text: str) -> str:
 def synced(readme: str, committed: tuple[Committed, ...] = COMMITTED) -> str:
     """``readme`` with every committed grid's table and claims regenerated from its records."""
     for grid in committed:
-        readme = replace_block(readme, grid.markers("table"), grid.table())
-        readme = replace_block(readme, grid.markers("claims"), grid.claims())
-        if grid.longer:
-            readme = replace_block(readme, grid.markers("plateau"), grid.plateau())
+        for name, text in grid.blocks().items():
+            readme = replace_block(readme, grid.markers(name), text)
     return readme
 
 

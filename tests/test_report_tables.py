@@ -222,7 +222,7 @@ def test_routing_claims_state_each_datasets_fine_tuned_fraction_over_seeds(tmp_p
     """Seeds fine-tuning 3/4, 2/4 and 4/4 of their decisions on one dataset: mean 0.75 with its
     t-interval (clipped at 1), one seed's 0.25 alone on the other; runs without a policy ignored."""
     from spottune.records import RunFolder
-    from spottune.report.claims import routing_claims, routing_markdown
+    from spottune.report.claims import markdown_list, routing_claims
     from spottune.report.statistics import t_interval
 
     rows = []
@@ -242,7 +242,7 @@ def test_routing_claims_state_each_datasets_fine_tuned_fraction_over_seeds(tmp_p
     assert routing_claims(records, "p") == [
         "**spottune** routing (test images x 2 blocks taking the fine-tuned copy, mean over 1/3 seeds "
         f"[95 % t-interval]): digits 0.75 [{low:.2f}, 1.00], letters 0.25."]
-    assert routing_markdown(records, "other") == ""
+    assert markdown_list(routing_claims(records, "other")) == ""
 
 
 def test_routing_claims_of_the_sweep_are_its_policies_means(records):

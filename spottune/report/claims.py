@@ -98,9 +98,9 @@ def comparison_claims(comparison: pd.DataFrame, preset: str) -> list[str]:
     return [method_claim(group, f"{preset}/") for _, group in rows.groupby("method", sort=True)]
 
 
-def claims_markdown(comparison: pd.DataFrame, preset: str) -> str:
-    """:func:`comparison_claims` as a Markdown list ('' when nothing was compared)."""
-    return "".join(f"- {claim}\n" for claim in comparison_claims(comparison, preset))
+def markdown_list(sentences: list[str]) -> str:
+    """Generated sentences as a Markdown list, one bullet each ('' for none)."""
+    return "".join(f"- {sentence}\n" for sentence in sentences)
 
 
 def _fraction_interval(values: list[float]) -> str:
@@ -131,11 +131,6 @@ def routing_claims(records: pd.DataFrame, preset: str) -> list[str]:
     return sentences
 
 
-def routing_markdown(records: pd.DataFrame, preset: str) -> str:
-    """:func:`routing_claims` as a Markdown list ('' when nothing routed)."""
-    return "".join(f"- {claim}\n" for claim in routing_claims(records, preset))
-
-
 PLATEAU_EPOCHS = 5
 """Epochs at the end of a run whose training accuracy is averaged into one number."""
 
@@ -148,21 +143,22 @@ def final_training_accuracy(history: list[dict]) -> float:
 def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> list[str]:
     """One sentence per method of ``preset`` that ``longer`` (the same runs trained for more
     epochs) also holds: training and test accuracy at both budgets (see the module docstring)."""
-    done = lambda frame: frame[(frame["preset"] == preset) & (frame["status"] == "done")]  # noqa: E731
-    keys = ["method", "dataset", "seed"]
-    pairs = done(records).merge(done(longer), on=keys, suffixes=("", "_longer"))
+    def done(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["preset"] == preset) & (frame["status"] == "done")]
+
+    pairs = done(records).merge(done(longer), on=["method", "dataset", "seed"], suffixes=("", "_longer"))
     sentences = []
     for method, group in pairs.groupby("method", sort=True):
-        seeds = ", ".join(str(int(seed)) for seed in sorted(group["seed"].unique()))
+        seeds = sorted(group["seed"].unique())
         epochs = " / ".join(sorted({f"{int(a)} -> {int(b)}" for a, b in
                                     zip(group["hparams.epochs"], group["hparams.epochs_longer"])}))
         train, test = [], []
         for _, row in group.sort_values(["dataset", "seed"]).iterrows():
-            label = row["dataset"] if group["seed"].nunique() == 1 else f"{row['dataset']} seed {int(row['seed'])}"
+            label = row["dataset"] if len(seeds) == 1 else f"{row['dataset']} seed {int(row['seed'])}"
             a, b = final_training_accuracy(row["history"]), final_training_accuracy(row["history_longer"])
             train.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
             a, b = row["test_accuracy"], row["test_accuracy_longer"]
             test.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
-        sentences.append(f"**{method}**, seed {seeds}, {epochs} epochs: training accuracy (mean of the last "
+        sentences.append(f"**{method}**, seed {', '.join(str(int(seed)) for seed in seeds)}, {epochs} epochs: training accuracy (mean of the last "
                          f"{PLATEAU_EPOCHS} epochs) " + ", ".join(train) + "; test accuracy " + ", ".join(test) + ".")
     return sentences
