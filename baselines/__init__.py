@@ -3,7 +3,8 @@
 AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``),
 and SpotTune's successor TAPS (per-task layer selection) on both.
 
-``finetune``, ``spottune`` and ``spottune_global`` live in :mod:`spottune.methods`; shared
+``spottune`` and ``spottune_global`` live in :mod:`spottune.spottune_methods`; every method
+registers through :mod:`spottune.method_contract` and :mod:`spottune.methods` imports them all; shared
 network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`, the
 base of the ViT PEFT methods (frozen ViT, new classifier per ``head_init``) in
 :mod:`baselines._peft`, the adapters' bottleneck in :mod:`baselines._bottleneck`.
@@ -13,6 +14,7 @@ from baselines import (  # noqa: F401  (imported for their registrations)
     bitfit,
     bn_adapt,
     feature_extractor,
+    finetune,
     finetune_last_k,
     houlsby_adapter,
     l2sp,

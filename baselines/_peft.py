@@ -9,17 +9,19 @@ initialises the new classifier as the source of the published row does: ``pytorc
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from baselines._common import frozen_for_task
 from spottune.backbones.base import Backbone
-from spottune.methods import Method
+from spottune.hparams import HParam
+from spottune.method_contract import Method
 
 
 class FrozenViTMethod(Method):
     """A method on a frozen pretrained ViT with a new classifier (:meth:`frozen`)."""
 
-    defaults: ClassVar[dict[str, Any]] = {"head_init": "pytorch"}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "head_init": HParam("pytorch", help="how the new classifier is initialised (a protocol key)")}
     families = ("vit",)
 
     def frozen(self, backbone: Backbone, num_classes: int) -> Backbone:

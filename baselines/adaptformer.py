@@ -25,7 +25,7 @@ Hyperparameters: ``bottleneck``, ``scale``, ``adapter_norm`` (``in`` or ``none``
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -33,7 +33,8 @@ from torch import nn
 from baselines._bottleneck import Bottleneck
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import FRACTION, HParam, integer, number, one_of, with_defaults
+from spottune.method_contract import register_method
 
 ADAPTER_NORMS = ("in", "none")
 
@@ -58,13 +59,16 @@ class AdaptFormerBlock(nn.Module):
 class AdaptFormer(FrozenViTMethod):
     """Frozen ViT, a scaled bottleneck beside every MLP (V-PETL Bench's VTAB-1k setting), new classifier."""
 
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "bottleneck": 8, "scale": 1.0,
-                                          "adapter_norm": "in", "adapter_dropout": 0.1}
+    hparams: ClassVar[dict[str, HParam]] = {
+        **FrozenViTMethod.hparams,
+        "bottleneck": HParam(8, integer(1), "hidden width of each adapter"),
+        "scale": HParam(1.0, number(), "factor on the adapter's output"),
+        "adapter_norm": HParam("in", one_of(ADAPTER_NORMS), "LayerNorm before the adapter (in) or none"),
+        "adapter_dropout": HParam(0.1, FRACTION, "dropout inside the adapter"),
+    }
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         norm = self.hp["adapter_norm"]
-        if norm not in ADAPTER_NORMS:
-            raise ValueError(f"adapter_norm={norm!r}: must be one of {', '.join(ADAPTER_NORMS)}")
         model = self.frozen(backbone, num_classes)
         dim = model.feature_dim
         wrapped = []
@@ -82,5 +86,5 @@ class AdaptFormer(FrozenViTMethod):
 class AdaptFormerOfficial(AdaptFormer):
     """AdaptFormer at the official code's defaults (bottleneck 64, scale 0.1, no adapter LayerNorm)."""
 
-    defaults: ClassVar[dict[str, Any]] = {**AdaptFormer.defaults, "bottleneck": 64, "scale": 0.1,
-                                          "adapter_norm": "none"}
+    hparams: ClassVar[dict[str, HParam]] = with_defaults(AdaptFormer.hparams, bottleneck=64, scale=0.1,
+                                                        adapter_norm="none")

@@ -21,7 +21,7 @@ from torch import nn
 
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.method_contract import register_method
 
 
 @register_method("bitfit")

@@ -20,7 +20,7 @@ from torch import nn
 
 from baselines._common import freeze_convs_
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.method_contract import Method, register_method
 
 
 @register_method("bn_adapt")

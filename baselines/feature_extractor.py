@@ -17,7 +17,7 @@ from torch import nn
 
 from baselines._common import Frozen
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.method_contract import Method, register_method
 
 
 @register_method("feature_extractor")

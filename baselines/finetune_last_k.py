@@ -15,20 +15,22 @@ Hyperparameters: ``k`` (default 3).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
 from baselines._common import Frozen
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.hparams import HParam, integer
+from spottune.method_contract import Method, register_method
 
 
 @register_method("finetune_last_k")
 class FinetuneLastK(Method):
     """Frozen stem and first blocks, fine-tuned last ``k`` blocks and head."""
 
-    defaults: ClassVar[dict[str, Any]] = {"k": 3}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "k": HParam(3, integer(0), "blocks fine-tuned, counted from the top (at most the backbone's)")}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         k = int(self.hp["k"])

@@ -22,21 +22,23 @@ Hyperparameters: ``bottleneck`` 8 (the smallest size of the paper's search), ``h
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
 from baselines._bottleneck import Bottleneck, ResidualBottleneck
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import HParam, integer
+from spottune.method_contract import register_method
 
 
 @register_method("adapter_houlsby")
 class HoulsbyAdapter(FrozenViTMethod):
     """Frozen ViT, two series bottleneck adapters per block, LayerNorms and classifier train."""
 
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "bottleneck": 8}
+    hparams: ClassVar[dict[str, HParam]] = {**FrozenViTMethod.hparams,
+                                            "bottleneck": HParam(8, integer(1), "hidden width of each adapter")}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         model = self.frozen(backbone, num_classes)

@@ -21,13 +21,14 @@ Task-specific parameters: all of the network (a full copy per task).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, ParamGroup, param_group, register_method
+from spottune.hparams import NON_NEGATIVE, HParam
+from spottune.method_contract import Method, ParamGroup, param_group, register_method
 
 
 class L2SPNetwork(nn.Module):
@@ -64,7 +65,9 @@ class L2SP(Method):
 
     shares_pretrained = False  # the whole network is fine-tuned per task
 
-    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.1, "beta": 0.01}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "alpha": HParam(0.1, NON_NEGATIVE, "weight of the pull towards the pretrained weights"),
+        "beta": HParam(0.01, NON_NEGATIVE, "weight decay of the new classifier")}
     # its own protocol (the presets' l2sp_official row) is stated in optimiser steps
     protocol_keys: ClassVar[tuple[str, ...]] = ("iterations", "lr_milestone_iterations")
 

@@ -28,14 +28,15 @@ Hyperparameters: ``rank`` 8, ``alpha`` 8, ``lora_dropout`` 0.0, ``target_modules
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import FRACTION, POSITIVE, STRING_LIST, HParam, integer
+from spottune.method_contract import register_method
 
 SPLIT_TARGETS = ("q", "k", "v")
 
@@ -67,8 +68,13 @@ class SplitQKV(nn.Module):
 class LoRA(FrozenViTMethod):
     """Frozen ViT, peft's LoRA on the attention's query and value projections, new classifier."""
 
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "rank": 8, "alpha": 8, "lora_dropout": 0.0,
-                                          "target_modules": ["q", "v"]}
+    hparams: ClassVar[dict[str, HParam]] = {
+        **FrozenViTMethod.hparams,
+        "rank": HParam(8, integer(1), "rank of each low-rank update"),
+        "alpha": HParam(8, POSITIVE, "scaling numerator: the update is (alpha / rank) B A"),
+        "lora_dropout": HParam(0.0, FRACTION, "dropout on the update's input"),
+        "target_modules": HParam(["q", "v"], STRING_LIST, "the maps updated (q, k, v of attention, or qkv fused)"),
+    }
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         from peft import LoraConfig, inject_adapter_in_model

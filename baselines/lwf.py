@@ -27,7 +27,7 @@ new task and is not counted (the source task is served by the shared original ne
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,8 @@ from torch import nn
 
 from baselines._common import Frozen
 from spottune.backbones.base import Backbone, count_parameters
-from spottune.methods import ForwardOutputs, Method, register_method
+from spottune.hparams import NON_NEGATIVE, POSITIVE, HParam
+from spottune.method_contract import ForwardOutputs, Method, register_method
 
 
 class LwFNetwork(nn.Module):
@@ -72,7 +73,9 @@ class LwF(Method):
 
     shares_pretrained = False  # the whole network is fine-tuned per task
 
-    defaults: ClassVar[dict[str, Any]] = {"lambda_old": 1.0, "temperature": 2.0}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "lambda_old": HParam(1.0, NON_NEGATIVE, "weight of the distillation of the source head"),
+        "temperature": HParam(2.0, POSITIVE, "distillation temperature")}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         outputs = backbone.head.fc.out_features

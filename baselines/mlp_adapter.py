@@ -21,21 +21,23 @@ Hyperparameters: ``bottleneck`` 8, ``head_init`` (timm's ``reset_classifier``: `
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
 from baselines._bottleneck import Bottleneck, QuickGELU, ResidualBottleneck
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import HParam, integer
+from spottune.method_contract import register_method
 
 
 @register_method("adapter")
 class MLPAdapter(FrozenViTMethod):
     """Frozen ViT and LayerNorms, one series bottleneck adapter after every MLP, new classifier."""
 
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "bottleneck": 8}
+    hparams: ClassVar[dict[str, HParam]] = {**FrozenViTMethod.hparams,
+                                            "bottleneck": HParam(8, integer(1), "hidden width of each adapter")}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         model = self.frozen(backbone, num_classes)

@@ -25,14 +25,15 @@ Hyperparameters: ``mask_init`` 1e-2, ``threshold`` 5e-3, ``train_bn`` false,
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from baselines._common import Binarize, Frozen, freeze_, is_batch_norm, is_conv, replace_modules
 from spottune.backbones.base import Backbone, count_parameters
-from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
+from spottune.hparams import FLAG, POSITIVE, HParam, number
+from spottune.method_contract import Method, ParamGroup, param_group, parameters_except, register_method
 
 BITS_PER_FLOAT = 32
 
@@ -63,9 +64,14 @@ class Piggyback(Method):
 
     families = ("cnn", "mbconv")  # masks on convolutions
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "mask_init": 1e-2, "threshold": 5e-3, "train_bn": False, "classifier_lr_mult": 1.0,
-        "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0,
+    hparams: ClassVar[dict[str, HParam]] = {
+        "mask_init": HParam(1e-2, number(), "initial real-valued mask score"),
+        "threshold": HParam(5e-3, number(), "a mask is 1 where its score exceeds this"),
+        "train_bn": HParam(False, FLAG, "whether BatchNorm trains (the released code: no)"),
+        "classifier_lr_mult": HParam(1.0, POSITIVE, "classifier's lr / the masks' lr"),
+        "optimizer": HParam("adam", help="Piggyback's own optimiser (a protocol key)"),
+        "lr": HParam(1e-4, help="Piggyback's own lr (a protocol key)"),
+        "weight_decay": HParam(0.0, help="no weight decay (a protocol key)"),
     }
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:

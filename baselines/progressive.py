@@ -39,7 +39,7 @@ Hyperparameters: ``column_init`` "pretrained", ``alpha_init`` 0.1, ``lateral_red
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,8 @@ from torch import nn
 
 from baselines._common import Frozen, init_like_resnet_, module_device
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, register_method
+from spottune.hparams import HParam, integer, number, one_of
+from spottune.method_contract import Method, register_method
 
 COLUMN_INITS = ("pretrained", "random")
 PROBE_SIZE = 64
@@ -123,8 +124,11 @@ class Progressive(Method):
 
     families = ("cnn", "mbconv")  # convolutional laterals between block outputs
 
-    defaults: ClassVar[dict[str, Any]] = {"column_init": "pretrained", "alpha_init": 0.1,
-                                          "lateral_reduction": 4}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "column_init": HParam("pretrained", one_of(COLUMN_INITS), "the new column's initialisation"),
+        "alpha_init": HParam(0.1, number(), "initial scale of each lateral connection"),
+        "lateral_reduction": HParam(4, integer(1), "a lateral's width is the block's width / this"),
+    }
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return ProgressiveNetwork(backbone, num_classes, column_init=self.hp["column_init"],

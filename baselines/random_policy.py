@@ -25,7 +25,9 @@ from torch import nn
 
 from baselines._common import freeze_, module_device
 from spottune.backbones.base import Backbone
-from spottune.methods import RoutedMethod, register_method
+from spottune.hparams import PROBABILITY, HParam
+from spottune.method_contract import register_method
+from spottune.spottune_methods import FREEZE, RoutedMethod
 from spottune.spottune import TwoPathNetwork
 
 
@@ -91,7 +93,8 @@ class FixedRandomRouting(TwoPathNetwork):
 class RandomPolicy(RoutedMethod):
     """SpotTune's two-path network with one fixed random global block choice."""
 
-    defaults: ClassVar[dict[str, Any]] = {"p": 0.5, "freeze": "conv"}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "p": HParam(0.5, PROBABILITY, "probability that a block is fine-tuned"), "freeze": FREEZE}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return FixedRandomRouting(backbone, num_classes, p=self.hp["p"], freeze=self.hp["freeze"])

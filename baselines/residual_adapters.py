@@ -48,7 +48,7 @@ Hyperparameters: ``adapt`` "3x3", ``adapter_init`` "released", ``adapter_weight_
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -56,7 +56,8 @@ from torch import nn
 from baselines._common import freeze_convs_, is_conv, replace_modules
 from spottune.backbones.base import Backbone
 from spottune.backbones.resnet26 import init_conv_
-from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
+from spottune.hparams import NON_NEGATIVE, HParam, one_of
+from spottune.method_contract import Method, ParamGroup, param_group, parameters_except, register_method
 
 ADAPT = ("3x3", "all")
 ADAPTER_INITS = ("released", "zero")
@@ -125,17 +126,18 @@ class _ResidualAdapters(Method):
                                   "5x5 convolution is depthwise (one filter per channel, k*k*C weights), beside "
                                   "which a 1x1 adapter (C*C weights) would outweigh the convolution it adapts, "
                                   "and a ViT has no convolutions")
-    defaults: ClassVar[dict[str, Any]] = {"adapt": "3x3", "adapter_init": "released",
-                                          "adapter_weight_decay": 1e-4, "weight_decay_protocol": "as_run"}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "adapt": HParam("3x3", one_of(ADAPT), "which convolutions get an adapter"),
+        "adapter_init": HParam("released", one_of(ADAPTER_INITS), "adapters' initialisation"),
+        "adapter_weight_decay": HParam(1e-4, NON_NEGATIVE, "adapters' weight decay (as_intended)"),
+        "weight_decay_protocol": HParam("as_run", one_of(WEIGHT_DECAY_PROTOCOLS),
+                                        "the released code's weight decay as run or as intended"),
+    }
     protocol_keys: ClassVar[tuple[str, ...]] = ("adapter_init", "weight_decay_protocol")
     adapter_class: ClassVar[type[nn.Module]]
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         adapt, init = self.hp["adapt"], self.hp["adapter_init"]
-        if adapt not in ADAPT:
-            raise ValueError(f"adapt must be one of {ADAPT}, got {adapt!r}")
-        if init not in ADAPTER_INITS:
-            raise ValueError(f"adapter_init must be one of {ADAPTER_INITS}, got {init!r}")
         model = freeze_convs_(backbone.for_task(num_classes, with_series_adapters=self.adapter_class is SeriesAdapter))
         kernel = 3 if adapt == "3x3" else None
         replace_modules(model, lambda _, m: is_conv(m, kernel), lambda conv: self.adapter_class(conv, init))
@@ -150,8 +152,6 @@ class _ResidualAdapters(Method):
 
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         protocol, lr = self.hp["weight_decay_protocol"], self.hp["lr"]
-        if protocol not in WEIGHT_DECAY_PROTOCOLS:
-            raise ValueError(f"weight_decay_protocol must be one of {WEIGHT_DECAY_PROTOCOLS}, got {protocol!r}")
         adapters = [p for m in model.modules() if isinstance(m, self.adapter_class)
                     for p in m.adapter.parameters()]
         if protocol == "as_intended":

@@ -23,7 +23,7 @@ weight decay on the 1-D parameters (``optim_factory.py`` line 51): the vtab1k an
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,7 +31,8 @@ from torch import nn
 from baselines._common import replace_modules
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import HParam, with_defaults
+from spottune.method_contract import register_method
 
 SCALED = (nn.Linear, nn.LayerNorm, nn.Conv2d)
 
@@ -60,7 +61,7 @@ class SSF(FrozenViTMethod):
     """Frozen ViT, a per-channel scale and shift after every operation, new classifier (the
     official code also has ConvNeXt / Swin variants)."""
 
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "head_init": "timm"}
+    hparams: ClassVar[dict[str, HParam]] = with_defaults(FrozenViTMethod.hparams, head_init="timm")
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         model = self.frozen(backbone, num_classes)

@@ -21,13 +21,15 @@ stem, head and, with ``freeze: conv``, the frozen copy's BN), as for SpotTune wi
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from spottune.backbones.base import Backbone
-from spottune.methods import RoutedMethod, register_method
+from spottune.hparams import PROBABILITY, HParam
+from spottune.method_contract import register_method
+from spottune.spottune_methods import FREEZE, RoutedMethod
 from spottune.spottune import TwoPathNetwork
 
 
@@ -49,7 +51,8 @@ class StochasticRouting(TwoPathNetwork):
 class StochasticFinetune(RoutedMethod):
     """SpotTune's two-path network with random per-image, per-block routing (p = 0.5)."""
 
-    defaults: ClassVar[dict[str, Any]] = {"p": 0.5, "freeze": "conv"}
+    hparams: ClassVar[dict[str, HParam]] = {
+        "p": HParam(0.5, PROBABILITY, "probability that a block takes its fine-tuned copy"), "freeze": FREEZE}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         return StochasticRouting(backbone, num_classes, p=self.hp["p"], freeze=self.hp["freeze"])

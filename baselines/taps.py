@@ -71,7 +71,6 @@ its score gets no gradient from the loss, so it could never become task-specific
 """
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -80,7 +79,8 @@ from torch.func import functional_call
 
 from baselines._common import Binarize, Frozen, freeze_, is_batch_norm, replace_modules
 from spottune.backbones.base import Backbone, count_parameters
-from spottune.methods import Method, ParamGroup, param_group, parameters_except, register_method
+from spottune.hparams import FLAG, NON_NEGATIVE, HParam, is_number, number
+from spottune.method_contract import Method, ParamGroup, param_group, parameters_except, register_method
 
 GATED_TYPES = (nn.Conv2d, nn.Linear)
 """The layer types TAPS gates (subclasses included: timm's same-padding convolutions)."""
@@ -134,41 +134,25 @@ def block_of(name: str) -> int | None:
     return int(parts[1]) if parts[0] == "blocks" else None
 
 
-def _number(value: Any) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @register_method("taps")
 class TAPS(Method):
     """Per-layer scores and deltas, W + I(s > tau) dW, a sparsity penalty on the scores."""
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "lambda_sparsity": 0.1, "threshold": 0.1, "score_init": 0.15, "task_norm": True, "recipe": RECIPE,
+    hparams: ClassVar[dict[str, HParam]] = {
+        "lambda_sparsity": HParam(0.1, NON_NEGATIVE, "the weight of the sparsity penalty; 0 turns it off"),
+        "threshold": HParam(0.1, number(), "a layer is task-specific where its score exceeds this"),
+        "score_init": HParam(0.15, number(), "initial score of every layer (above threshold)"),
+        "task_norm": HParam(True, FLAG, "task-specific normalisation layers"),
+        "recipe": HParam(RECIPE, help="the training recipe's name, stated in the footnotes"),
     }
     protocol_keys: ClassVar[tuple[str, ...]] = ("lambda_sparsity", "task_norm")
 
-    def __init__(self, hparams: dict[str, Any]) -> None:
-        super().__init__(hparams)
-        problems = self.hparam_problems()
-        if problems:
-            raise ValueError("; ".join(problems))
-
     def hparam_problems(self) -> list[str]:
-        """What is wrong with this method's own hyperparameters, one string per key."""
-        hp, problems = self.hp, []
-        if not (_number(hp["lambda_sparsity"]) and hp["lambda_sparsity"] >= 0):
-            problems.append(f"lambda_sparsity={hp['lambda_sparsity']!r}: must be a finite number >= 0 "
-                            "(the weight of the sparsity penalty; 0 turns it off)")
-        for key in ("threshold", "score_init"):
-            if not _number(hp[key]):
-                problems.append(f"{key}={hp[key]!r}: must be a finite number")
-        if (_number(hp["threshold"]) and _number(hp["score_init"])
-                and not hp["score_init"] > hp["threshold"]):
+        """The declared ranges, then the rule across keys: ``score_init`` above ``threshold``."""
+        problems, hp = super().hparam_problems(), self.hp
+        if is_number(hp["threshold"]) and is_number(hp["score_init"]) and not hp["score_init"] > hp["threshold"]:
             problems.append(f"score_init={hp['score_init']!r} with threshold={hp['threshold']!r}: score_init "
                             "must be above threshold (a layer that starts shared never trains its delta)")
-        if not isinstance(hp["task_norm"], bool):
-            problems.append(f"task_norm={hp['task_norm']!r}: must be true or false")
         return problems
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:

@@ -29,14 +29,15 @@ Hyperparameters: ``num_prompts`` 10, ``prompt_dropout`` (0.0 shallow, 0.1 deep),
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from baselines._peft import FrozenViTMethod
 from spottune.backbones.base import Backbone
-from spottune.methods import register_method
+from spottune.hparams import FRACTION, HParam, integer, with_defaults
+from spottune.method_contract import register_method
 
 
 def new_prompts(count: int, num_prompts: int, dim: int, patch_size: int) -> nn.Parameter:
@@ -80,7 +81,9 @@ class DeepPromptedBlock(nn.Module):
 
 
 class _VPT(FrozenViTMethod):
-    defaults: ClassVar[dict[str, Any]] = {**FrozenViTMethod.defaults, "head_init": "vpt", "num_prompts": 10}
+    hparams: ClassVar[dict[str, HParam]] = {**with_defaults(FrozenViTMethod.hparams, head_init="vpt"),
+                                            "num_prompts": HParam(10, integer(1), "prompt tokens per layer"),
+                                            "prompt_dropout": HParam(0.0, FRACTION, "dropout on the prompts")}
     deep: ClassVar[bool]
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
@@ -102,7 +105,7 @@ class _VPT(FrozenViTMethod):
 class VPTShallow(_VPT):
     """VPT-shallow: prompts inserted once, before the first block."""
 
-    defaults: ClassVar[dict[str, Any]] = {**_VPT.defaults, "prompt_dropout": 0.0}
+    hparams: ClassVar[dict[str, HParam]] = _VPT.hparams
     deep = False
 
 
@@ -110,5 +113,5 @@ class VPTShallow(_VPT):
 class VPTDeep(_VPT):
     """VPT-deep: new prompts at the input of every block."""
 
-    defaults: ClassVar[dict[str, Any]] = {**_VPT.defaults, "prompt_dropout": 0.1}
+    hparams: ClassVar[dict[str, HParam]] = with_defaults(_VPT.hparams, prompt_dropout=0.1)
     deep = True

@@ -12,19 +12,22 @@ The suite's tests import this file and train it for one step, so it cannot rot.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
 from spottune.backbones.base import Backbone
-from spottune.methods import Method, ParamGroup, register_method
+from spottune.hparams import HParam, number
+from spottune.method_contract import Method, ParamGroup, register_method
 
 
 @register_method("layerwise_lr")
 class LayerwiseLR(Method):
     """Standard fine-tuning with a learning rate decaying geometrically from top to bottom."""
 
-    defaults: ClassVar[dict[str, Any]] = {"decay": 0.8}   # method-specific hyperparameters
+    # its own hyperparameters: default, range (checked before anything launches), meaning (--list)
+    hparams: ClassVar[dict[str, HParam]] = {
+        "decay": HParam(0.8, number(above=0, at_most=1), "lr factor per block, from the top down")}
 
     def build(self, backbone: Backbone, num_classes: int) -> nn.Module:
         """A copy of the pretrained backbone (never modify ``backbone`` itself), new classifier."""

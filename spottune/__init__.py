@@ -12,8 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 _LAZY = {"SpotTune": "spottune.spottune", "SpotTuneGlobal": "spottune.spottune",
-         "Method": "spottune.methods", "create_method": "spottune.methods", "get_method": "spottune.methods",
-         "list_methods": "spottune.methods", "register_method": "spottune.methods"}
+         "Method": "spottune.method_contract", "register_method": "spottune.method_contract",
+         "HParam": "spottune.hparams", "create_method": "spottune.methods", "get_method": "spottune.methods",
+         "list_methods": "spottune.methods"}
 __all__ = list(_LAZY)
 
 

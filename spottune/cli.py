@@ -56,6 +56,8 @@ from spottune.engine import device_of
 from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
 from spottune.launch import (Backend, failure_lines, format_status, get_backend, launch, list_backends, pending_runs,
                              states_of)
+from spottune.hparams import describe
+from spottune.method_contract import Method
 from spottune.methods import get_method, load_plugins, methods_by_families
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
@@ -220,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed or not written else 0
 
 
+def method_lines(method: type[Method]) -> list[str]:
+    """``--list``'s lines for one method: its name (and why not the other backbone families),
+    then each hyperparameter it declares with its default, range and meaning (``--set KEY=VALUE``)."""
+    note = f" ({method.family_note})" if method.family_note else ""
+    own = [f"    {describe(key, declared)}" for key, declared in method.hparams.items()]
+    return [f"  {method.name}{note}" + ("" if own else ": no hyperparameters of its own")] + own
+
+
 def final_runs(search: Search, output: Path) -> list[RunSpec]:
     """The search's choices (one line each, and one per pair still without a choice) and the
     final runs they give."""
@@ -253,8 +263,7 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[Backend, Path, dict,
             only = "" if families == FAMILIES else " only"
             print(f"methods ({' and '.join(families)}{only}):", ", ".join(names))
             for name in names:
-                if get_method(name).family_note:
-                    print(f"  {name}: {get_method(name).family_note}")
+                print("\n".join(method_lines(get_method(name))))
         print("datasets:", ", ".join(list_datasets()))
         print("backends:", ", ".join(list_backends()), "(--cluster)")
         return 0

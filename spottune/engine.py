@@ -29,9 +29,9 @@ What this module adds:
   appended to its ``attempts.log`` (a done run called again appends nothing), with
   ``warnings``: the suite's warnings up to then (:func:`collected_warnings`), when any.
 * evaluation on the test split after the last epoch (top-1, percent), with the per-image
-  routing the method records (:class:`spottune.methods.ForwardOutputs`) saved to ``policy.npz``
+  routing the method records (:class:`spottune.method_contract.ForwardOutputs`) saved to ``policy.npz``
   and, for a method that selects layers per task, its selection
-  (:meth:`spottune.methods.Method.layer_selection`) in ``metrics.json``.
+  (:meth:`spottune.method_contract.Method.layer_selection`) in ``metrics.json``.
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ from spottune.methods import create_method, load_plugins
 from spottune.pretrain import pretrained_backbone
 from spottune.protocol import run_protocol
 from spottune.records import RunFolder, RunSpec, Status
+from spottune.seeding import seed_initialisation
 from spottune.training import build_optimizer, build_scheduler, evaluate, train_epoch
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,11 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
                           "cpu": cpu_model()}}
     folder.write_config(stored)
 
-    torch.manual_seed(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
+    seed_initialisation(seed)  # random initialisations (a "none" backbone, new layers) follow the seed
     backbone = pretrained_backbone(hp["backbone"], Path(data_root) if data_root else None, device,
                                    progress, download=bool(download))
     set_drop_path_(backbone, float(hp.get("drop_path", 0.0)))  # a ViT's stochastic depth, before the method
-    torch.manual_seed(seed)
+    seed_initialisation(seed)
     model = accel.prepare(method.build(backbone, task.num_classes).to(device))
     optimizer = build_optimizer(method, model)
     scheduler = build_scheduler(optimizer, hp)

@@ -57,7 +57,7 @@ import yaml
 from spottune.backbones import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
-from spottune.methods import family_problem, get_method, list_methods
+from spottune.methods import family_problem, get_method, list_methods, unknown_methods
 from spottune.records import RunSpec, flatten
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -287,7 +287,9 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     applicable = [m for m in list_methods() if family in get_method(m).families]
     default_methods = applicable + variants if preset_methods in (None, "all") else list(preset_methods)
     methods = methods or default_methods
-    _check_names("method", methods, list_methods() + variants)
+    unknown = [m for m in methods if m not in list_methods() + variants]
+    if unknown:
+        raise KeyError(unknown_methods(unknown, variants))
     wrong_family = [family_problem(get_method(m), family, preset["backbone"]["arch"]) for m in methods
                     if m not in variants and m not in applicable]
     if wrong_family:

@@ -11,22 +11,14 @@ splits) with any image ``cache`` option set to ``none``: the launcher (on a clus
 node) never builds a packed cache or decodes every image; a corrupt image stops its run, whose
 error names the file (and ``run_all.py`` prints that line).
 
-Hyperparameter rules (the engine's training protocol, whatever sets the value)::
+Hyperparameter rules of the engine's training protocol, whatever sets the value (:data:`RULES`,
+ranges of :mod:`spottune.hparams`)::
 
     epochs, batch_size, eval_batch_size   integer >= 1
     num_workers                           integer >= 0
-    lr, lr_gamma, backbone.width          number > 0
-    adam_eps, temperature                 number > 0
-    policy_lr_mult, classifier_lr_mult    number > 0
-    weight_decay, policy_weight_decay,    number >= 0
-      adapter_weight_decay
-    lambda_k, lambda_entropy, lambda_old  number >= 0
-    momentum                              number in [0, 1)
-    p                                     number in [0, 1]
-    adapter_dropout, lora_dropout,        number in [0, 1)
-      prompt_dropout
-    warmup_lr, min_lr                     number >= 0
-    label_smoothing, drop_path            number in [0, 1)
+    lr, lr_gamma, adam_eps, backbone.width  number > 0
+    weight_decay, warmup_lr, min_lr       number >= 0
+    momentum, label_smoothing, drop_path  number in [0, 1)
     optimizer                             sgd | adam | adamw   (spottune.training.OPTIMIZERS)
     schedule                              step | cosine | timm_cosine   (spottune.training.SCHEDULES)
     weight_decay_exempt                   none | classifier_bias | biases | 1d
@@ -44,8 +36,10 @@ would silently never apply, and the cosine schedule has none: milestones there w
 ignored). A method's own ``dataset_hparams`` (in ``method_hparams``) must name datasets the
 suite knows. A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
 hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
-A method's own hyperparameters are checked by its constructor (e.g. TAPS's ``lambda_sparsity``):
-its ``ValueError`` is one line, ``method <name>: <key>=<value>: must be ...``.
+A method's own hyperparameters are checked against the ranges it declares (``Method.hparams``,
+e.g. SpotTune's ``temperature``, a number > 0) and its rules across keys, when it is made:
+one line per key, ``method <name>: <key>=<value>: must be ...``; a search space's values
+against the same ranges.
 
 Every number, wherever it sits in the hyperparameters (the rules above, a method's own
 values, a search space), must be finite: ``--set lr=inf`` (or ``1e400``, which ``float()``
@@ -62,7 +56,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from spottune.acceleration import PRECISIONS
 from spottune.backbones.base import HEAD_INITS
@@ -70,7 +64,8 @@ from spottune.data import DatasetError, list_datasets, load_task
 from spottune.records import RunSpec
 from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
 from spottune.grid import METHOD_DATASET_KEY, Grid, resolve_hparams, search_space
-from spottune.methods import create_method
+from spottune.hparams import FRACTION, NON_NEGATIVE, POSITIVE, Range, integer, is_integer, one_of
+from spottune.methods import create_method, get_method
 from spottune.pretrain import package_weights
 
 
@@ -79,51 +74,29 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
-    """A finite int or float."""
-    return _numeric(value) and math.isfinite(value)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-Rule = tuple[Callable[[Any], bool], str]
-RULES: dict[str, Rule] = {
-    "epochs": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "eval_batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "num_workers": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "lr_gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "adam_eps": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "policy_lr_mult": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "classifier_lr_mult": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "backbone.width": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "policy_weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "adapter_weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "lambda_k": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "lambda_entropy": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "lambda_old": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "p": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "adapter_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "lora_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "prompt_dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "warmup_lr": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "min_lr": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "drop_path": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-    "schedule": (lambda v: v in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-    "weight_decay_exempt": (lambda v: v in DECAY_EXEMPTIONS, f"one of {', '.join(DECAY_EXEMPTIONS)}"),
-    "head_init": (lambda v: v in HEAD_INITS, f"one of {', '.join(HEAD_INITS)}"),
-    "timm_step_offset": (lambda v: v in (0, 1) and not isinstance(v, bool), "0 or 1"),
-    "warmup_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "cooldown_epochs": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+RULES: dict[str, Range] = {
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "eval_batch_size": integer(1),
+    "num_workers": integer(0),
+    "lr": POSITIVE,
+    "lr_gamma": POSITIVE,
+    "adam_eps": POSITIVE,
+    "backbone.width": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "momentum": FRACTION,
+    "warmup_lr": NON_NEGATIVE,
+    "min_lr": NON_NEGATIVE,
+    "label_smoothing": FRACTION,
+    "drop_path": FRACTION,
+    "optimizer": one_of(OPTIMIZERS),
+    "schedule": one_of(SCHEDULES),
+    "weight_decay_exempt": one_of(DECAY_EXEMPTIONS),
+    "head_init": one_of(HEAD_INITS),
+    "timm_step_offset": one_of((0, 1)),
+    "warmup_epochs": integer(0),
+    "cooldown_epochs": integer(0),
+    "precision": one_of(PRECISIONS),
 }
 
 
@@ -174,7 +147,7 @@ def milestone_problem(hp: dict[str, Any]) -> str | None:
     """What is wrong with ``lr_milestones`` (or, for ``schedule: cosine``, ``warmup_epochs``)
     given ``epochs``, or None."""
     milestones, epochs = hp.get("lr_milestones", []), hp.get("epochs")
-    if not isinstance(milestones, list) or not all(_integer(m) for m in milestones):
+    if not isinstance(milestones, list) or not all(is_integer(m) for m in milestones):
         return f"lr_milestones={milestones!r}: must be a list of integers (epochs), e.g. [2] or []"
     schedule = hp.get("schedule")
     if schedule in ("cosine", "timm_cosine"):
@@ -182,15 +155,15 @@ def milestone_problem(hp: dict[str, Any]) -> str | None:
             return (f"lr_milestones={milestones} with schedule={schedule}: milestones belong to the step schedule "
                     f"and would be ignored; set lr_milestones=[]")
         warmup, cooldown = hp.get("warmup_epochs", 0), hp.get("cooldown_epochs", 0)
-        if _integer(epochs) and _integer(warmup) and warmup > epochs:
+        if is_integer(epochs) and is_integer(warmup) and warmup > epochs:
             return (f"warmup_epochs={warmup} with epochs={epochs}: the warm-up must fit in the run; with fewer "
                     f"epochs set it too, e.g. --set warmup_epochs=0")
-        if schedule == "timm_cosine" and _integer(epochs) and _integer(warmup) and _integer(cooldown) \
+        if schedule == "timm_cosine" and is_integer(epochs) and is_integer(warmup) and is_integer(cooldown) \
                 and warmup + cooldown > epochs:
             return (f"cooldown_epochs={cooldown} with warmup_epochs={warmup} and epochs={epochs}: the cosine "
                     f"must fit between them; with fewer epochs set both, e.g. --set warmup_epochs=0 cooldown_epochs=0")
         return None
-    if _integer(epochs) and epochs >= 1 and any(not 1 <= m <= epochs for m in milestones):
+    if is_integer(epochs) and epochs >= 1 and any(not 1 <= m <= epochs for m in milestones):
         return (f"lr_milestones={milestones} with epochs={epochs}: every milestone must be within 1..{epochs} "
                 f"(the lr drops after that epoch); with fewer epochs set the milestones too, "
                 f"e.g. --set lr_milestones=[]")
@@ -204,7 +177,8 @@ def hparam_problems(grid: Grid) -> list[str]:
         for dataset in grid.datasets:
             before = resolve_hparams(grid.preset, method, dataset)
             hp = resolve_hparams(grid.preset, method, dataset, grid.overrides)
-            for key in _not_plain(hp):
+            not_plain = _not_plain(hp)
+            for key in not_plain:
                 problems[f"{key}={_lookup(hp, key)[1]!r}: must be plain data (a number, string, true/false, null, "
                          f"list or mapping)"] = None
             infinite = _not_finite(hp)
@@ -217,11 +191,11 @@ def hparam_problems(grid: Grid) -> list[str]:
                 if found and not _same_kind(old, value):
                     mistyped.add(key)
                     problems[f"--set {key}={value!r}: must be {_kind(old)} (like {old!r})"] = None
-            for key, (valid, what) in RULES.items():
+            for key, rule in RULES.items():
                 found, value = _lookup(hp, key)
-                if found and key not in mistyped and key not in infinite and not valid(value):
-                    problems[f"{key}={value!r}: must be {what}"] = None
-            if not (mistyped or infinite):  # those lines already name the method's keys
+                if found and key not in mistyped and key not in infinite and not rule.accepts(value):
+                    problems[rule.problem(key, value)] = None
+            if not (mistyped or infinite or not_plain):  # those lines already name the method's keys
                 try:
                     create_method(hp.get("variant_of", method), hp)
                 except ValueError as err:
@@ -229,7 +203,8 @@ def hparam_problems(grid: Grid) -> list[str]:
             milestones = None if "lr_milestones" in mistyped or "lr_milestones" in infinite else milestone_problem(hp)
             if milestones:
                 problems[milestones] = None
-            problems.update(dict.fromkeys(search_problems(hp, search_space(grid.preset, method))))
+            ranges = {**RULES, **declared_ranges(hp.get("variant_of", method))}
+            problems.update(dict.fromkeys(search_problems(hp, search_space(grid.preset, method), ranges)))
     known = set(list_datasets())
     for method, own in (grid.preset.get("method_hparams") or {}).items():
         for dataset in ((own or {}).get(METHOD_DATASET_KEY) or {}):
@@ -239,8 +214,14 @@ def hparam_problems(grid: Grid) -> list[str]:
     return list(problems)
 
 
-def search_problems(hp: dict[str, Any], space: dict[str, Any]) -> list[str]:
-    """What is wrong with a declared search ``space`` for a run with hyperparameters ``hp``."""
+def declared_ranges(method: str) -> dict[str, Range]:
+    """The ranges ``method`` declares for its own hyperparameters (:class:`spottune.hparams.HParam`)."""
+    return {key: declared.range for key, declared in get_method(method).hparams.items() if declared.range}
+
+
+def search_problems(hp: dict[str, Any], space: dict[str, Any], ranges: dict[str, Range]) -> list[str]:
+    """What is wrong with a declared search ``space`` for a run with hyperparameters ``hp``, each
+    value checked against its key's range in ``ranges``."""
     problems = []
     for key, values in space.items():
         if not _lookup(hp, key)[0]:
@@ -249,8 +230,8 @@ def search_problems(hp: dict[str, Any], space: dict[str, Any]) -> list[str]:
             problems.append(f"search {key}={values!r}: must be a non-empty list of values")
         elif _not_finite(values):
             problems.append(f"search {key}={values!r}: every value must be a finite number")
-        elif key in RULES and not all(RULES[key][0](v) for v in values):
-            problems.append(f"search {key}={values!r}: every value must be {RULES[key][1]}")
+        elif key in ranges and not all(ranges[key].accepts(v) for v in values):
+            problems.append(f"search {key}={values!r}: every value must be {ranges[key].text}")
     return problems
 
 

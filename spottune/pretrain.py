@@ -64,7 +64,7 @@ from spottune import checkpoint
 from spottune.claim import RunClaimed
 from spottune.pretrain_cache import SuitePretraining, cache_dir
 from spottune.records import atomic_write_json, canonical_json, read_json
-from spottune.seeding import PRETRAINING
+from spottune.seeding import PRETRAINING, seed_initialisation
 from spottune.training import evaluate, train_epoch
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     if pre.get("max_images"):  # a quick, smaller pretraining (tests, smoke runs)
         train = torch.utils.data.Subset(train, range(min(int(pre["max_images"]), len(train))))
     seed, batch_size = int(pre.get("seed", 0)), int(pre.get("batch_size", 128))
-    torch.manual_seed(seed)
+    seed_initialisation(seed)
     model = build_backbone(spec, task.num_classes).to(device)
     if pre.get("series_adapters"):
         add_series_adapters(model)

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from spottune.methods import Method
+from spottune.method_contract import Method
 
 DATA_KEYS = ("split", "eval_split", "test_labelled", "transforms", "train_transform", "test_transform")
 RECIPE_KEYS = ("recipe", "batch_size", "label_smoothing", "drop_path", "head_init")  # recorded when the run has them

@@ -9,6 +9,8 @@ different consumers apart; their constants are part of every run's numbers and n
   (augmentation, Gumbel noise, stochastic routing, dropout) for a target-task epoch;
 * :data:`DATA_ORDER`: ``1_000_003 * (seed + 1) + epoch`` seeds the ``DataLoader``'s own generator
   (the order of the images and the loader workers' seeds);
+* :data:`INITIALISATION`: ``seed`` itself seeds torch's global generator before a network is
+  built (a backbone from random initialisation, a method's new layers: :func:`seed_initialisation`);
 * :data:`PRETRAINING`: ``1000 * (seed + 1) + epoch - 1000`` (``1000 * seed + epoch``, the values
   the suite's pretraining has always used, ``spottune.pretrain_cache.PRETRAINING_VERSION`` 2) seeds the
   global generators for an epoch of the suite's own pretraining.
@@ -36,6 +38,13 @@ class SeedStream:
 TRAINING = SeedStream("training", 7919)
 DATA_ORDER = SeedStream("data order", 1_000_003)
 PRETRAINING = SeedStream("pretraining", 1000, offset=-1000)
+INITIALISATION = SeedStream("initialisation", 1, offset=-1)  # the seed itself
+
+
+def seed_initialisation(seed: int) -> None:
+    """Seed torch's global generator before building a network: its random initial weights (a
+    backbone from random initialisation, a method's new layers) follow the run's seed."""
+    torch.manual_seed(epoch_seed(seed, 0, INITIALISATION))
 
 
 def epoch_seed(seed: int, epoch: int, stream: SeedStream) -> int:

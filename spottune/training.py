@@ -42,7 +42,7 @@ the throughput workloads.
   timm_step_offset)``: NOAH (``supernet_train_prompt.py`` line 414) and V-PETL Bench
   (``train/train_model_*.py``: ``scheduler.step(ep)``) call ``step(epoch)`` after each epoch
   (offset 0, one epoch late), SSF's ``train.py`` (line 709) ``step(epoch + 1)`` (offset 1);
-* step (:func:`train_step`): the method's forward (:meth:`spottune.methods.Method.forward`),
+* step (:func:`train_step`): the method's forward (:meth:`spottune.method_contract.Method.forward`),
   cross-entropy (with label smoothing ``hp['label_smoothing']``, default 0: the target
   ``(1 - s) one_hot + s / K``, as timm's ``LabelSmoothingCrossEntropy`` that NOAH, V-PETL Bench
   and SSF use) plus the method's regulariser on that forward's outputs, backward, step;
@@ -75,7 +75,7 @@ from tqdm import tqdm
 
 from spottune.acceleration import Acceleration
 from spottune.data import TaskData, make_loader
-from spottune.methods import ForwardOutputs, Method
+from spottune.method_contract import ForwardOutputs, Method
 from spottune.seeding import TRAINING, SeedStream, seed_epoch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")

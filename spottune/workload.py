@@ -26,9 +26,11 @@ import torch
 from torch import nn
 
 from spottune.acceleration import Acceleration
-from spottune.methods import Method, create_method, get_method
+from spottune.method_contract import Method
+from spottune.methods import create_method, get_method
 from spottune.pretrain import build_backbone
 from spottune.spottune import SpotTune, SpotTuneGlobal
+from spottune.seeding import seed_initialisation
 from spottune.training import build_optimizer, forward, train_step
 
 # the training-protocol keys every method receives from a preset (their defaults win)
@@ -94,7 +96,7 @@ def build_workload(method: str, arch: str, image_size: int, batch_size: int, *, 
     defaults = get_method(method).defaults
     hp = {**{k: v for k, v in PROTOCOL_HPARAMS.items() if k not in defaults}, "batch_size": batch_size,
           "precision": accel.precision, **(hparams or {})}
-    torch.manual_seed(seed)
+    seed_initialisation(seed)
     backbone = build_backbone({"arch": arch, "width": width, "input_size": image_size}, NUM_CLASSES)
     instance = create_method(method, hp)
     model = accel.prepare(instance.build(backbone, NUM_CLASSES).to(device))

@@ -21,7 +21,7 @@ def test_list_names_presets_methods_and_datasets(capsys):
     assert "presets:  " in out and "mini" in out and "spottune" in out and "digits" in out
     assert "efficientnet_lite0 (mbconv)" in out and "mini-effnet" in out
     assert "methods (cnn and mbconv only): bn_adapt, piggyback, progressive" in out
-    assert "  residual_adapters_parallel: adapters on the full 3x3 convolutions of ResNet blocks; an MBConv" in out
+    assert "  residual_adapters_parallel (adapters on the full 3x3 convolutions of ResNet blocks; an MBConv" in out
 
 
 def test_the_wrapper_is_the_same_command(capsys):

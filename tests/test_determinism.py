@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from spottune import records
 from spottune.backbones import resnet26
 from spottune.methods import create_method
-from spottune.seeding import DATA_ORDER, PRETRAINING, TRAINING, epoch_seed
+from spottune.seeding import DATA_ORDER, INITIALISATION, PRETRAINING, TRAINING, epoch_seed, seed_initialisation
 from spottune.training import build_optimizer, train_epoch
 from tests.helpers import HP, REPO
 
@@ -36,6 +36,17 @@ def test_the_seed_of_every_stream():
     assert [epoch_seed(0, 0, TRAINING), epoch_seed(2, 5, TRAINING)] == [7919, 7919 * 3 + 5]
     assert [epoch_seed(0, 0, DATA_ORDER), epoch_seed(2, 5, DATA_ORDER)] == [1_000_003, 1_000_003 * 3 + 5]
     assert [epoch_seed(0, 1, PRETRAINING), epoch_seed(3, 1, PRETRAINING)] == [1, 3001]  # 1000 * seed + epoch
+    assert [epoch_seed(0, 0, INITIALISATION), epoch_seed(4, 0, INITIALISATION)] == [0, 4]  # the seed itself
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_initialisation_is_seeded_as_every_committed_run_was(seed):
+    """Runs recorded before seed_initialisation existed seeded torch with the bare seed: the
+    same initial weights now."""
+    torch.manual_seed(seed)
+    before = torch.nn.Linear(8, 4).weight.detach().clone()
+    seed_initialisation(seed)
+    assert torch.equal(torch.nn.Linear(8, 4).weight, before)
 
 
 def tiny_task(n: int = 24) -> TensorDataset:

@@ -25,7 +25,7 @@ from spottune.data import DatasetError
 from spottune.grid import make_grid, parse_overrides
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
 from spottune.claim import process_alive, process_start
-from spottune.preflight import launch_problems, search_problems
+from spottune.preflight import RULES, launch_problems, search_problems
 from spottune.report.__main__ import main as report_main
 from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit
@@ -76,7 +76,7 @@ def test_every_number_must_be_finite_method_values_and_search_spaces_too(capsys)
     lines = refused(["--methods", "spottune_global", "--datasets", "digits", "--dry-run", "--set", "lambda_k=-inf"],
                     capsys)
     assert lines == ["error: lambda_k=-inf: must be a finite number (a value past 1.8e308, such as 1e400, reads as inf)"]
-    assert search_problems({"lr": 0.1}, {"lr": [0.1, float("inf")]}) == [
+    assert search_problems({"lr": 0.1}, {"lr": [0.1, float("inf")]}, RULES) == [
         "search lr=[0.1, inf]: every value must be a finite number"]
 
 
@@ -542,7 +542,8 @@ def test_a_worker_left_training_by_a_killed_launcher_is_not_doubled(tmp_path, ca
 # -- failures on the console and in --status ---------------------------------------------------
 
 BROKEN_PLUGIN = '''
-from spottune.methods import Finetune, register_method
+from baselines.finetune import Finetune
+from spottune.method_contract import register_method
 
 
 @register_method("broken_for_test")

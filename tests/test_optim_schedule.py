@@ -14,7 +14,7 @@ from torch import nn
 from spottune.backbones.vit import vit
 from spottune.grid import load_preset, make_grid, resolve_hparams, search_space
 from spottune.methods import create_method
-from spottune.preflight import hparam_problems, milestone_problem, search_problems
+from spottune.preflight import RULES, hparam_problems, milestone_problem, search_problems
 from spottune.protocol import run_protocol, schedule_description
 from spottune.training import build_optimizer, build_scheduler, split_decay, timm_cosine, train_step, warmup_cosine
 from baselines.ssf import ScaleShift
@@ -251,7 +251,7 @@ def test_preflight_rules_of_the_new_hyperparameters():
         "cooldown_epochs=101 with warmup_epochs=10 and epochs=110: the cosine must fit between them; with fewer epochs "
         "set both, e.g. --set warmup_epochs=0 cooldown_epochs=0",
         "drop_path=-0.1: must be a number in [0, 1)", "head_init='xavier': must be one of pytorch, vpt, timm",
-        "label_smoothing=1.0: must be a number in [0, 1)", "timm_step_offset=2: must be 0 or 1",
+        "label_smoothing=1.0: must be a number in [0, 1)", "timm_step_offset=2: must be one of 0, 1",
         "weight_decay_exempt='norms': must be one of none, classifier_bias, biases, 1d"]
 
 
@@ -266,7 +266,7 @@ def test_declared_search_space_beside_the_defaults_and_its_checks():
     assert search_space(load_preset("fgvc"), "vpt_shallow")["lr"][-1] == 0.05  # tune_fgvc's prompt grid lacks 0.05 base
     assert search_space(load_preset("mini"), "finetune") == {}
     hp = resolve_hparams(preset, "finetune", "vtab1k/dtd")
-    assert search_problems(hp, {"lr": [], "drop_rate": [0.1], "weight_decay": [0.01, -1]}) == [
+    assert search_problems(hp, {"lr": [], "drop_rate": [0.1], "weight_decay": [0.01, -1]}, RULES) == [
         "search lr=[]: must be a non-empty list of values", "search drop_rate: not a hyperparameter of the runs",
         "search weight_decay=[0.01, -1]: every value must be a number >= 0"]
 

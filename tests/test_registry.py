@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from spottune import methods
+from spottune import method_contract
 from spottune.methods import Method, create_method, get_method, list_methods, load_plugins, register_method
 from tests.helpers import BUILTIN
 
@@ -17,7 +17,7 @@ def scratch_names():
     names: list[str] = []
     yield names
     for name in names:
-        methods._REGISTRY.pop(name, None)
+        method_contract._REGISTRY.pop(name, None)
 
 
 def test_builtins_are_registered():

@@ -14,7 +14,7 @@ labelled, since PEFT papers print one and the Decathlon another.
   [unverified], recalled, not checked against the PDF): the parameters stored for all ``T``
   tasks in backbones, ``T x task-specific / backbone`` plus 1 for the shared pretrained network
   only where a task's model needs it (``params.shares_pretrained``,
-  :attr:`spottune.methods.Method.shares_pretrained`): full fine-tuning costs about ``T``.
+  :attr:`spottune.method_contract.Method.shares_pretrained`): full fine-tuning costs about ``T``.
 
 Records without ``params.shares_pretrained`` (written before it existed) leave ``#par (VPT)``
 empty.
