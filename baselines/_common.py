@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 
 from spottune.backbones.base import Backbone, init_classifier_
 from spottune.backbones.resnet26 import init_conv_
+from spottune.backbones.surgery import is_conv, replace_modules  # noqa: F401  (the baselines' surgery too)
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -75,37 +75,6 @@ class Frozen(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
-
-
-def replace_modules(root: nn.Module, predicate: Callable[[str, nn.Module], bool],
-                    factory: Callable[[nn.Module], nn.Module]) -> list[str]:
-    """Replace every submodule ``m`` of ``root`` (qualified name ``name``) with
-    ``predicate(name, m)`` true by ``factory(m)``; returns the replaced names, in order.
-
-    A matching module is not searched further (what it contains goes with it into the
-    wrapper), so wrappers that hold the original module never match twice.
-    """
-    targets: list[tuple[nn.Module, str, str, nn.Module]] = []
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for name, child in module.named_children():
-            qualified = prefix + name
-            if predicate(qualified, child):
-                targets.append((module, name, qualified, child))
-            else:
-                visit(child, qualified + ".")
-
-    visit(root, "")
-    for parent, name, _, child in targets:
-        setattr(parent, name, factory(child))
-    return [qualified for _, _, qualified, _ in targets]
-
-
-def is_conv(module: nn.Module, kernel_size: int | None = None) -> bool:
-    """``module`` is an ``nn.Conv2d`` (with a square ``kernel_size`` kernel when given)."""
-    if not isinstance(module, nn.Conv2d):
-        return False
-    return kernel_size is None or tuple(module.kernel_size) == (kernel_size, kernel_size)
 
 
 def is_batch_norm(module: nn.Module) -> bool:

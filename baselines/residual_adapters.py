@@ -55,36 +55,13 @@ from torch import nn
 
 from baselines._common import freeze_convs_, is_conv, replace_modules
 from spottune.backbones.base import Backbone
-from spottune.backbones.resnet26 import init_conv_
+from spottune.backbones.series_adapters import SeriesAdapter, init_adapter_
 from spottune.hparams import NON_NEGATIVE, HParam, one_of
 from spottune.method_contract import Method, ParamGroup, param_group, parameters_except, register_method
 
 ADAPT = ("3x3", "all")
 ADAPTER_INITS = ("released", "zero")
 WEIGHT_DECAY_PROTOCOLS = ("as_run", "as_intended")
-
-
-def _init_adapter_(conv: nn.Conv2d, init: str) -> nn.Conv2d:
-    if init == "zero":
-        nn.init.zeros_(conv.weight)
-        return conv
-    return init_conv_(conv)
-
-
-class SeriesAdapter(nn.Module):
-    """``y = conv(x); y + A(BN_a(y))`` (the BN that follows in the block stays in place)."""
-
-    def __init__(self, conv: nn.Conv2d, init: str) -> None:
-        super().__init__()
-        self.conv = conv
-        channels = conv.out_channels
-        self.adapter = nn.Sequential(nn.BatchNorm2d(channels),
-                                     _init_adapter_(nn.Conv2d(channels, channels, 1, bias=False), init))
-        self.adapter.to(conv.weight.device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return y + self.adapter(y)
 
 
 class ParallelAdapter(nn.Module):
@@ -95,29 +72,12 @@ class ParallelAdapter(nn.Module):
         if conv.groups != 1 or tuple(conv.dilation) != (1, 1):
             raise ValueError("parallel adapters need an ungrouped, undilated convolution")
         self.conv = conv
-        self.adapter = _init_adapter_(nn.Conv2d(conv.in_channels, conv.out_channels, 1,
+        self.adapter = init_adapter_(nn.Conv2d(conv.in_channels, conv.out_channels, 1,
                                                 stride=conv.stride, bias=False), init)
         self.adapter.to(conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.adapter(x)
-
-
-def add_series_adapters(network: nn.Module, init: str = "released") -> list[SeriesAdapter]:
-    """Wrap every 3x3 convolution of ``network`` in a :class:`SeriesAdapter`, in place; the
-    adapters in module order (the convolutions keep their ``requires_grad``)."""
-    replace_modules(network, lambda _, m: is_conv(m, 3), lambda conv: SeriesAdapter(conv, init))
-    return [m for m in network.modules() if isinstance(m, SeriesAdapter)]
-
-
-def remove_series_adapters(network: nn.Module) -> list[dict[str, torch.Tensor]]:
-    """Put every wrapped convolution back in place of its :class:`SeriesAdapter`; the adapters'
-    BatchNorm states in module order (what a backbone pretrained with them keeps)."""
-    adapters = [m for m in network.modules() if isinstance(m, SeriesAdapter)]
-    states = [{k: v.detach().to("cpu", copy=True) for k, v in a.adapter[0].state_dict().items()
-               if k != "num_batches_tracked"} for a in adapters]
-    replace_modules(network, lambda _, m: isinstance(m, SeriesAdapter), lambda adapter: adapter.conv)
-    return states
 
 
 class _ResidualAdapters(Method):

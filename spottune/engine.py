@@ -60,7 +60,7 @@ from spottune.pretrain import pretrained_backbone
 from spottune.protocol import run_protocol
 from spottune.records import RunFolder, RunSpec, Status
 from spottune.seeding import seed_initialisation
-from spottune.training import build_optimizer, build_scheduler, evaluate, train_epoch
+from spottune.training import evaluate, resume, run_optimisation, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +165,10 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
     set_drop_path_(backbone, float(hp.get("drop_path", 0.0)))  # a ViT's stochastic depth, before the method
     seed_initialisation(seed)
     model = accel.prepare(method.build(backbone, task.num_classes).to(device))
-    optimizer = build_optimizer(method, model)
-    scheduler = build_scheduler(optimizer, hp)
-    protocol = stored["protocol"] = run_protocol(hp, method, optimizer, task.info)  # what the optimiser runs
+    optimisation = run_optimisation(method, model)
+    protocol = stored["protocol"] = run_protocol(hp, method, optimisation.optimizer, task.info)  # what ran
     folder.write_config(stored)
-    start_epoch, history = 0, []
-    state = checkpoint.load(folder.path, map_location=device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["lr_scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
+    start_epoch, history = resume(folder.path, model, optimisation, device)
     folder.append_attempt({"pid": os.getpid(), "host": socket.gethostname(),
                            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": start_epoch,
                            **({"warnings": list(warnings)} if warnings else {})})
@@ -183,17 +176,11 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
         torch.cuda.reset_peak_memory_stats(device)
 
     epochs = int(hp["epochs"])
-    for epoch in range(start_epoch, epochs):
-        entry = train_epoch(model, method, optimizer, task.train, batch_size=int(hp["batch_size"]), seed=seed,
-                            epoch=epoch, device=device, accel=accel, num_workers=int(hp.get("num_workers", 0)),
-                            progress=progress, desc=f"{spec.method}/{spec.dataset}/s{seed} {epoch + 1}/{epochs}")
-        if start_epoch and epoch == start_epoch:
-            entry["resumed"] = True
-        history.append(entry)
-        scheduler.step()
-        checkpoint.save(folder.path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "lr_scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                      "args": {"run_id": spec.run_id, **spec.identity()}, "history": history})
+    train_epochs(model, method, optimisation, task.train, epochs=epochs, start=start_epoch, history=history,
+                 folder=folder.path, args={"run_id": spec.run_id, **spec.identity()},
+                 batch_size=int(hp["batch_size"]), seed=seed, device=device, accel=accel,
+                 num_workers=int(hp.get("num_workers", 0)), progress=progress,
+                 desc=lambda epoch: f"{spec.method}/{spec.dataset}/s{seed} {epoch + 1}/{epochs}")
 
     result = evaluate(model, task, int(hp.get("eval_batch_size", hp["batch_size"])), device, progress, accel,
                       method)

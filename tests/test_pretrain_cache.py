@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from spottune import pretrain, pretrain_cache
+from spottune import pretrain, pretrain_cache, training
 from spottune.claim import Claim, read_holder
 from spottune.pretrain_cache import CorruptCache, SuitePretraining
 
@@ -29,19 +29,19 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_pretraining_resumes_to_the_weights_of_an_uninterrupted_one(cache, monkeypatch, tmp_path):
-    real_train_epoch = pretrain.train_epoch
+    real_train_epoch = training.train_epoch
 
     def stop_in_second_epoch(*args, **kwargs):
         if kwargs["epoch"] == 1:
             raise Interrupted
         return real_train_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(pretrain, "train_epoch", stop_in_second_epoch)
+    monkeypatch.setattr(training, "train_epoch", stop_in_second_epoch)
     with pytest.raises(Interrupted):
         pretrain.ensure_pretrained(SPEC, progress=False)
     assert not cache.complete and (cache.partial / "checkpoint.pt").exists()
     assert read_holder(cache.partial) is None  # the claim went with the process's pretraining
-    monkeypatch.setattr(pretrain, "train_epoch", real_train_epoch)
+    monkeypatch.setattr(training, "train_epoch", real_train_epoch)
     assert pretrain.ensure_pretrained(SPEC, progress=False) is True
     resumed = cache.load()
     assert not cache.partial.exists()  # published: the partial checkpoints are gone
