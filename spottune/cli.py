@@ -58,7 +58,8 @@ from spottune.launch import (Backend, failure_lines, format_status, get_backend,
                              states_of)
 from spottune.hparams import describe
 from spottune.method_contract import Method
-from spottune.methods import get_method, load_plugins, methods_by_families
+from spottune.methods import get_method, methods_by_families
+from spottune.plugins import load_plugins
 from spottune.preflight import hparam_problems, launch_problems
 from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
 from spottune.pretrain_cache import SuitePretraining

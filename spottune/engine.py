@@ -55,7 +55,8 @@ from spottune.backbones.vit import set_drop_path_
 from spottune.claim import Claim
 from spottune.cpus import cpu_model
 from spottune.data import load_task
-from spottune.methods import create_method, load_plugins
+from spottune.methods import create_method
+from spottune.plugins import load_plugins
 from spottune.pretrain import pretrained_backbone
 from spottune.protocol import run_protocol
 from spottune.records import RunFolder, RunSpec, Status

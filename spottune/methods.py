@@ -4,7 +4,7 @@ Importing this module registers the built-in methods (:mod:`spottune.spottune_me
 SpotTune, SpotTune-Global; the ``baselines`` package: fine-tuning and every baseline), each
 through the contract of :mod:`spottune.method_contract`, which imports none of them: the
 contract, a plugin and the baselines never import this catalogue back. ``--plugins`` modules
-(:func:`load_plugins`) register their own methods the same way. An unknown name is a
+(:func:`spottune.plugins.load_plugins`) register their own methods the same way. An unknown name is a
 ``KeyError`` that names the closest known one and, when no plugin registered it, says how to
 load one (:func:`unknown_methods`).
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,32 +22,11 @@ import baselines  # noqa: F401  (registers the baselines)
 from spottune import spottune_methods  # noqa: F401  (registers SpotTune and SpotTune-Global)
 from spottune.method_contract import (ForwardOutputs, Method, ParamGroup, family_problem, param_group,
                                       parameters_except, register_method, registered)
+from spottune.plugins import load_plugins, loaded_plugins
 
 __all__ = ["ForwardOutputs", "Method", "ParamGroup", "create_method", "family_problem", "get_method",
            "list_methods", "load_plugins", "methods_by_families", "param_group", "parameters_except",
            "register_method", "unknown_methods"]
-
-_plugins: list[str] = []  # the --plugins modules imported so far, for the unknown-name hint
-
-
-def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Import user modules that register their own methods or backends (``--plugins``).
-
-    Any failure is an ``ImportError`` with a one-line message naming the module: not found
-    (is it on PYTHONPATH?), or the exception its code raised on import (chained, for a traceback).
-    """
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            raise ImportError(f"cannot import plugin module {module!r} ({err}); is it on PYTHONPATH?") from err
-        except Exception as err:  # noqa: BLE001 - the plugin's own code failed: say which plugin
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise ImportError(f"plugin module {module!r} raised {type(err).__name__} on import"
-                              + (f": {detail}" if detail else "")) from err
-        if module not in _plugins:
-            _plugins.append(module)
-
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching a shell-style ``pattern``, sorted."""
@@ -71,7 +49,8 @@ def unknown_methods(names: Iterable[str], also_known: Iterable[str] = ()) -> str
     for name in names:
         close = difflib.get_close_matches(name, known, n=1)
         quoted.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
-    where = (f"the plugin modules loaded ({', '.join(_plugins)}) do not register it" if _plugins else
+    plugins = loaded_plugins()
+    where = (f"the plugin modules loaded ({', '.join(plugins)}) do not register it" if plugins else
              "a method of your own: pass the module that registers it with --plugins")
     return f"unknown method {', '.join(quoted)}; known methods: {', '.join(known)} ({where})"
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from spottune import cli, methods
+from spottune import cli, plugins
 from spottune.hparams import (FLAG, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, HParam, integer, number, one_of,
                               optional, with_defaults)
 from spottune.method_contract import Method, register_method
@@ -115,7 +115,7 @@ def test_list_prints_every_method_s_hyperparameters_with_default_range_and_meani
 
 
 def test_an_unknown_method_gets_the_closest_name_and_where_a_missing_one_comes_from(monkeypatch, capsys):
-    monkeypatch.setattr(methods, "_plugins", [])
+    monkeypatch.setattr(plugins, "_loaded", [])
     assert cli.main(["--methods", "spotune", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "unknown method 'spotune' (did you mean 'spottune'?)" in err

@@ -1,8 +1,10 @@
-"""The README's "Add a dataset" example (examples/my_dataset.py) loads a folder of images and
-runs a grid through run_all.py with no edit to the library."""
+"""The README's "Add a dataset" and "Add a table" examples (examples/my_dataset.py,
+examples/my_table.py) load a folder of images, run a grid on it through run_all.py and write a
+table of their own, with no edit to the library."""
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ from PIL import Image
 
 from spottune import cli
 from spottune.data import DatasetError, load_task
+from spottune.report import tables
+from spottune.report.__main__ import main as report_main
 
 importlib.import_module("examples.my_dataset")  # registers "my_folder"
 
@@ -46,12 +50,29 @@ def test_a_missing_folder_names_the_path_and_the_layout(tmp_path):
         load_task("my_folder", tmp_path)
 
 
-def test_a_grid_runs_on_it_through_run_all(tmp_path, capsys):
+@pytest.fixture
+def own_table(monkeypatch):
+    """The plugin's table is registered for this test only (the other tests' reports stay golden)."""
+    monkeypatch.setattr(tables, "_TABLES", dict(tables._TABLES))
+    monkeypatch.delitem(sys.modules, "examples.my_table", raising=False)
+    yield
+    sys.modules.pop("examples.my_table", None)
+
+
+def test_a_grid_runs_on_it_through_run_all_and_the_plugin_s_table_is_written(tmp_path, capsys, own_table):
     data = write_folder(tmp_path / "data", {"train": 6, "test": 3})
     output = tmp_path / "out"
-    assert cli.main(["--plugins", "examples.my_dataset", "--preset", "mini", "--methods", "finetune",
+    assert cli.main(["--plugins", "examples.my_dataset,examples.my_table", "--preset", "mini",
+                     "--methods", "finetune,feature_extractor",
                      "--datasets", "my_folder", "--data-root", str(data), "--seeds", "0", "--cluster", "inline",
                      "--set", "epochs=1", "lr_milestones=[]", "backbone.pretrained.kind=none",
                      "--no-progress", "--output", str(output)]) == 0
     table = (output / "tables" / "mini.md").read_text()
     assert "my_folder" in table and "finetune" in table.lower()
+    mine = (output / "tables" / "my_folder_study.md").read_text().splitlines()
+    assert mine[0] == "### My folder of images beside the mini tasks, test top-1 accuracy (%)"
+    header = next(line for line in mine if line.startswith("| method"))
+    assert header == "| method | Mine | Digits | mean | score | #par |"  # its columns in its order (digits: no run)
+    (output / "tables" / "my_folder_study.md").unlink()
+    report_main([str(output), "--plugins", "examples.my_table", "--tables-only"])
+    assert (output / "tables" / "my_folder_study.md").read_text().splitlines() == mine  # from the records alone

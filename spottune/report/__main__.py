@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from spottune.plugins import load_plugins
 from spottune.report.comparison import DEFAULT_BASELINE
 from spottune.report.figures import ImageLookup
 from spottune.report.writer import write_all
@@ -40,6 +41,9 @@ def parser(prog: str = "python -m spottune.report") -> argparse.ArgumentParser:
     cli.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="METHOD",
                      help="the method every other is compared with, per dataset (paired "
                           "differences, McNemar tests; default: %(default)s)")
+    cli.add_argument("--plugins", default="", metavar="MODULE[,MODULE...]",
+                     help="modules to import first: tables of their own (register_table in "
+                          "spottune.report.tables; README, 'Add a table')")
     cli.add_argument("--image-lookup", metavar="MODULE:CALLABLE", type=resolve, default=None,
                      help="callable(dataset, indices) -> images (k, H, W[, C]) for the figure "
                           "of the test images with the fewest and most fine-tuned blocks; "
@@ -53,6 +57,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m spottune.repo
     args = cli.parse_args(argv)
     if not (Path(args.output_dir) / "runs").is_dir():
         cli.exit(2, f"error: {args.output_dir} has no runs/ folder (give a grid's output folder)\n")
+    try:
+        load_plugins([m for m in args.plugins.split(",") if m])
+    except ImportError as err:
+        cli.exit(2, f"error: {err}\n")
     logging.basicConfig(format="%(message)s")
     logging.getLogger("spottune").setLevel(logging.INFO)
     try:

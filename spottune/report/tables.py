@@ -75,6 +75,7 @@ from spottune.report.source import conditioning_note, weights_description
 from spottune.report.statistics import LEVEL, Interval, percent, t_interval
 
 SCORE_COLUMNS = ["mean", "score", "#par"]
+OWN_FINETUNE = "this preset's own finetune runs"  # the baseline_note of a preset scored against its own finetune
 PUBLISHED_PAR = "#par (pub.)"
 PUBLISHED_SCORES = {"mean_accuracy": "mean", "score": "score", "params": "#par"}
 """``metric`` of ``published.csv`` -> the score column printing it."""
@@ -141,18 +142,22 @@ STANDARD = Layout(
     published="standard")
 MINI = Layout(
     name="mini", title="Embedded mini preset, test top-1 accuracy (%)", preset="mini",
-    baseline="finetune", baseline_note="this preset's own finetune runs")
+    baseline="finetune", baseline_note=OWN_FINETUNE)
 MINI_LONG = Layout(
     name="mini-long", title="Embedded mini-long preset, test top-1 accuracy (%)", preset="mini-long",
-    baseline="finetune", baseline_note="this preset's own finetune runs")
+    baseline="finetune", baseline_note=OWN_FINETUNE)
 MINI_VIT = Layout(
     name="mini-vit", title="Embedded mini-vit preset (vit_mini), test top-1 accuracy (%)", preset="mini-vit",
-    baseline="finetune", baseline_note="this preset's own finetune runs")
+    baseline="finetune", baseline_note=OWN_FINETUNE)
 MINI_EFFNET = Layout(
     name="mini-effnet", title="Offline mini-effnet preset (ImageNet EfficientNet-Lite0), test top-1 accuracy (%)",
     preset="mini-effnet", headers={"fmnist_heldout": "fmnist_heldout", "digits": "digits",
                                    "glyph_letters": "glyph_letters"},
-    baseline="finetune", baseline_note="this preset's own finetune runs")
+    baseline="finetune", baseline_note=OWN_FINETUNE)
+MINI_EFFNET_LONG = Layout(
+    name="mini-effnet-long",
+    title="Offline mini-effnet-long preset (ImageNet EfficientNet-Lite0, every method), test top-1 accuracy (%)",
+    preset="mini-effnet-long", headers=MINI_EFFNET.headers, baseline="finetune", baseline_note=OWN_FINETUNE)
 VTAB1K = Layout(
     name="vtab1k", title="VTAB-1k, test top-1 accuracy (%)", preset="vtab1k", dataset_prefix="vtab1k/",
     headers={"cifar": "CIFAR", "caltech101": "Caltech", "dtd": "DTD", "oxford_flowers102": "Flwr",
@@ -168,7 +173,26 @@ FGVC = Layout(
     published="fgvc", means=(MeanColumn("mean", ("cub", "nabirds", "flowers", "dogs", "cars"),
                                         "mean: mean over the five datasets"),),
     parameter_columns=True, published_note=BEST_OVER_CHECKPOINTS)
-LAYOUTS = (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, MINI_EFFNET, VTAB1K, FGVC)
+_TABLES: dict[str, Layout] = {}
+
+
+def register_table(layout: Layout) -> Layout:
+    """Add ``layout`` to the paper tables every report writes, after those registered before it
+    (a plugin's table of its own preset: README, "Add a table"); a name registered twice is an
+    error."""
+    if layout.name in _TABLES:
+        raise ValueError(f"table {layout.name!r} is already registered (preset {_TABLES[layout.name].preset})")
+    _TABLES[layout.name] = layout
+    return layout
+
+
+def paper_layouts() -> list[Layout]:
+    """Every registered paper table, in registration order (the built-in ones first)."""
+    return list(_TABLES.values())
+
+
+for _layout in (DECATHLON, STANDARD, MINI, MINI_LONG, MINI_VIT, MINI_EFFNET, MINI_EFFNET_LONG, VTAB1K, FGVC):
+    register_table(_layout)
 
 
 def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:

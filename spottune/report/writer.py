@@ -1,7 +1,7 @@
 """Everything the report package can produce from one output folder, in one call.
 
 ``<report_dir>/tables/``: ``summary.{md,csv}``, ``<table>.{md,tex,csv}`` for each paper
-table whose preset has runs (:data:`spottune.report.tables.LAYOUTS`), for each preset with
+table whose preset has runs (:func:`spottune.report.tables.paper_layouts`), for each preset with
 compared runs ``paired_<preset>`` (the seed-level comparison with the baseline method),
 ``power_<preset>`` (what its seeds can detect) and ``mcnemar_<preset>`` (the per-seed
 description of the trained networks; :mod:`spottune.report.comparison`), ``paired.csv`` and
@@ -47,7 +47,7 @@ from spottune.report.html import REPORT, write_report
 from spottune.report.frame import load_records
 from spottune.report.render import Table, write_table
 from spottune.report.summary import conditioning, summary_tables, write_summary_tables
-from spottune.report.tables import LAYOUTS, build_table
+from spottune.report.tables import build_table, paper_layouts
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ ROUTING_BESIDE_SELECTION = "spottune"
 
 
 def paper_tables(records: pd.DataFrame, comparison: pd.DataFrame | None = None) -> list[Table]:
-    """The paper tables whose preset has runs in ``records``, in :data:`LAYOUTS` order
+    """The paper tables whose preset has runs in ``records``, in registration order
     (``comparison``: see :func:`~spottune.report.tables.build_table`)."""
     return [table for table in (build_table(records, layout, comparison=comparison)
-                                for layout in LAYOUTS) if table]
+                                for layout in paper_layouts()) if table]
 
 
 def comparison_tables(records: pd.DataFrame, comparison: pd.DataFrame, tests: pd.DataFrame,
