@@ -42,7 +42,7 @@ def test_heatmap_has_one_cell_per_dataset_and_block(routing):
     figure = figures.routing_heatmap(routing, "spottune")
     assert figure.get_size_inches()[0] == figures.WIDTH  # two-column paper width, 8 pt text
     axes = figure.axes[0]
-    assert (axes.get_xlabel(), axes.get_ylabel()) == ("residual block", "dataset")
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("block (stem excluded)", "dataset")  # MBConv blocks too
     cells = axes.collections[0].get_array()
     assert cells.size == 10 * 12
     expected = routing["decathlon/dtd"].decisions.mean(axis=0)

@@ -9,7 +9,6 @@ review the diff::
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -163,7 +163,7 @@ def routing_heatmap(routing: dict[str, Routing], title: str) -> Figure:
     sns.heatmap(fractions, ax=axes, vmin=0, vmax=1, cmap="viridis", square=False,
                 annot=fractions.shape[1] <= ANNOTATE_MAX_BLOCKS, fmt=".2f",
                 annot_kws={"fontsize": 6}, cbar_kws={"label": "fraction fine-tuned"})
-    axes.set(xlabel="residual block", ylabel="dataset", title=title)
+    axes.set(xlabel="block (stem excluded)", ylabel="dataset", title=title)
     return figure
 
 
@@ -212,7 +212,7 @@ def routing_over_epochs(routing: dict[str, Routing], title: str) -> Figure:
         epochs, blocks = r.train_fraction.shape
         image = panel.imshow(r.train_fraction.T, aspect="auto", origin="lower", vmin=0, vmax=1,
                              cmap="viridis", extent=(0.5, epochs + 0.5, 0.5, blocks + 0.5))
-        panel.set(title=f"{name}: moved {r.movement():.2f}", xlabel="epoch", ylabel="residual block")
+        panel.set(title=f"{name}: moved {r.movement():.2f}", xlabel="epoch", ylabel="block")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.yaxis.set_major_locator(MaxNLocator(integer=True))
         panel.label_outer()
@@ -260,7 +260,7 @@ def layer_selection(selection: dict[str, LayerSelection], title: str,
         ticks, labels = [float(np.mean(stem)), *ticks], ["stem", *labels]
     axes[-1].set_xticks(ticks, labels)
     axes[-1].set_xlim(-0.5, len(reference.layers) - 0.5)
-    axes[-1].set_xlabel(f"gated layers, input to output, by residual block ({len(reference.layers)} layers)")
+    axes[-1].set_xlabel(f"gated layers, input to output, by block ({len(reference.layers)} layers)")
     return figure
 
 
