@@ -58,7 +58,7 @@ from spottune.backbones import arch_family
 from spottune.data import list_datasets
 from spottune.iteration_budget import epochs_for_iterations
 from spottune.methods import family_problem, get_method, list_methods, unknown_methods
-from spottune.records import RunSpec, flatten
+from spottune.records import RunSpec, canonical_json, flatten
 
 PRESET_DIR = Path(__file__).parent / "presets"
 METHOD_DATASET_KEY = "dataset_hparams"  # per dataset values inside one method's method_hparams entry
@@ -222,10 +222,10 @@ def _all_method_keys() -> set[str]:
     return {k for name in list_methods() for k in get_method(name).defaults}
 
 
-def configuration(preset: dict[str, Any], method: str, dataset: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """The dotted hyperparameters of ``hparams`` that differ from what ``preset`` resolves for
-    ``method`` on ``dataset`` without overrides (what ``--set`` / ``--sweep`` changed)."""
-    base = flatten(resolve_hparams(preset, method, dataset))
+def configuration(base: dict[str, Any], hparams: dict[str, Any]) -> dict[str, Any]:
+    """The dotted hyperparameters of ``hparams`` that differ from ``base``, what the preset
+    resolves without overrides (what ``--set`` / ``--sweep`` changed)."""
+    base = flatten(base)
     return {key: value for key, value in flatten(hparams).items() if key not in base or base[key] != value}
 
 
@@ -243,6 +243,16 @@ class Grid:
     # checkpoint where documented, else the fallback: spottune.pretrain.PretrainedResolver)
     resolve_pretrained: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sweeps: dict[str, list[Any]] = field(default_factory=dict)
+    _resolved: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def hparams(self, method: str, dataset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:func:`resolve_hparams` of the grid's preset, computed once per (method, dataset,
+        overrides) and handed out as a copy (the runs, their configuration, the preflight and
+        the recipes read the same resolution)."""
+        key = canonical_json([method, dataset, overrides or {}])
+        if key not in self._resolved:
+            self._resolved[key] = resolve_hparams(self.preset, method, dataset, overrides)
+        return copy.deepcopy(self._resolved[key])
 
     def settings(self) -> list[dict[str, Any]]:
         """The overrides of each point of the sweeps (one, ``overrides``, without sweeps)."""
@@ -257,8 +267,8 @@ class Grid:
         for dataset in self.datasets:
             for method in self.methods:
                 for overrides in self.settings():
-                    hparams = resolve_hparams(self.preset, method, dataset, overrides)
-                    changed = configuration(self.preset, method, dataset, hparams)
+                    hparams = self.hparams(method, dataset, overrides)
+                    changed = configuration(self.hparams(method, dataset), hparams)
                     if self.resolve_pretrained and "pretrained" in hparams["backbone"]:
                         hparams["backbone"]["pretrained"] = self.resolve_pretrained(hparams["backbone"]["pretrained"])
                     for seed in self.seeds:
@@ -303,14 +313,9 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
         raise ValueError(f"{', '.join(both)}: both --set and --sweep; give each key one of them")
     if grid.methods and grid.datasets:
         for settings in grid.settings():  # fail early on a bad --set / --sweep
-            resolve_hparams(preset, grid.methods[0], grid.datasets[0], settings)
+            grid.hparams(grid.methods[0], grid.datasets[0], settings)
     for key in grid.sweeps:
-        reached = [m for m in grid.methods if _reaches(preset, m, grid.datasets, key)]
+        reached = [m for m in grid.methods if grid.datasets and key in flatten(grid.hparams(m, grid.datasets[0]))]
         if not reached:
             raise ValueError(f"--sweep {key}: no method of this grid has it ({', '.join(grid.methods)})")
     return grid
-
-
-def _reaches(preset: dict[str, Any], method: str, datasets: list[str], key: str) -> bool:
-    """Whether ``key`` is a hyperparameter of ``method`` in ``preset`` (so a sweep changes its runs)."""
-    return bool(datasets) and key in flatten(resolve_hparams(preset, method, datasets[0]))

@@ -63,7 +63,7 @@ from spottune.backbones.base import HEAD_INITS
 from spottune.data import DatasetError, list_datasets, load_task
 from spottune.records import RunSpec
 from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
-from spottune.grid import METHOD_DATASET_KEY, Grid, resolve_hparams, search_space
+from spottune.grid import METHOD_DATASET_KEY, Grid, search_space
 from spottune.hparams import FRACTION, NON_NEGATIVE, POSITIVE, Range, integer, is_integer, one_of
 from spottune.methods import create_method, get_method
 from spottune.pretrain import package_weights
@@ -175,8 +175,8 @@ def hparam_problems(grid: Grid) -> list[str]:
     problems: dict[str, None] = {}  # ordered set
     for method in grid.methods:
         for dataset in grid.datasets:
-            before = resolve_hparams(grid.preset, method, dataset)
-            hp = resolve_hparams(grid.preset, method, dataset, grid.overrides)
+            before = grid.hparams(method, dataset)
+            hp = grid.hparams(method, dataset, grid.overrides)
             not_plain = _not_plain(hp)
             for key in not_plain:
                 problems[f"{key}={_lookup(hp, key)[1]!r}: must be plain data (a number, string, true/false, null, "

@@ -2,7 +2,7 @@
 --dry-run`` prints them (with ``--search``, or when the preset names recipes).
 
 A recipe is the set of training-protocol hyperparameters a preset gives a method
-(:data:`RECIPE_SHOWN`, resolved per dataset by :func:`spottune.grid.resolve_hparams`, ``--set``
+(:data:`RECIPE_SHOWN`, resolved per dataset by :meth:`spottune.grid.Grid.hparams`, ``--set``
 included), named by its ``recipe`` hyperparameter where the preset declares one (the published
 recipe it follows, with its source). A value that differs between datasets prints as ``per
 dataset`` with its range; the schedule prints as the runs record it
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spottune.grid import Grid, resolve_hparams, search_space
+from spottune.grid import Grid, search_space
 from spottune.protocol import schedule_description
 from spottune.search import search_points
 from spottune.training import default_exemption
@@ -37,7 +37,7 @@ def _value(values: list[Any]) -> str:
 
 def recipe_line(grid: Grid, method: str) -> str:
     """``method: <recipe>: optimizer adamw, lr 0.001, ..., schedule ...; search: ...``."""
-    runs = [resolve_hparams(grid.preset, method, dataset, grid.overrides) for dataset in grid.datasets]
+    runs = [grid.hparams(method, dataset, grid.overrides) for dataset in grid.datasets]
     for hp in runs:
         hp.setdefault("weight_decay_exempt", default_exemption(hp.get("optimizer", "sgd")))
     shown = [f"{key} {_value([hp[key] for hp in runs])}" for key in RECIPE_SHOWN if all(key in hp for hp in runs)]
@@ -56,5 +56,5 @@ def recipe_lines(grid: Grid) -> list[str]:
 
 def names_recipes(grid: Grid) -> bool:
     """Whether any method of the grid runs a named ``recipe``."""
-    return any("recipe" in resolve_hparams(grid.preset, method, dataset, grid.overrides)
+    return any("recipe" in grid.hparams(method, dataset, grid.overrides)
                for method in grid.methods for dataset in grid.datasets[:1])

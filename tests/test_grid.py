@@ -111,3 +111,24 @@ def test_bad_preset_files_name_the_problem(tmp_path):
     bad.write_text("name: bad\n")
     with pytest.raises(ValueError, match="lacks the keys"):
         load_preset(str(bad))
+
+
+def test_each_run_s_hyperparameters_are_resolved_once(monkeypatch):
+    """The runs, their configuration labels, the preflight and the recipes read one resolution
+    per (method, dataset, overrides): what the run trains with is what was checked."""
+    from spottune import grid as grid_module
+    from spottune.preflight import hparam_problems
+    from spottune.recipes import recipe_lines
+
+    calls = []
+    real = grid_module.resolve_hparams
+    monkeypatch.setattr(grid_module, "resolve_hparams",
+                        lambda *args, **kw: calls.append(args[1:3]) or real(*args, **kw))
+    grid = make_grid("mini", ["finetune", "spottune"], ["digits", "glyph_letters"], [0, 1, 2], {"lr": 0.2})
+    specs = grid.runs()
+    assert hparam_problems(grid) == [] and recipe_lines(grid)
+    assert len(specs) == 12 and all(spec.hparams["lr"] == 0.2 for spec in specs)
+    # with and without the --set, once each per method and dataset
+    assert sorted(calls) == sorted([(m, d) for m in ("finetune", "spottune") for d in ("digits", "glyph_letters")] * 2)
+    specs[0].hparams["lr"] = 9.0  # a copy: the next reader is not affected
+    assert grid.hparams("finetune", "digits", {"lr": 0.2})["lr"] == 0.2
