@@ -53,6 +53,7 @@ from torch import nn
 
 from spottune.backbones.base import FAMILIES, Backbone, count_parameters
 from spottune.hparams import HParam
+from spottune.plugins import register_class
 
 ParamGroup = dict[str, Any]
 
@@ -180,17 +181,7 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator registering a :class:`Method` under ``name``."""
-
-    def decorate(cls: type[Method]) -> type[Method]:
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].__module__})")
-        if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise TypeError(f"@register_method({name!r}) must decorate a subclass of Method")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return register_class(_REGISTRY, "method", Method, name)
 
 
 def registered() -> dict[str, type[Method]]:

@@ -153,4 +153,4 @@ def test_the_contract_imports_no_model_and_no_method():
                 todo.append(node.module)
             elif isinstance(node, ast.Import):
                 todo.extend(a.name for a in node.names if a.name.split(".")[0] in SUITE)
-    assert seen == {"spottune.method_contract", "spottune.backbones.base", "spottune.hparams"}
+    assert seen == {"spottune.method_contract", "spottune.backbones.base", "spottune.hparams", "spottune.plugins"}

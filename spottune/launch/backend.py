@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from spottune.launch.pretraining import PretrainingState
+from spottune.plugins import register_class
 from spottune.launch.submission import Job
 from spottune.records import RunFolder, RunSpec, Status
 
@@ -99,15 +100,11 @@ class Backend:
 
 def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
     """Class decorator registering a :class:`Backend` under ``name`` (``--cluster name``)."""
+    register = register_class(_REGISTRY, "backend", Backend, name)
 
     def decorate(cls: type[Backend]) -> type[Backend]:
-        if name in _REGISTRY:
-            raise ValueError(f"backend {name!r} is already registered (by {_REGISTRY[name].__module__})")
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            raise TypeError(f"@register_backend({name!r}) must decorate a subclass of Backend")
-        cls.name = name
+        register(cls)
         cls.title = cls.title or name
-        _REGISTRY[name] = cls
         return cls
 
     return decorate
