@@ -12,12 +12,12 @@ the default's with::
     .venv/bin/python -m spottune.report results/example               # tables + figures
     .venv/bin/python scripts/sync_readme.py
 
-and ``mini-effnet``'s the same way with ``--preset mini-effnet --output results/mini-effnet``; its
-plateau check (seed 0 of three methods on two tasks, twice as long) with::
+and ``mini-effnet``'s the same way with ``--preset mini-effnet --channels-last --output
+results/mini-effnet``; its plateau check (seed 0 of every method on the two smaller tasks, twice
+as long) with::
 
-    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --methods finetune,finetune_scratch,spottune \
-        --datasets fmnist_heldout,digits --seeds 0 --set epochs=120 "lr_milestones=[90]" --channels-last \
-        --output results/mini-effnet-plateau
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 0 \
+        --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
 """
 from __future__ import annotations
 
