@@ -297,7 +297,8 @@ def make_grid(preset_name: str, methods: list[str] | None = None, datasets: list
     applicable = [m for m in list_methods() if family in get_method(m).families]
     default_methods = applicable + variants if preset_methods in (None, "all") else list(preset_methods)
     methods = methods or default_methods
-    unknown = [m for m in methods if m not in list_methods() + variants]
+    known = set(list_methods()) | set(variants)
+    unknown = [m for m in methods if m not in known]
     if unknown:
         raise KeyError(unknown_methods(unknown, variants))
     wrong_family = [family_problem(get_method(m), family, preset["backbone"]["arch"]) for m in methods

@@ -174,8 +174,6 @@ class Method:
         return None
 
 
-
-
 _REGISTRY: dict[str, type[Method]] = {}
 
 
