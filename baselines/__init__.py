@@ -3,7 +3,7 @@
 AdaptFormer, SSF, LoRA; the linear probe is ``feature_extractor``, full fine-tuning ``finetune``),
 and SpotTune's successor TAPS (per-task layer selection) on both.
 
-``spottune`` and ``spottune_global`` live in :mod:`spottune.spottune_methods`; every method
+``spottune`` and ``spottune_global`` live in :mod:`spottune.routing.methods`; every method
 registers through :mod:`spottune.method_contract` and :mod:`spottune.methods` imports them all; shared
 network surgery (freezing, module replacement, initialisation) in :mod:`baselines._common`, the
 base of the ViT PEFT methods (frozen ViT, new classifier per ``head_init``) in

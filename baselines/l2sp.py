@@ -16,7 +16,7 @@ resumed run rebuilds them from the same pretrained backbone).
 Hyperparameters: ``alpha`` 0.1, ``beta`` 0.01 (official). Official protocol: ResNet-101, SGD
 momentum 0.9, lr 0.01, batch 64, 9000 iterations, lr x0.1 at iteration 5000: the presets'
 ``l2sp_official`` row (on their own backbone), its iterations turned into epochs per dataset
-by :mod:`spottune.iteration_budget`; the ``l2sp`` row runs the preset's recipe.
+by :mod:`spottune.planning.iteration_budget`; the ``l2sp`` row runs the preset's recipe.
 Task-specific parameters: all of the network (a full copy per task).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Random policy: one fixed random choice of fine-tuned blocks for all images, an ablation of
 SpotTune (Guo et al. 2019, Table 1, row "Random Policy").
 
-SpotTune's two-path network (:class:`spottune.spottune.TwoPathNetwork`) with a policy drawn
+SpotTune's two-path network (:class:`spottune.routing.network.TwoPathNetwork`) with a policy drawn
 once, at build time, from the global torch generator (seeded with the run's seed by the
 engine): block ``t`` is fine-tuned (``a_t = 1``) with probability ``p``, for every image of
 every batch, at training and test time::
@@ -27,8 +27,8 @@ from baselines._common import freeze_, module_device
 from spottune.backbones.base import Backbone
 from spottune.hparams import PROBABILITY, HParam
 from spottune.method_contract import register_method
-from spottune.spottune_methods import FREEZE, RoutedMethod
-from spottune.spottune import TwoPathNetwork
+from spottune.routing.methods import FREEZE, RoutedMethod
+from spottune.routing.network import TwoPathNetwork
 
 
 class FixedRandomRouting(TwoPathNetwork):

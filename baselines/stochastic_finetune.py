@@ -1,7 +1,7 @@
 """Stochastic fine-tuning: SpotTune's two-path network routed at random, an ablation of SpotTune
 (Guo et al. 2019, Sec. 4).
 
-The network of :class:`spottune.spottune.TwoPathNetwork` (a frozen and a fine-tuned copy of
+The network of :class:`spottune.routing.network.TwoPathNetwork` (a frozen and a fine-tuned copy of
 every residual block, shared stem and head, new classifier); instead of the policy network,
 every image picks, independently for every block ``t``, the fine-tuned copy with probability
 ``p``::
@@ -29,8 +29,8 @@ from torch import nn
 from spottune.backbones.base import Backbone
 from spottune.hparams import PROBABILITY, HParam
 from spottune.method_contract import register_method
-from spottune.spottune_methods import FREEZE, RoutedMethod
-from spottune.spottune import TwoPathNetwork
+from spottune.routing.methods import FREEZE, RoutedMethod
+from spottune.routing.network import TwoPathNetwork
 
 
 class StochasticRouting(TwoPathNetwork):

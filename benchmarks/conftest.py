@@ -9,7 +9,7 @@ One thread by default: on a shared machine, one thread's CPU time is the measure
 disturbed by other processes (``test_bench_throughput.py``).
 
 OpenMP's wait policy is read once, when torch loads, from ``$OMP_WAIT_POLICY`` (the suite
-sets none: :mod:`spottune.cpus`); it is recorded. With ``SPOTTUNE_BENCH_LEGACY_THREADS=1``
+sets none: :mod:`spottune.training.cpus`); it is recorded. With ``SPOTTUNE_BENCH_LEGACY_THREADS=1``
 ``test_bench_contention.py`` gives its step every allotted CPU: the suite before issue 23.
 """
 from __future__ import annotations

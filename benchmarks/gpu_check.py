@@ -10,16 +10,16 @@ Settings: ResNet-26 (width 1) at 64 px, batch 128, ResNet-50 at 224 px, batch 32
 at 224 px, batch 64, and EfficientNet-Lite0 at the ``mini-effnet`` presets' 64 px, batch 256;
 every registered method that applies to the setting's backbone family
 plus ``spottune-split`` (SpotTune with every block split half and half, the
-worst case of hard-routed evaluation); fp32 and bf16 autocast (:mod:`spottune.acceleration`),
+worst case of hard-routed evaluation); fp32 and bf16 autocast (:mod:`spottune.training.acceleration`),
 in the models' own NCHW memory format or, with ``--channels-last``, in channels-last (the run
 option ``runtime.channels_last``; faster with bf16 on tensor-core GPUs).
-A measurement is what the engine does per batch (:mod:`spottune.workload`): ``--warmup``
+A measurement is what the engine does per batch (:mod:`spottune.estimates.workload`): ``--warmup``
 untimed steps, then ``--iterations`` timed ones; peak memory is
 ``torch.cuda.max_memory_allocated`` over both (model, optimiser state and activations).
 Each method's model is built once per setting and measured in every precision. cuDNN
 settings are PyTorch's defaults, as in a run.
 
-Runs per GPU (the SLURM profile key ``runs_per_gpu``, :mod:`spottune.launch.packed`): for
+Runs per GPU (the SLURM profile key ``runs_per_gpu``, :mod:`spottune.launch.runs_per_gpu`): for
 N = 1, 2, 4 (``--runs-per-gpu``; smoke 1, 2), N worker processes (``gpu_check.py
 --pack-worker``) start together on the device and train the first setting (ResNet-26 at 64 px,
 batch 128) in fp32, one method after the other (``--pack-methods``, default finetune and
@@ -31,9 +31,9 @@ rises with N. It keeps up to 60 s of the time budget (about what it takes on a G
 that would overrun the budget is skipped.
 
 Writes a Markdown table to stdout and to ``gpu_results.md``, and the same numbers as a
-throughput table (:mod:`spottune.throughput`, ``kind: measured``) to ``gpu_throughput.yaml``,
+throughput table (:mod:`spottune.estimates.throughput`, ``kind: measured``) to ``gpu_throughput.yaml``,
 both in ``--out`` (default ``$OUT`` if set, else ``benchmarks/``; with ``--smoke`` only
-``--out`` or ``$OUT``). Copy ``gpu_throughput.yaml`` over ``spottune/throughput.yaml`` to base
+``--out`` or ``$OUT``). Copy ``gpu_throughput.yaml`` over ``spottune/estimates/throughput.yaml`` to base
 ``run_all.py --dry-run`` estimates on it. A ``--time-budget`` (default 270 s) stops measuring
 and marks the rest skipped, so the command ends in time. Exit status 1 if a measurement failed.
 """
@@ -60,11 +60,11 @@ if str(REPO) not in sys.path:  # runnable from a checkout without installing
 
 import torch  # noqa: E402
 
-from spottune.acceleration import PRECISIONS, Acceleration  # noqa: E402
+from spottune.training.acceleration import PRECISIONS, Acceleration  # noqa: E402
 from spottune.backbones import arch_family  # noqa: E402
 from spottune.methods import get_method, list_methods  # noqa: E402
-from spottune.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
-from spottune.workload import SPLIT, Workload, build_workload  # noqa: E402
+from spottune.estimates.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
+from spottune.estimates.workload import SPLIT, Workload, build_workload  # noqa: E402
 
 PHASES = ("train", "eval")
 
@@ -182,7 +182,7 @@ def throughput_table(results: list[Result], device_name: str, source: str) -> Th
     return ThroughputTable(kind="measured", device=device_name, source=source, settings=settings)
 
 
-# --- runs per GPU (the SLURM profile key runs_per_gpu, spottune/launch/packed.py) -------------------
+# --- runs per GPU (the SLURM profile key runs_per_gpu, spottune/launch/runs_per_gpu.py) -------------------
 
 PACK_METHODS = ("finetune", "spottune")
 PACK_SPEEDUP_PAYS = 1.1  # total images/s at least this much above one run's: packing pays
@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "gpu_results.md").write_text(text)
         throughput_table(results, device_name, source).save(
             out / "gpu_throughput.yaml",
-            "Written by benchmarks/gpu_check.sh (spottune/throughput.py documents the layout).")
+            "Written by benchmarks/gpu_check.sh (spottune/estimates/throughput.py documents the layout).")
         print(f"wrote {out / 'gpu_results.md'} and {out / 'gpu_throughput.yaml'}")
     return 1 if any(r.status.startswith("error") for r in [*results, *packing]) else 0
 

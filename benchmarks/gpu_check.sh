@@ -15,7 +15,7 @@ REASONS=""
 for candidate in "${PYTHON:-}" .venv/bin/python python3 python; do
     [ -n "$candidate" ] || continue
     command -v "$candidate" >/dev/null 2>&1 || { REASONS+="  $candidate: not found"$'\n'; continue; }
-    if err=$("$candidate" -c "import spottune.workload" 2>&1); then
+    if err=$("$candidate" -c "import spottune.estimates.workload" 2>&1); then
         PY="$candidate"
         break
     fi

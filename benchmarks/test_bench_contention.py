@@ -6,7 +6,7 @@ process spinning one core, started before the threads are chosen). Threads follo
 rules as when ``$OMP_NUM_THREADS`` is unset, or the old ones with
 ``SPOTTUNE_BENCH_LEGACY_THREADS=1`` (benchmarks/conftest.py):
 
-* now (:mod:`spottune.cpus`): ``process_threads(allotted CPUs)``, capped by the CPUs free once
+* now (:mod:`spottune.training.cpus`): ``process_threads(allotted CPUs)``, capped by the CPUs free once
   the competitors run; OpenMP's wait policy as the environment sets it (recorded);
 * legacy (the suite before issue 23): every allotted CPU as a thread.
 
@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import torch
 
-from spottune.cpus import allotted_cpus, process_threads
-from spottune.workload import build_workload
+from spottune.training.cpus import allotted_cpus, process_threads
+from spottune.estimates.workload import build_workload
 
 ROUNDS = int(os.environ.get("SPOTTUNE_BENCH_ROUNDS", "10"))
 SPIN = "while True: pass"

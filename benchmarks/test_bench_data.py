@@ -22,7 +22,7 @@ from PIL import Image
 from spottune.data import make_loader
 from spottune.data.decathlon import augmentations, resize_to_tensor
 from spottune.data.images import ImageFiles
-from spottune.data.packed import AugmentedImages, fingerprint, pack
+from spottune.data.image_cache import AugmentedImages, fingerprint, pack
 
 N_IMAGES, BATCH, MIN_SPEEDUP = 1024, 128, 5.0
 

@@ -6,7 +6,7 @@ PEFT benchmarks' family), and the offline presets' networks at their image size 
 EfficientNet-Lite0 at 64 px, batch 32 (``mini-effnet``) beside the width-0.25 ResNet-26 at 32 px,
 batch 64 (``mini``; the setting's name carries its width, ``-w0.25``); each method in the settings of the
 backbone families it applies to. Every benchmark times what the engine
-does per batch (:mod:`spottune.workload`): ``train`` is a whole training step, ``eval`` one
+does per batch (:mod:`spottune.estimates.workload`): ``train`` is a whole training step, ``eval`` one
 evaluation batch. ``spottune-split`` is SpotTune's evaluation with every block split half and
 half between the two copies (the worst case of hard routing; an untrained policy tends to
 route a whole batch one way, which is the best case). One warm-up round, then
@@ -36,10 +36,10 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from spottune.acceleration import Acceleration
+from spottune.training.acceleration import Acceleration
 from spottune.backbones import arch_family
 from spottune.methods import get_method, list_methods
-from spottune.workload import SPLIT, build_workload
+from spottune.estimates.workload import SPLIT, build_workload
 
 # name -> (arch, image size, batch, width); names: <arch>@<size>-b<batch>[-w<width>] (throughput_table.py)
 SETTINGS = {"resnet26@64-b32": ("resnet26", 64, 32, 1.0), "resnet50@224-b8": ("resnet50", 224, 8, 1.0),

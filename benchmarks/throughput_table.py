@@ -3,14 +3,14 @@
 
     pytest benchmarks/ --benchmark-json=bench.json
     python benchmarks/throughput_table.py bench.json                       # Markdown to stdout
-    python benchmarks/throughput_table.py bench.json --yaml spottune/throughput.yaml \\
+    python benchmarks/throughput_table.py bench.json --yaml spottune/estimates/throughput.yaml \\
         --anchor 938 --anchor-device "NVIDIA A100 80GB" --anchor-source "..."
 
 A benchmark's rate is its batch size over its fastest timed round, timed by the process CPU
 time the suite records (``extra_info["cpu_seconds"]``; wall-clock time where it is missing):
 on a machine shared with other jobs it is the measurement they disturb least. Ratios divide
 by ``finetune`` in the same setting and phase. ``--yaml`` writes the CPU rates scaled to a GPU as a throughput table of kind
-``estimate`` (:mod:`spottune.throughput`): factor = ``--anchor`` (a published training
+``estimate`` (:mod:`spottune.estimates.throughput`): factor = ``--anchor`` (a published training
 images/s of standard ResNet-50 fine-tuning on ``--anchor-device``) / this run's ``finetune``
 ResNet-50 training images/s, the same factor for every method, setting and phase; settings of
 another width than 1 (``-w0.25``) are left out of it, as the table's settings are of width 1.
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # runnable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from spottune.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
+from spottune.estimates.throughput import REFERENCE_METHOD, ThroughputTable, setting_key  # noqa: E402
 
 ANCHOR_SETTING = "resnet50@224-b8"
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.anchor is None:
             p.error("--yaml needs --anchor")
         result = estimate(table, args.anchor, args.anchor_device, args.anchor_source, machine_line(doc))
-        result.save(args.yaml, "Throughput per method (images/s) used by `run_all.py --dry-run` (spottune/cost.py).\n"
+        result.save(args.yaml, "Throughput per method (images/s) used by `run_all.py --dry-run` (spottune/estimates/cost.py).\n"
                     "ESTIMATE: CPU measurements scaled by one factor (see scale), not a GPU measurement.\n"
                     "Regenerate: see benchmarks/RESULTS.md; replace with benchmarks/gpu_check.sh output on a GPU.")
         print(f"wrote {args.yaml}")

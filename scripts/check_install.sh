@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 import spottune
-from spottune.grid import PRESET_DIR
+from spottune.planning.grid import PRESET_DIR
 from spottune.launch import slurm_resources
 from spottune.launch.slurm import PROFILE_DIR
 from spottune.report.reference import REFERENCE_DIR, load_published

@@ -26,7 +26,7 @@ otherwise. Re-running the same command skips done runs and resumes interrupted o
 checkpoint; changing any hyperparameter gives new run ids. Tables go to <output>/tables/,
 figures to <output>/figures/; `spottune report <output>` regenerates both.
 
---search runs the per-task search the preset declares (`search:`; spottune/search.py): first
+--search runs the per-task search the preset declares (`search:`; spottune/planning/search.py): first
 the selection runs (every point of the space on the selection split, e.g. train800 -> val200),
 then, per method and dataset, the grid's runs with the point of best selection accuracy; the
 tables show these final runs only (their protocol footnote `selection` names each choice).
@@ -48,26 +48,26 @@ from typing import NoReturn
 from spottune import report
 from spottune.backbones import architectures
 from spottune.backbones.base import FAMILIES
-from spottune.cost import GridCost
-from spottune.cpus import allotted_cpus, free_cpus, process_threads
+from spottune.estimates.cost import GridCost
+from spottune.training.cpus import allotted_cpus, free_cpus, process_threads
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.engine import device_of
-from spottune.grid import list_presets, make_grid, parse_overrides, parse_sweeps
+from spottune.planning.grid import list_presets, make_grid, parse_overrides, parse_sweeps
 from spottune.launch import (Backend, failure_lines, format_status, get_backend, launch, list_backends, pending_runs,
                              states_of)
 from spottune.hparams import describe
 from spottune.method_contract import Method
 from spottune.methods import get_method, methods_by_families
 from spottune.plugins import load_plugins
-from spottune.preflight import hparam_problems, launch_problems
-from spottune.pretrain import PretrainedResolver, describe_checkpoint_file
-from spottune.pretrain_cache import SuitePretraining
-from spottune.recipes import names_recipes, recipe_lines
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.planning.preflight import hparam_problems, launch_problems
+from spottune.pretraining.weights import PretrainedResolver, describe_checkpoint_file
+from spottune.pretraining.cache import SuitePretraining
+from spottune.planning.recipes import names_recipes, recipe_lines
+from spottune.storage.records import RunFolder, RunSpec, Status
 from spottune.report.__main__ import main as report_main
-from spottune.search import Search, describe_point
-from spottune.walltime import Calibration, WallTime
+from spottune.planning.search import Search, describe_point
+from spottune.estimates.walltime import Calibration, WallTime
 
 # what a wrong command line, preset, plugin, profile, data or output folder raises before anything
 # runs: one line on stderr and exit status 2 (--debug: the traceback)
@@ -352,7 +352,7 @@ def dry_run(backend: Backend, output: Path, specs: list[RunSpec], count: str,
 
 def wall_time_lines(backend: Backend, todo: list[RunSpec], to_pretrain: list[SuitePretraining]) -> list[str]:
     """The wall time of the runs ``todo`` and the pretrainings ``to_pretrain`` with the workers
-    and threads ``backend`` would start now on this machine (:mod:`spottune.walltime`); none for
+    and threads ``backend`` would start now on this machine (:mod:`spottune.estimates.walltime`); none for
     a backend whose runs train elsewhere."""
     if backend.detached:
         return []

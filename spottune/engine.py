@@ -5,9 +5,9 @@ command line or from a submitit job. The engine knows nothing method-specific: i
 method for the model, the optimiser parameter groups and an optional loss term.
 
 How it trains (optimiser, schedule, step, epoch, evaluation, seeding) is
-:mod:`spottune.training`, whose epochs read their loss, accuracy and routing back from the
+:mod:`spottune.training.loop`, whose epochs read their loss, accuracy and routing back from the
 device once, after the last batch (no step waits for the device); what it records as the
-run's protocol is :mod:`spottune.protocol`.
+run's protocol is :mod:`spottune.training.protocol`.
 What this module adds:
 
 * determinism: epoch ``e`` is seeded from ``(seed, e)`` (:mod:`spottune.seeding`), so a run
@@ -15,14 +15,14 @@ What this module adds:
   would (same device, same numbers).
 * checkpoint: ``{model, optimizer, lr_scheduler, epoch, args, history}`` (tensors and plain
   data) written after every epoch and read back with ``weights_only=True``; the last two are
-  kept until the run is done and a torn one is moved aside (:mod:`spottune.checkpoint`).
-* one owner: the run is claimed (:mod:`spottune.claim`) before its folder is read or written,
+  kept until the run is done and a torn one is moved aside (:mod:`spottune.storage.checkpoint`).
+* one owner: the run is claimed (:mod:`spottune.storage.claim`) before its folder is read or written,
   whoever calls it (the inline and local launchers, a SLURM job, a packed task's child, a
-  test); a run another live process holds raises :class:`spottune.claim.RunClaimed` and
+  test); a run another live process holds raises :class:`spottune.storage.claim.RunClaimed` and
   writes nothing, so a run trains once under any mix of launchers.
 * done: a run whose ``done`` marker sits beside a record that cannot be read (``metrics.json``,
   ``config.json``, ``predictions.npz``, ``policy.npz``), or without ``metrics.json`` or
-  ``config.json`` (:meth:`spottune.records.RunFolder.done_problem`), is torn, not done; running it again warns
+  ``config.json`` (:meth:`spottune.storage.records.RunFolder.done_problem`), is torn, not done; running it again warns
   with the file's path, removes the end-of-run records and evaluates it from its checkpoint
   (trains it again without one).
 * attempts: every time a run starts or resumes, a line ``{pid, host, at, from_epoch}`` is
@@ -48,20 +48,21 @@ from typing import Any
 
 import torch
 
-from spottune import __version__, checkpoint
-from spottune.acceleration import Acceleration
+from spottune import __version__
+from spottune.storage import checkpoint
+from spottune.training.acceleration import Acceleration
 from spottune.backbones import backbone_size, count_parameters
 from spottune.backbones.vit import set_drop_path_
-from spottune.claim import Claim
-from spottune.cpus import cpu_model
+from spottune.storage.claim import Claim
+from spottune.training.cpus import cpu_model
 from spottune.data import load_task
 from spottune.methods import create_method
 from spottune.plugins import load_plugins
-from spottune.pretrain import pretrained_backbone
-from spottune.protocol import run_protocol
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.pretraining.weights import pretrained_backbone
+from spottune.training.protocol import run_protocol
+from spottune.storage.records import RunFolder, RunSpec, Status
 from spottune.seeding import seed_initialisation
-from spottune.training import evaluate, resume, run_optimisation, train_epochs
+from spottune.training.loop import evaluate, resume, run_optimisation, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,10 @@ def _peak_memory_mb(device: torch.device) -> float:
 def run(spec: RunSpec, run_dir: str | Path, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one run, writing its folder; resumes from ``checkpoint.pt``.
 
-    ``spec`` is what the run is (:class:`spottune.records.RunSpec`, ``hparams`` with ``backbone``
+    ``spec`` is what the run is (:class:`spottune.storage.records.RunSpec`, ``hparams`` with ``backbone``
     and ``data`` specs inside); ``runtime`` how it is launched, which does not change the numbers
     (``device``, ``data_root``, ``download``, ``progress``, ``plugins``, and the speed options
-    ``channels_last`` and ``compile`` of :mod:`spottune.acceleration`). Returns the metrics.
+    ``channels_last`` and ``compile`` of :mod:`spottune.training.acceleration`). Returns the metrics.
     On failure, writes ``error.txt`` and re-raises; ``done`` is written only after everything else.
     """
     folder = RunFolder(run_dir)
@@ -155,7 +156,7 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
     accel = Acceleration.from_config(hp, runtime)
     stored = {"run_id": spec.run_id, **spec.record(), "backbone": hp["backbone"]["arch"],
               "suite_version": __version__, "data": task.info, "acceleration": accel.describe(),
-              # how it computed: the numbers of a CPU run depend on its thread count (spottune.cpus)
+              # how it computed: the numbers of a CPU run depend on its thread count (spottune.training.cpus)
               "compute": {"device": str(device), "torch_threads": torch.get_num_threads(),
                           "cpu": cpu_model()}}
     folder.write_config(stored)

@@ -4,7 +4,7 @@ Every method declares its own hyperparameters as :class:`HParam` in ``Method.hpa
 (:mod:`spottune.method_contract`), as peft gives each method a typed config checked in
 ``__post_init__`` (huggingface/peft, ``tuners/lora/config.py``, ``LoraConfig.__post_init__``);
 the training protocol's shared keys (``lr``, ``epochs``, ...) have their :class:`Range` in
-:data:`spottune.preflight.RULES`, built from the same constructors here. Both are checked before
+:data:`spottune.planning.preflight.RULES`, built from the same constructors here. Both are checked before
 anything launches, with the same one-line message ``<key>=<value>: must be <range>``
 (:meth:`Range.problem`); ``run_all.py --list`` prints each method's declarations
 (:func:`describe`).
@@ -95,7 +95,7 @@ STRING_LIST = Range(lambda v: isinstance(v, list) and bool(v) and all(isinstance
 class HParam:
     """One hyperparameter of a method: ``default``, the values it may take (``range``; None for a
     training-protocol key the method gives its own default, checked by
-    :data:`spottune.preflight.RULES`, or a value checked only when the model is built, such as a
+    :data:`spottune.planning.preflight.RULES`, or a value checked only when the model is built, such as a
     block count the backbone bounds) and what it means (``help``, one phrase for ``--list``)."""
 
     default: Any

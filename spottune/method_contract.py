@@ -11,7 +11,7 @@ key (an ``HParam`` without a range: Piggyback's Adam, checked by the protocol's 
 declared range is checked by :meth:`Method.hparam_problems` when the method is made, so
 ``run_all.py`` refuses ``--set temperature=-1`` with one line, ``method spottune:
 temperature=-1.0: must be a number > 0 (Gumbel-softmax temperature)``, before anything
-launches (:mod:`spottune.preflight`); a method with a rule across keys adds it by extending
+launches (:mod:`spottune.planning.preflight`); a method with a rule across keys adds it by extending
 :meth:`Method.hparam_problems` (TAPS).
 A plugin written against the older contract, a plain ``defaults`` dict, still runs: its values
 are declared without ranges.
@@ -38,7 +38,7 @@ works: such an override is called without the outputs.
 Training-protocol hyperparameters every method receives (``lr``, ``momentum``,
 ``weight_decay``, ``optimizer``, ``epochs``, ``batch_size``, ``lr_milestones``, ``lr_gamma``, and
 where a preset sets them ``weight_decay_exempt``, ``schedule``, ``label_smoothing``,
-``drop_path``, ...: :mod:`spottune.training`) come from the preset.
+``drop_path``, ...: :mod:`spottune.training.loop`) come from the preset.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The catalogue of methods: the built-in ones, the plugins' and the lookups by name.
 
-Importing this module registers the built-in methods (:mod:`spottune.spottune_methods`:
+Importing this module registers the built-in methods (:mod:`spottune.routing.methods`:
 SpotTune, SpotTune-Global; the ``baselines`` package: fine-tuning and every baseline), each
 through the contract of :mod:`spottune.method_contract`, which imports none of them: the
 contract, a plugin and the baselines never import this catalogue back. ``--plugins`` modules
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import baselines  # noqa: F401  (registers the baselines)
-from spottune import spottune_methods  # noqa: F401  (registers SpotTune and SpotTune-Global)
+import spottune.routing.methods  # noqa: F401  (registers SpotTune and SpotTune-Global)
 from spottune.method_contract import (ForwardOutputs, Method, ParamGroup, family_problem, param_group,
                                       parameters_except, register_method, registered)
 from spottune.plugins import load_plugins, loaded_plugins

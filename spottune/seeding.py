@@ -12,7 +12,7 @@ different consumers apart; their constants are part of every run's numbers and n
 * :data:`INITIALISATION`: ``seed`` itself seeds torch's global generator before a network is
   built (a backbone from random initialisation, a method's new layers: :func:`seed_initialisation`);
 * :data:`PRETRAINING`: ``1000 * (seed + 1) + epoch - 1000`` (``1000 * seed + epoch``, the values
-  the suite's pretraining has always used, ``spottune.pretrain_cache.PRETRAINING_VERSION`` 2) seeds the
+  the suite's pretraining has always used, ``spottune.pretraining.cache.PRETRAINING_VERSION`` 2) seeds the
   global generators for an epoch of the suite's own pretraining.
 
 Imports torch and numpy only, so that the data loaders and the training loop share it.

@@ -19,9 +19,9 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 def _no_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
     """--dry-run's wall-time estimate from fixed rates: no test times this machine
     (tests/test_walltime.py tests the arithmetic and the cache)."""
-    from spottune.walltime import Rates
+    from spottune.estimates.walltime import Rates
 
-    monkeypatch.setattr("spottune.walltime.measure_rates", lambda setting, threads, device: Rates(1000.0, 4000.0))
+    monkeypatch.setattr("spottune.estimates.walltime.measure_rates", lambda setting, threads, device: Rates(1000.0, 4000.0))
 
 
 @pytest.fixture(autouse=True)

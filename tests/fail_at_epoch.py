@@ -4,7 +4,7 @@
 
 Loaded like any plugin (``run_all.py --plugins tests.fail_at_epoch``: the engine imports it in
 every worker and SLURM job, which inherit the variable) or imported by a test
-(``monkeypatch.setenv(ENV, "2")``); importing it wraps ``spottune.training``'s epoch function once.
+(``monkeypatch.setenv(ENV, "2")``); importing it wraps ``spottune.training.loop``'s epoch function once.
 The engine itself knows nothing of it.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import os
 from typing import Any
 
-from spottune import training
+from spottune.training import loop as training
 from spottune.seeding import PRETRAINING
 
 ENV = "SPOTTUNE_TEST_FAIL_AT_EPOCH"

@@ -8,8 +8,8 @@ from typing import Any
 
 from spottune import SpotTune
 from spottune.backbones import resnet26
-from spottune.grid import make_grid
-from spottune.records import RunSpec
+from spottune.planning.grid import make_grid
+from spottune.storage.records import RunSpec
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from spottune.backbones import (backbone_size, count_parameters, from_torchvision, load_released_resnet26,
                                 resnet26, torchvision_resnet)
-from spottune.pretrain import pretrained_backbone
+from spottune.pretraining.weights import pretrained_backbone
 from tests.released_files import released_network, save_released
 
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from spottune import records
+from spottune.storage import records
 from spottune.cli import build_parser
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from spottune.launch import (Backend, Job, PretrainingState, Slurm, get_backend, list_backends, pretrain_here,
                              record_submission, register_backend, run_here, states_of)
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.storage.records import RunFolder, RunSpec, Status
 from tests.helpers import REPO, load_script
 
 run_all = load_script("benchmarks/run_all.py")

@@ -27,10 +27,10 @@ from baselines.piggyback import MaskedConv2d  # noqa: E402
 from baselines.residual_adapters import ParallelAdapter, SeriesAdapter  # noqa: E402
 from spottune.backbones import (Backbone, backbone_size, count_parameters, from_torchvision,  # noqa: E402
                                 load_package_weights, resnet26, vit)
-from spottune.training import build_optimizer, train_step  # noqa: E402
+from spottune.training.loop import build_optimizer, train_step  # noqa: E402
 from baselines.finetune import Finetune  # noqa: E402
 from spottune.methods import create_method, get_method, list_methods  # noqa: E402
-from spottune.spottune import TwoPathNetwork  # noqa: E402
+from spottune.routing.network import TwoPathNetwork  # noqa: E402
 from tests.helpers import BUILTIN  # noqa: E402
 
 METHODS = list_methods()

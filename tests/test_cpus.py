@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from spottune.cpus import allotted_cpus, cpu_model, local_plan
+from spottune.training.cpus import allotted_cpus, cpu_model, local_plan
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def test_a_run_records_its_thread_count(tmp_path):
 def test_a_multi_thread_process_takes_at_most_the_cpus_other_work_leaves_free(monkeypatch):
     """Issue 23: the suite's pretraining ran 2 threads on 2 cores beside other work (6.17 s per step
     against 0.34 quiet)."""
-    from spottune import cpus
+    from spottune.training import cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     ticks = iter([(100.0, 1000.0), (150.0, 1100.0)])  # (idle, total) jiffies of CPUs 0-1: half idle
@@ -65,14 +65,14 @@ def test_a_multi_thread_process_takes_at_most_the_cpus_other_work_leaves_free(mo
 
 
 def test_free_cpus_reads_this_machines_counters():
-    from spottune.cpus import free_cpus
+    from spottune.training.cpus import free_cpus
 
     assert 1 <= free_cpus(sample_s=0.05) <= allotted_cpus()
 
 
 def test_import_spottune_leaves_the_openmp_wait_policy_to_the_user():
     """``OMP_WAIT_POLICY=PASSIVE`` halved the quiet pretraining's speed when the suite set it on
-    import (spottune.cpus): the policy is the environment's, whatever it is."""
+    import (spottune.training.cpus): the policy is the environment's, whatever it is."""
     import subprocess
     import sys
 

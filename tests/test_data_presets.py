@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spottune.backbones import resnet26
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from tests.data_fixtures import write_devkit
 from tests.helpers import load_script
 

@@ -1,8 +1,8 @@
 """What makes a run's numbers: the seeding formulas and the training loop, pinned.
 
-The committed run ids (results/example) are what :func:`spottune.records.run_id` computes from
+The committed run ids (results/example) are what :func:`spottune.storage.records.run_id` computes from
 each run's own recorded identity; the seeds of every stream are the formulas every existing
-run was trained with; and :func:`spottune.training.train_epoch` is exactly the recipe written
+run was trained with; and :func:`spottune.training.loop.train_epoch` is exactly the recipe written
 out by hand here (seed the generators, shuffle with the data-order generator, forward, loss
 plus regulariser, step), so that a refactoring cannot change the numbers unnoticed.
 """
@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from spottune import records
+from spottune.storage import records
 from spottune.backbones import resnet26
 from spottune.methods import create_method
 from spottune.seeding import DATA_ORDER, INITIALISATION, PRETRAINING, TRAINING, epoch_seed, seed_initialisation
-from spottune.training import build_optimizer, train_epoch
+from spottune.training.loop import build_optimizer, train_epoch
 from tests.helpers import HP, REPO
 
 EXAMPLE_RUNS = sorted((REPO / "results" / "example" / "runs").iterdir())

@@ -15,11 +15,11 @@ import torch
 from spottune import SpotTune
 from spottune.backbones import arch_family, backbone_size, count_parameters, efficientnet_lite0, load_package_weights
 from spottune.backbones import efficientnet_lite as lite
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from spottune.methods import create_method, get_method, list_methods
-from spottune.preflight import launch_problems
-from spottune.pretrain import pretrained_backbone
-from spottune.spottune import SpotTuneGlobal
+from spottune.planning.preflight import launch_problems
+from spottune.pretraining.weights import pretrained_backbone
+from spottune.routing.network import SpotTuneGlobal
 from tests.helpers import HP
 
 SIZE = 32

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spottune import records
+from spottune.storage import records
 from spottune.engine import run
 from tests.fail_at_epoch import ENV, InjectedFailure
 from tests.helpers import tiny_run

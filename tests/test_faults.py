@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from spottune import checkpoint, records
+from spottune.storage import checkpoint
+from spottune.storage import records
 from spottune.engine import run
 from spottune.data import DatasetError
-from spottune.grid import make_grid, parse_overrides
+from spottune.planning.grid import make_grid, parse_overrides
 from spottune.launch import Claim, RunClaimed, error_line, failure_lines, live_holder
-from spottune.claim import process_alive, process_start
-from spottune.preflight import RULES, launch_problems, search_problems
+from spottune.storage.claim import process_alive, process_start
+from spottune.planning.preflight import RULES, launch_problems, search_problems
 from spottune.report.__main__ import main as report_main
 from spottune.report.frame import load_records
 from tests.data_fixtures import write_devkit
@@ -424,7 +425,7 @@ def test_a_damaged_claim_is_taken_over_at_once_with_one_line(tmp_path, caplog, c
     """Issue 23: a garbage claim.json looked like a live run for 5 minutes (``claimed by pid -1 on ?``)."""
     (tmp_path / records.CLAIM).write_text(content)  # fresh mtime
     assert live_holder(tmp_path) is None
-    with caplog.at_level("WARNING", logger="spottune.claim"), Claim(tmp_path) as claim:
+    with caplog.at_level("WARNING", logger="spottune.storage.claim"), Claim(tmp_path) as claim:
         assert live_holder(tmp_path).token == claim.token
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"{tmp_path / records.CLAIM}: ") and "taken over by pid" in line

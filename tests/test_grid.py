@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from spottune import records
-from spottune.grid import load_preset, make_grid, parse_overrides, resolve_hparams
-from spottune.records import RunFolder, Status
+from spottune.storage import records
+from spottune.planning.grid import load_preset, make_grid, parse_overrides, resolve_hparams
+from spottune.storage.records import RunFolder, Status
 
 
 def test_parse_overrides_reads_yaml_values():
@@ -38,7 +38,7 @@ def test_a_methods_own_per_dataset_values_beat_its_method_hparams_and_reach_no_o
 
 
 def test_per_dataset_values_of_an_unknown_dataset_are_refused():
-    from spottune.preflight import hparam_problems
+    from spottune.planning.preflight import hparam_problems
 
     grid = make_grid("mini", ["finetune"], ["digits"], [0])
     grid.preset["method_hparams"]["finetune"] = {"dataset_hparams": {"vtab1k/cifa": {"lr": 0.3}}}
@@ -116,9 +116,9 @@ def test_bad_preset_files_name_the_problem(tmp_path):
 def test_each_run_s_hyperparameters_are_resolved_once(monkeypatch):
     """The runs, their configuration labels, the preflight and the recipes read one resolution
     per (method, dataset, overrides): what the run trains with is what was checked."""
-    from spottune import grid as grid_module
-    from spottune.preflight import hparam_problems
-    from spottune.recipes import recipe_lines
+    from spottune.planning import grid as grid_module
+    from spottune.planning.preflight import hparam_problems
+    from spottune.planning.recipes import recipe_lines
 
     calls = []
     real = grid_module.resolve_hparams

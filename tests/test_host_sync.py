@@ -1,4 +1,4 @@
-"""No host read per training batch: :func:`spottune.training.train_epoch` sums the loss, the
+"""No host read per training batch: :func:`spottune.training.loop.train_epoch` sums the loss, the
 correct predictions and the routing counts on the device and reads them back once per epoch,
 with the numbers that reading them after every batch gave.
 """
@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from spottune import training
+from spottune.training import loop as training
 from spottune.backbones import resnet26
 from spottune.data import make_loader
 from spottune.methods import Method, create_method
 from spottune.seeding import TRAINING, seed_epoch
-from spottune.training import build_optimizer, train_epoch, train_step
+from spottune.training.loop import build_optimizer, train_epoch, train_step
 from tests.helpers import HP
 
 CPU = torch.device("cpu")

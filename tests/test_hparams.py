@@ -12,7 +12,7 @@ from spottune.hparams import (FLAG, FRACTION, NON_NEGATIVE, POSITIVE, PROBABILIT
                               optional, with_defaults)
 from spottune.method_contract import Method, register_method
 from spottune.methods import create_method, get_method, list_methods
-from spottune.preflight import RULES, declared_ranges, search_problems
+from spottune.planning.preflight import RULES, declared_ranges, search_problems
 from tests.helpers import REPO
 
 SUITE = ("spottune", "baselines")
@@ -140,7 +140,7 @@ def test_a_plugin_of_the_older_contract_still_runs_its_plain_defaults(monkeypatc
 
 def test_the_contract_imports_no_model_and_no_method():
     """spottune/method_contract.py (and what it imports of the suite) loads neither a model
-    (spottune.spottune, the backbones' architectures) nor a method (baselines, the catalogue)."""
+    (spottune.routing.network, the backbones' architectures) nor a method (baselines, the catalogue)."""
     seen, todo = set(), ["spottune.method_contract"]
     while todo:
         module = todo.pop()

@@ -108,14 +108,14 @@ def _calls(path: Path) -> list[str]:
 
 def test_only_training_builds_an_optimiser_a_schedule_or_resumes():
     """One loop: every optimiser, schedule and resume of a run and of a suite pretraining is
-    spottune/training.py's (issue 24: the pretraining had a loop of its own)."""
+    spottune/training/loop.py's (issue 24: the pretraining had a loop of its own)."""
     def builds(name: str) -> bool:
         last = name.rsplit(".", 2)
         return ("optim" in last[:-1] and last[-1][:1].isupper()) or "lr_scheduler" in name \
             or name in ("checkpoint.load", "OneCycleLR", "MultiStepLR", "LambdaLR")
 
     found = {module: [c for c in _calls(path) if builds(c)] for module, path in MODULES.items()
-             if module != "spottune.training"}
+             if module != "spottune.training.loop"}
     assert {module: calls for module, calls in found.items() if calls} == {}
 
 
@@ -125,3 +125,35 @@ def test_the_library_imports_no_method_module():
     importers = sorted(name for name, targets in graph.items() if name.startswith("spottune")
                        and any(t == "baselines" or t.startswith("baselines.") for t in targets))
     assert importers == ["spottune.methods"]
+
+
+def layer(module: str) -> str:
+    """The layer a module belongs to: its folder under ``spottune/`` (``spottune.storage``), or the
+    module itself at the top level and for ``baselines``' modules the package."""
+    parts = module.split(".")
+    if parts[0] == "baselines":
+        return "baselines"
+    return ".".join(parts[:2])
+
+
+def test_the_folders_are_layers():
+    """Folder by folder, imports run one way (issue 24: a newcomer sees the layers from ``ls``):
+    no folder imports one that imports it back, through any of their modules."""
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        graph.setdefault(layer(name), set()).update(
+            layer(t) for t in imported_modules(name, path) if layer(t) != layer(name))
+    assert cycles(graph) == []
+
+
+def test_the_top_level_holds_the_public_modules_only():
+    """What lies flat in ``spottune/``: the command, the engine and what a method or plugin author
+    imports; everything else lives in a folder named for its layer."""
+    top = sorted(p.stem for p in (REPO / "spottune").glob("*.py"))
+    assert top == ["__init__", "cli", "engine", "hparams", "method_contract", "methods", "plugins",
+                   "seeding", "visual_decathlon"]
+    folders = sorted(p.name for p in (REPO / "spottune").iterdir() if (p / "__init__.py").is_file())
+    assert folders == ["backbones", "data", "estimates", "launch", "planning", "pretraining", "report",
+                       "routing", "storage", "training"]
+    for folder in folders:
+        assert ast.get_docstring(ast.parse((REPO / "spottune" / folder / "__init__.py").read_text())), folder

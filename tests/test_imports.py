@@ -24,6 +24,6 @@ def test_loaders_and_engine_do_not_load_the_report_libraries(module):
     assert not loaded_after(module) & set(HEAVY_REPORT)
 
 
-@pytest.mark.parametrize("module", ["spottune.records", "spottune.visual_decathlon"])
+@pytest.mark.parametrize("module", ["spottune.storage.records", "spottune.visual_decathlon"])
 def test_plain_modules_do_not_load_torch(module):
     assert "torch" not in loaded_after(module)

@@ -5,7 +5,7 @@ import torch
 
 from spottune.data import DatasetError, load_task, make_loader
 from spottune.data import mini
-from spottune.dataset_sizes import MINI_CLASSES, run_sizes
+from spottune.estimates.dataset_sizes import MINI_CLASSES, run_sizes
 
 EXPECTED = {  # name: (classes, train, test)
     "mini_source": (6, 36000, 6000),

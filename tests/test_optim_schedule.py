@@ -1,4 +1,4 @@
-"""The optimisers and lr schedules of the engine (spottune.training): AdamW's bias groups, the
+"""The optimisers and lr schedules of the engine (spottune.training.loop): AdamW's bias groups, the
 parameters each source exempts from weight decay, the warm-up + cosine schedule per epoch against
 hand-computed values, timm's cosine against timm itself, label smoothing, the step schedule
 unchanged, the recipe each method of the VTAB-1k / FGVC presets records, and the preflight rules
@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from spottune.backbones.vit import vit
-from spottune.grid import load_preset, make_grid, resolve_hparams, search_space
+from spottune.planning.grid import load_preset, make_grid, resolve_hparams, search_space
 from spottune.methods import create_method
-from spottune.preflight import RULES, hparam_problems, milestone_problem, search_problems
-from spottune.protocol import run_protocol, schedule_description
-from spottune.training import build_optimizer, build_scheduler, split_decay, timm_cosine, train_step, warmup_cosine
+from spottune.planning.preflight import RULES, hparam_problems, milestone_problem, search_problems
+from spottune.training.protocol import run_protocol, schedule_description
+from spottune.training.loop import build_optimizer, build_scheduler, split_decay, timm_cosine, train_step, warmup_cosine
 from baselines.ssf import ScaleShift
 from tests.helpers import HP
 
@@ -274,7 +274,7 @@ def test_declared_search_space_beside_the_defaults_and_its_checks():
 @pytest.mark.slow  # two tiny runs and a resume: ~40 s on one thread
 def test_engine_runs_and_resumes_adamw_with_warmup_cosine(tmp_path, monkeypatch):
     from spottune.engine import run
-    from spottune.records import RunSpec
+    from spottune.storage.records import RunSpec
     from tests.fail_at_epoch import ENV, InjectedFailure
     from tests.helpers import tiny_run
 

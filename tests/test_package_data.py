@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import spottune
-from spottune.grid import PRESET_DIR
+from spottune.planning.grid import PRESET_DIR
 from spottune.launch import read_profile, slurm_resources
 from spottune.launch.slurm import PROFILE_DIR
 from spottune.report.reference import REFERENCE_DIR, load_published

@@ -15,17 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from spottune import SpotTune
-from spottune.acceleration import Acceleration
+from spottune.training.acceleration import Acceleration
 from spottune.backbones import resnet26, torchvision_resnet
-from spottune.cost import GridCost, run_cost
-from spottune.dataset_sizes import run_sizes
+from spottune.estimates.cost import GridCost, run_cost
+from spottune.estimates.dataset_sizes import run_sizes
 from spottune.engine import run
 from spottune.methods import create_method
-from spottune.records import RunSpec
-from spottune.spottune import gumbel_softmax_decisions
-from spottune.throughput import ThroughputTable
-from spottune.training import build_optimizer, train_step
-from spottune.workload import SPLIT, build_workload, split_routing
+from spottune.storage.records import RunSpec
+from spottune.routing.network import gumbel_softmax_decisions
+from spottune.estimates.throughput import ThroughputTable
+from spottune.training.loop import build_optimizer, train_step
+from spottune.estimates.workload import SPLIT, build_workload, split_routing
 from tests.helpers import HP, load_script, tiny_run, tiny_spottune
 
 REPO = Path(__file__).resolve().parent.parent

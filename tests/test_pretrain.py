@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spottune import pretrain, pretrain_cache
+from spottune.pretraining import weights as pretrain
+from spottune.pretraining import cache as pretrain_cache
 
 SPEC = {"arch": "resnet26", "width": 0.25, "input_size": 32,
         "pretrained": {"kind": "suite", "dataset": "mini_source", "epochs": 1, "batch_size": 64,

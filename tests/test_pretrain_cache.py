@@ -8,9 +8,11 @@ import threading
 import pytest
 import torch
 
-from spottune import pretrain, pretrain_cache, training
-from spottune.claim import Claim, read_holder
-from spottune.pretrain_cache import CorruptCache, SuitePretraining
+from spottune.pretraining import weights as pretrain
+from spottune.pretraining import cache as pretrain_cache
+from spottune.training import loop as training
+from spottune.storage.claim import Claim, read_holder
+from spottune.pretraining.cache import CorruptCache, SuitePretraining
 
 SPEC = {"arch": "resnet26", "width": 0.25, "input_size": 32,
         "pretrained": {"kind": "suite", "dataset": "mini_source", "epochs": 2, "batch_size": 64,
@@ -150,7 +152,7 @@ def test_an_unreadable_or_hostile_weights_file_is_one_named_error(cache, content
 @pytest.mark.parametrize("text", ["[1, 2]", "{\"job_id\": \"7\"}", "{torn"])
 def test_a_damaged_pretraining_job_record_is_one_named_error(tmp_path, text):
     from spottune.launch.pretraining import read_record, record_path
-    from spottune.records import RecordError
+    from spottune.storage.records import RecordError
 
     pretraining = SuitePretraining(SPEC, tmp_path / "cache")
     path = record_path(tmp_path, pretraining)

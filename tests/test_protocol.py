@@ -6,12 +6,12 @@ import pandas as pd
 
 from baselines.taps import RECIPE
 from spottune.backbones import resnet26
-from spottune.grid import load_preset, resolve_hparams
+from spottune.planning.grid import load_preset, resolve_hparams
 from spottune.methods import create_method
-from spottune.protocol import run_protocol, schedule_description
-from spottune.records import flatten
+from spottune.training.protocol import run_protocol, schedule_description
+from spottune.storage.records import flatten
 from spottune.report.tables import protocol_note
-from spottune.training import build_optimizer
+from spottune.training.loop import build_optimizer
 
 DOMAINS = ("decathlon/aircraft", "decathlon/cifar100")  # released network weight decay 5e-4 and 0
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spottune.grid import make_grid, parse_sweeps
-from spottune.records import RunSpec
+from spottune.planning.grid import make_grid, parse_sweeps
+from spottune.storage.records import RunSpec
 from spottune.report import load_records
 from spottune.report.comparison import paired_comparison
 from spottune.report.summary import summary_tables

@@ -220,7 +220,7 @@ def test_imnet_column_from_the_recorded_pretraining_accuracy(records):
 def test_routing_claims_state_each_datasets_fine_tuned_fraction_over_seeds(tmp_path):
     """Seeds fine-tuning 3/4, 2/4 and 4/4 of their decisions on one dataset: mean 0.75 with its
     t-interval (clipped at 1), one seed's 0.25 alone on the other; runs without a policy ignored."""
-    from spottune.records import RunFolder
+    from spottune.storage.records import RunFolder
     from spottune.report.claims import markdown_list, routing_claims
     from spottune.report.statistics import t_interval
 
@@ -245,7 +245,7 @@ def test_routing_claims_state_each_datasets_fine_tuned_fraction_over_seeds(tmp_p
 
 
 def test_routing_claims_of_the_sweep_are_its_policies_means(records):
-    from spottune.records import RunFolder
+    from spottune.storage.records import RunFolder
     from spottune.report.claims import routing_claims
 
     runs = records[(records["method"] == "spottune") & (records["status"] == "done") & records["has_policy"]]

@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from tests.helpers import load_script
 
 run_all = load_script("benchmarks/run_all.py")
@@ -24,7 +24,7 @@ def test_dry_run_lists_the_whole_default_grid(tmp_path, capsys):
     runs = [line for line in lines if " seed " in line]  # then the count and the GPU-hour estimates
     assert len(runs) == n and f"{n} runs (mini)" in lines[n + 1]
     assert any(line.startswith("estimated GPU time of the pretraining: ") for line in lines[n + 2:])
-    assert all(" new " in line for line in runs)  # nothing written yet (spottune.records.Status)
+    assert all(" new " in line for line in runs)  # nothing written yet (spottune.storage.records.Status)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,4 +1,4 @@
-"""The per-task search (:mod:`spottune.search`) and ``--search`` of the command line, on a tiny
+"""The per-task search (:mod:`spottune.planning.search`) and ``--search`` of the command line, on a tiny
 preset over the embedded ``digits``. The embedded loaders take no split options (they ignore
 ``eval_split``), so the tiny search's selection split ``eval_split: holdout`` only gives the
 selection runs their own run ids and records: their accuracy is digits' test split here."""
@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from spottune import cli
-from spottune.grid import make_grid
-from spottune.records import RunFolder, RunSpec
+from spottune.planning.grid import make_grid
+from spottune.storage.records import RunFolder, RunSpec
 from spottune.report import load_records
-from spottune.search import Search, is_selection
+from spottune.planning.search import Search, is_selection
 
 TINY = {
     "name": "tiny-search",

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spottune.claim import RunClaimed, live_holder
+from spottune.storage.claim import RunClaimed, live_holder
 from spottune.engine import run as run_engine
-from spottune.records import RunSpec
+from spottune.storage.records import RunSpec
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
 from tests.helpers import load_script
 
@@ -89,7 +89,7 @@ def run_folders(output: Path) -> dict[tuple[str, str], Path]:
 
 def mtime(path: Path) -> float:
     """``path``'s modification time, 0 while it does not exist (a checkpoint is absent for an
-    instant while it is rotated: spottune.checkpoint.save)."""
+    instant while it is rotated: spottune.storage.checkpoint.save)."""
     try:
         return path.stat().st_mtime
     except FileNotFoundError:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from spottune import SpotTune, SpotTuneGlobal
 from spottune.backbones import resnet26, torchvision_resnet
 from spottune.methods import ForwardOutputs, create_method
-from spottune.spottune import gumbel_softmax_decisions
-from spottune.training import build_optimizer, train_step
+from spottune.routing.network import gumbel_softmax_decisions
+from spottune.training.loop import build_optimizer, train_step
 from tests.helpers import HP, tiny_spottune
 
 

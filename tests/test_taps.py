@@ -20,9 +20,9 @@ from torch import nn
 from baselines.taps import TaskAdaptiveLayer, gated_layers
 from spottune.backbones import Backbone, Head, count_parameters, from_torchvision, resnet26, vit
 from spottune.engine import run
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from spottune.methods import create_method
-from spottune.training import build_optimizer, train_step
+from spottune.training.loop import build_optimizer, train_step
 from tests.fail_at_epoch import ENV, InjectedFailure
 from tests.helpers import load_script, tiny_run
 from tests.test_baselines import batch, fake_pretrained, tiny_bottleneck

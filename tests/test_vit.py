@@ -13,10 +13,10 @@ from torchvision.models.vision_transformer import VisionTransformer
 from spottune import SpotTune
 from spottune.backbones import backbone_size, vit
 from spottune.backbones.vit import VIT_ARCHS, timm_vit
-from spottune.grid import make_grid
+from spottune.planning.grid import make_grid
 from spottune.methods import create_method, get_method, list_methods
-from spottune.pretrain import describe_checkpoint_file, pretrained_backbone
-from spottune.spottune import SpotTuneGlobal
+from spottune.pretraining.weights import describe_checkpoint_file, pretrained_backbone
+from spottune.routing.network import SpotTuneGlobal
 from tests.helpers import HP
 
 

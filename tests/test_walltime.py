@@ -8,15 +8,15 @@ import re
 import pytest
 import torch
 
-from spottune import walltime
-from spottune.grid import make_grid
-from spottune.pretrain_cache import SuitePretraining
-from spottune.throughput import ThroughputTable
-from spottune.walltime import Calibration, Rates, Setting, WallTime
+from spottune.estimates import walltime
+from spottune.planning.grid import make_grid
+from spottune.pretraining.cache import SuitePretraining
+from spottune.estimates.throughput import ThroughputTable
+from spottune.estimates.walltime import Calibration, Rates, Setting, WallTime
 from tests.helpers import load_script
 
 CPU = torch.device("cpu")
-DIGITS = (1198, 599)  # training, scored images (spottune.dataset_sizes)
+DIGITS = (1198, 599)  # training, scored images (spottune.estimates.dataset_sizes)
 MINI_SOURCE = (36000, 6000)
 PRETRAINING_EPOCHS = make_grid("mini").runs()[0].hparams["backbone"]["pretrained"]["epochs"]
 

@@ -58,7 +58,7 @@ class Backbone(nn.Module):
         self.head = head
         self.arch = arch
         self.input_size = input_size
-        # where the weights come from (spottune.pretrain): {kind, id, dataset, split, test_accuracy}
+        # where the weights come from (spottune.pretraining.weights): {kind, id, dataset, split, test_accuracy}
         self.pretraining: dict | None = None
         # a source pretrained with series adapters in it (residual_adapters' second released
         # network): each adapter's BatchNorm, one per 3x3 convolution in module order; its

@@ -3,7 +3,7 @@
 
 Part of the backbones because a source network can be pretrained with them in it (the official
 "network with series adapters in it", the suite's pretraining with ``series_adapters: true``:
-:mod:`spottune.pretrain`); the ``residual_adapters_series`` method (``baselines/residual_adapters.py``)
+:mod:`spottune.pretraining.weights`); the ``residual_adapters_series`` method (``baselines/residual_adapters.py``)
 trains them on a target task.
 """
 from __future__ import annotations

@@ -45,9 +45,9 @@ Options (a preset's ``data_options``; every choice lands in ``TaskData.info``):
     (:data:`MEAN_STD`, its ``decathlon_mean_std.pickle``). The ``released`` centre crops round
     the offset of an odd margin as Python 2 did (the released code's interpreter): an image
     73 px wide is cropped from column 1, not 0 as under Python 3
-    (:meth:`~spottune.data.packed.TensorAugment.centre_offset`).
+    (:meth:`~spottune.data.image_cache.TensorAugment.centre_offset`).
 ``cache``: ``"none"`` (default; decode the JPEG with PIL at every access) or ``"packed"``
-    (:mod:`spottune.data.packed`: the domain's train, val and test images, resized to 72 px,
+    (:mod:`spottune.data.image_cache`: the domain's train, val and test images, resized to 72 px,
     packed once into ``cache_dir`` (default ``<devkit>/packed``) and memory-mapped; the same
     tensors as the JPEG path). ``verify_cache`` checks its SHA-256 at every load.
 ``test_labels``: where to find the public test labels (a folder holding
@@ -74,7 +74,7 @@ from torch.utils.data import Subset
 
 from spottune.data.base import DatasetError, TaskData, register_dataset
 from spottune.data.images import ImageFiles, check_labels, require, stratified_holdout
-from spottune.data.packed import AugmentedImages, TensorAugment, fingerprint, pack
+from spottune.data.image_cache import AugmentedImages, TensorAugment, fingerprint, pack
 from spottune.visual_decathlon import DOMAINS
 
 DEVKIT = "decathlon-1.0"

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from spottune import records
+from spottune.storage import records
 from spottune.data.base import DATA_ENV, DatasetError
 from spottune.data.decathlon import (CATEGORY_BASE, find_devkit, first_category, read_split,
                                      read_test_labels)

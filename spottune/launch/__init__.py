@@ -4,16 +4,16 @@ workers, through submitit's local executor) and ``slurm`` (submitit job arrays);
 register more.
 
 Every backend calls the same :func:`spottune.engine.run` on the same runs (a
-:class:`~spottune.records.RunSpec` and the launch's ``runtime``), so where a run executes
+:class:`~spottune.storage.records.RunSpec` and the launch's ``runtime``), so where a run executes
 never changes its numbers, and that call claims the run before training it
-(:mod:`spottune.claim`), in a worker, a SLURM job or a packed task's child alike. Before
+(:mod:`spottune.storage.claim`), in a worker, a SLURM job or a packed task's child alike. Before
 starting a run every launch also reads the claims and the queue of every backend that owns an
 unfinished run (:func:`~spottune.launch.launcher.launch`,
 :func:`~spottune.launch.status.states_of`): runs in flight elsewhere are skipped; detached
 backends' submissions are also kept single by a lock. Importing this package registers the
 three built-in backends.
 """
-from spottune.claim import Claim, RunClaimed, live_holder
+from spottune.storage.claim import Claim, RunClaimed, live_holder
 from spottune.launch.backend import Backend, get_backend, list_backends, record_submission, register_backend
 from spottune.launch.inline import Inline, pending_runs, run_here
 from spottune.launch.launcher import follow, launch

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from spottune.launch.pretraining import PretrainingState
 from spottune.plugins import register_class
 from spottune.launch.submission import Job
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 _REGISTRY: dict[str, type[Backend]] = {}
 

@@ -1,6 +1,6 @@
 """``--cluster inline``: a grid's pending runs one after the other in this process.
 
-Each run is claimed before it trains (by :func:`spottune.engine.run`, :mod:`spottune.claim`):
+Each run is claimed before it trains (by :func:`spottune.engine.run`, :mod:`spottune.storage.claim`):
 a run that another live process is training is skipped and reported, so two launchers on one
 output never train the same run at once. :func:`run_here` (one run in this process, its
 outcome) is what a backend of your own that trains runs in its own process calls.
@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from spottune.claim import RunClaimed
-from spottune.cpus import allotted_cpus, process_threads
+from spottune.storage.claim import RunClaimed
+from spottune.training.cpus import allotted_cpus, process_threads
 from spottune.engine import run
 from spottune.launch.backend import Backend, register_backend
 from spottune.launch.pretraining import PretrainingState, pretrain_here
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 
 def without_progress(runtime: dict[str, Any]) -> dict[str, Any]:

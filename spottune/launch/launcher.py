@@ -28,7 +28,7 @@ from tqdm import tqdm
 from spottune.launch.backend import Backend, get_backend
 from spottune.launch.pretraining import PretrainingState, pretraining_of
 from spottune.launch.status import RunState, RunWarnings, count_states, error_line, startable_runs, states_of
-from spottune.records import RunSpec, Status
+from spottune.storage.records import RunSpec, Status
 
 SUBMIT_LOCK = ".submit.lock"
 

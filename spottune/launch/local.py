@@ -2,7 +2,7 @@
 
 The pending runs are dealt round-robin into workers, each a submitit local job that runs its
 share one after the other: several runs at a time without paying a Python and torch start-up
-per run. Workers and torch threads per worker follow :func:`spottune.cpus.worker_plan` (by
+per run. Workers and torch threads per worker follow :func:`spottune.training.cpus.worker_plan` (by
 default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
 ``$OMP_NUM_THREADS`` fixes the threads; a multi-thread worker gets at most the CPUs free when
 it starts); on a CPU the numbers depend on the thread count, which every run records in its
@@ -11,7 +11,7 @@ free CPU (:func:`~spottune.launch.pretraining.pretrain_here`). The parent follow
 ``<output>/local/``, and the warnings a run recorded when it started (a torn checkpoint moved
 aside, ...: :class:`~spottune.launch.status.RunWarnings`) are printed on the parent's console. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
-(:mod:`spottune.claim`), so a worker left running after its parent was killed, or a
+(:mod:`spottune.storage.claim`), so a worker left running after its parent was killed, or a
 second launcher on the same output, never trains a run twice at once.
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ import submitit
 import torch
 from tqdm import tqdm
 
-from spottune.cpus import worker_plan
+from spottune.training.cpus import worker_plan
 from spottune.launch.backend import Backend, register_backend
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
 from spottune.launch.pretraining import PretrainingState, pretrain_here
 from spottune.launch.status import RunWarnings
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 
 class LocalWorker:

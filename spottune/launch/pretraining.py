@@ -1,7 +1,7 @@
 """A grid's suite pretrainings: which ones its runs need, how each is trained, where each stands.
 
 A run whose backbone is pretrained by the suite (``backbone.pretrained.kind: suite``) needs
-that pretraining's weights in the cache (:mod:`spottune.pretrain_cache`) before it starts.
+that pretraining's weights in the cache (:mod:`spottune.pretraining.cache`) before it starts.
 Every backend submits them before the runs (:meth:`spottune.launch.backend.Backend.submit`):
 ``--cluster local`` and ``inline`` train them here, once, before the runs
 (:func:`pretrain_here`); ``--cluster slurm`` submits each one the cache lacks as a job of its
@@ -20,12 +20,12 @@ from typing import Any
 import submitit
 import torch
 
-from spottune.cpus import allotted_cpus, process_threads
+from spottune.training.cpus import allotted_cpus, process_threads
 from spottune.engine import device_of
 from spottune.launch.submission import Job, WithJob
-from spottune.pretrain import ensure_pretrained
-from spottune.pretrain_cache import SuitePretraining
-from spottune.records import RecordError, RunSpec, Status, atomic_write_json, canonical_json, read_json
+from spottune.pretraining.weights import ensure_pretrained
+from spottune.pretraining.cache import SuitePretraining
+from spottune.storage.records import RecordError, RunSpec, Status, atomic_write_json, canonical_json, read_json
 
 PRETRAINING_DIR = "pretraining"
 
@@ -45,7 +45,7 @@ def pretraining_of(spec: RunSpec) -> str | None:
 
 
 def pretrain_for(backbone: dict[str, Any], runtime: dict[str, Any], progress: bool) -> bool:
-    """:func:`spottune.pretrain.ensure_pretrained` with a launch's ``runtime`` (device, data
+    """:func:`spottune.pretraining.weights.ensure_pretrained` with a launch's ``runtime`` (device, data
     root, download); whether this call published the weights."""
     data_root = runtime.get("data_root")
     return ensure_pretrained(backbone, Path(data_root) if data_root else None, device_of(runtime), progress,
@@ -75,7 +75,7 @@ def record_path(output: Path, pretraining: SuitePretraining) -> Path:
 
 def pretrain_here(pretrainings: list[PretrainingState], runtime: dict[str, Any]) -> None:
     """Train here, once each, the ``pretrainings`` the cache lacks, with every allotted CPU that
-    is free (:func:`spottune.cpus.process_threads`), before any run starts (else the first run
+    is free (:func:`spottune.training.cpus.process_threads`), before any run starts (else the first run
     that needs one pretrains it while the others wait for it); one that another process trains
     now is waited for (its claim on the cache's partial folder)."""
     for state in pretrainings:
@@ -95,7 +95,7 @@ def write_record(output: Path, pretraining: SuitePretraining, job: Job, **fields
 
 def read_record(output: Path, pretraining: SuitePretraining) -> dict[str, Any] | None:
     """The launch's record of ``pretraining`` (None if it was never submitted); a
-    :class:`~spottune.records.RecordError` naming the file when it is not one."""
+    :class:`~spottune.storage.records.RecordError` naming the file when it is not one."""
     path = record_path(output, pretraining)
     if not path.exists():
         return None

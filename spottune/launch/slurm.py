@@ -19,7 +19,7 @@ A launch submits, in this order:
 * the runs as one job array, depending on those jobs (``--dependency=afterok:...``, and
   ``--kill-on-invalid-dep=yes``: a failed pretraining cancels the runs instead of leaving them
   pending forever). With the profile's ``runs_per_gpu: N`` each array task trains N runs at
-  once, each in its own process on the task's GPU (:mod:`spottune.launch.packed`), and asks
+  once, each in its own process on the task's GPU (:mod:`spottune.launch.runs_per_gpu`), and asks
   for N times a run's ``mem_gb`` and ``time_min`` (:func:`per_task`).
 
 What a job asks for (:func:`slurm_resources`) is worked out once per command, when the
@@ -40,14 +40,14 @@ from typing import Any
 import submitit
 
 from spottune.engine import run
-from spottune.grid import parse_overrides, read_yaml
+from spottune.planning.grid import parse_overrides, read_yaml
 from spottune.launch.backend import Backend, record_submission, register_backend
 from spottune.launch.inline import without_progress
-from spottune.launch.packed import PackedRunJob
+from spottune.launch.runs_per_gpu import PackedRunJob
 from spottune.launch.pretraining import PretrainingJob, PretrainingState, write_record
 from spottune.launch.submission import Job
-from spottune.pretrain_cache import CACHE_ENV
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.pretraining.cache import CACHE_ENV
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm_profiles"  # the packaged profiles
 SITE_PROFILE_DIR = Path("slurm")  # your own, under the current directory: found first

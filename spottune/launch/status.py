@@ -1,7 +1,7 @@
 """Where the runs of a grid stand: from their folders, their claims and their backends' queues.
 
-The statuses are :class:`spottune.records.Status`: what the folder says (``done``, ``torn``,
-``failed``, ``started``, ``new``), made ``running`` by a live claim (:mod:`spottune.claim`),
+The statuses are :class:`spottune.storage.records.Status`: what the folder says (``done``, ``torn``,
+``failed``, ``started``, ``new``), made ``running`` by a live claim (:mod:`spottune.storage.claim`),
 ``queued`` or ``running`` by the job that owns the run when its backend says it is in flight,
 and ``failed`` when that job left the queue without finishing. A run's job is the one its
 ``submitted.json`` names (:class:`~spottune.launch.submission.Job`: a detached backend and an
@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spottune.claim import live_holder
+from spottune.storage.claim import live_holder
 from spottune.launch.backend import get_backend
 from spottune.launch.pretraining import (PretrainingState, grid_pretrainings, pretraining_of, pretraining_state,
                                          recorded_job)
 from spottune.launch.submission import Job, WithJob
-from spottune.records import ERROR, RunFolder, RunSpec, Status
+from spottune.storage.records import ERROR, RunFolder, RunSpec, Status
 
 InFlight = dict[tuple[str, str], Status]  # (backend, job id) -> queued | running
 
@@ -51,7 +51,7 @@ def _tail(path: Path | str | None, lines: int = 10) -> str:
 
 @dataclass
 class RunState(WithJob):
-    """Where one run of the grid stands (its :class:`~spottune.records.Status`), with the job
+    """Where one run of the grid stands (its :class:`~spottune.storage.records.Status`), with the job
     a detached backend submitted for it, the last lines of its error, and a note saying why."""
 
     spec: RunSpec

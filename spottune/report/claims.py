@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from spottune.report.comparison import LOSS, NOT_SIGNIFICANT, UNTESTED, WIN
-from spottune.records import RunFolder
+from spottune.storage.records import RunFolder
 from spottune.report.statistics import LEVEL, MAX_SEEDS, POWER, percent, t_interval
 
 PHRASES = {WIN: "significantly above", LOSS: "significantly below",

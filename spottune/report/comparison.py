@@ -40,7 +40,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from spottune.records import RecordError, RunFolder
+from spottune.storage.records import RecordError, RunFolder
 from spottune.report.render import Table
 from spottune.report.statistics import (ALPHA, LEVEL, MAX_SEEDS, MIN_SEEDS, POWER, detectable_difference, holm,
                                         mcnemar_exact, paired_t_test, percent, seeds_needed)

@@ -49,7 +49,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from spottune.records import RunFolder
+from spottune.storage.records import RunFolder
 from spottune.report.render import Table
 from spottune.report.tables import PAPER, PARTIAL, PUBLISHED_PAR
 

@@ -1,16 +1,16 @@
 """Run folders -> one pandas DataFrame: how the reports read ``<output>/runs/*/``.
 
-Each folder becomes one row, :meth:`spottune.records.RunFolder.record`: ``config.json`` and,
+Each folder becomes one row, :meth:`spottune.storage.records.RunFolder.record`: ``config.json`` and,
 for done runs, ``metrics.json`` (metrics win on shared keys), nested dictionaries flattened
 into dotted columns (``hparams.lr``, ``protocol.schedule``, ``params.task_specific``,
 ``timing.train_seconds``, ...; lists stay as Python objects, ``history``), with ``status``
-(:class:`spottune.records.Status`), ``run_dir`` and ``has_policy``.
+(:class:`spottune.storage.records.Status`), ``run_dir`` and ``has_policy``.
 Only done runs carry numbers: ``metrics.json`` of any other run is ignored, so a report
 never mixes a half-finished run into a mean and never shows a missing run as zero. A record
 that cannot be read is logged as one warning naming the file and left out: a torn run (a done
-marker beside a record that cannot be read, :meth:`spottune.records.RunFolder.done_problem`)
+marker beside a record that cannot be read, :meth:`spottune.storage.records.RunFolder.done_problem`)
 is not done, so no table, comparison or figure reads it; re-running the grid repairs it. The selection runs of a
-``--search`` (:mod:`spottune.search`: ``hparams.protocol.search_stage = selection``, scored on
+``--search`` (:mod:`spottune.planning.search`: ``hparams.protocol.search_stage = selection``, scored on
 the selection split, not the test split) are left out too: the reports are of the final runs.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from spottune.records import RecordError, RunFolder, Status
+from spottune.storage.records import RecordError, RunFolder, Status
 from spottune.report.rows import label_rows, one_run_per_seed
-from spottune.search import SELECTION, STAGE_KEY
+from spottune.planning.search import SELECTION, STAGE_KEY
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spottune.records import RunFolder
+from spottune.storage.records import RunFolder
 from spottune.launch.status import error_line
 from spottune.report.render import Table, to_html
 from spottune.report.statistics import ALPHA, LEVEL, MIN_SEEDS, POWER, percent

@@ -4,7 +4,7 @@ A run's **row label** is its method, followed by the hyperparameters that set it
 other runs of the method: ``bn_last_stage [bn_lr_mult=3.0]``. They come from two places:
 
 1. ``configuration`` in its ``config.json``: the values its grid set apart from what the preset
-   resolves for that method and dataset (``--set`` and ``--sweep``, :mod:`spottune.grid`),
+   resolves for that method and dataset (``--set`` and ``--sweep``, :mod:`spottune.planning.grid`),
    minus those that every run of the preset shares (``--set epochs=1`` on a whole grid labels
    nothing: the footnotes state it);
 2. a safety net over what ran: runs under one label on one dataset whose resolved
@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from spottune.records import row_label
+from spottune.storage.records import row_label
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ KINDS = {"released": "released file", "state_dict": "state_dict file", "suite": 
 
 def weights_description(runs: pd.DataFrame) -> pd.Series | None:
     """Where each run's pretrained weights come from, from its ``pretraining`` record
-    (:mod:`spottune.pretrain`): ``released file sha256:<12 hex>``, ``suite pretraining on
+    (:mod:`spottune.pretraining.weights`): ``released file sha256:<12 hex>``, ``suite pretraining on
     <dataset> spec:<hash> (weights sha256:<12 hex>)`` (``with series adapters``),
     ``state_dict file sha256:<12 hex>``, ``package weights (<dataset>) sha256:<12 hex>`` (a
     weights file an installed package ships) or ``random init``; None when no run recorded it

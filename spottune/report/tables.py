@@ -215,7 +215,7 @@ def _owners(runs: pd.DataFrame, values: pd.Series, value: str) -> str:
 def protocol_note(runs: pd.DataFrame) -> str | None:
     """``Protocol ...: key = value; key: value (who), ...`` over ``backbone``, its ``weights``
     (:func:`weights_description`) and ``protocol.*``: what every run recorded it ran (its
-    optimiser, lr and weight decay per group, schedule, data; :mod:`spottune.protocol`).
+    optimiser, lr and weight decay per group, schedule, data; :mod:`spottune.training.protocol`).
 
     A key with one value in every run prints ``key = value``; otherwise each value is
     followed by the methods that use it (when the key is constant per method), else the

@@ -2,10 +2,10 @@
 
 A :class:`Workload` holds a method's model for a randomly initialised backbone (throughput
 does not depend on the weights), its optimiser, and one batch of random images and labels on
-a device. :meth:`Workload.train_step` is :func:`spottune.training.train_step` (forward, loss,
+a device. :meth:`Workload.train_step` is :func:`spottune.training.loop.train_step` (forward, loss,
 backward, optimiser step; the loss stays on the device, as in the engine's epochs, which read
 it back once per epoch); :meth:`Workload.eval_step` is what
-:func:`spottune.training.evaluate` does per batch (forward without gradients, predictions
+:func:`spottune.training.loop.evaluate` does per batch (forward without gradients, predictions
 copied back). Both end with the device synchronised, so wall-clock timings are honest.
 
 Used by the pytest-benchmark suites (``benchmarks/test_bench_throughput.py``) and by the GPU
@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from spottune.acceleration import Acceleration
+from spottune.training.acceleration import Acceleration
 from spottune.method_contract import Method
 from spottune.methods import create_method, get_method
-from spottune.pretrain import build_backbone
-from spottune.spottune import SpotTune, SpotTuneGlobal
+from spottune.pretraining.weights import build_backbone
+from spottune.routing.network import SpotTune, SpotTuneGlobal
 from spottune.seeding import seed_initialisation
-from spottune.training import build_optimizer, forward, train_step
+from spottune.training.loop import build_optimizer, forward, train_step
 
 # the training-protocol keys every method receives from a preset (their defaults win)
 PROTOCOL_HPARAMS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,

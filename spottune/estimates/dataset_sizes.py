@@ -1,6 +1,6 @@
 """Image counts of the registered datasets, known without reading a single image.
 
-Used to estimate what a grid costs before running it (:mod:`spottune.cost`). Keyed by the
+Used to estimate what a grid costs before running it (:mod:`spottune.estimates.cost`). Keyed by the
 registered dataset name; a dataset missing here has an unknown size, and so an unknown cost.
 Sources:
 

@@ -9,7 +9,7 @@ import torch
 from torchvision import transforms as T
 
 from spottune.data import DatasetError
-from spottune.data.packed import AugmentedImages, PackedImages, TensorAugment, fingerprint, pack
+from spottune.data.image_cache import AugmentedImages, PackedImages, TensorAugment, fingerprint, pack
 
 
 def _images() -> list[torch.Tensor]:

@@ -1,5 +1,5 @@
 """SpotTune and SpotTune-Global as registered methods (Guo et al. 2019; the models:
-:mod:`spottune.spottune`).
+:mod:`spottune.routing.network`).
 
 Optimisation as released (gyhui14/spottune, ``main.py``): SGD, the network's lr and weight decay
 from the preset; the policy network with ``lr * policy_lr_mult`` (0.1 / 0.01 -> 0.1) and weight
@@ -16,7 +16,7 @@ from spottune.backbones.base import Backbone, count_parameters
 from spottune.hparams import NON_NEGATIVE, POSITIVE, HParam, integer, one_of, optional
 from spottune.method_contract import (ForwardOutputs, Method, ParamGroup, param_group, parameters_except,
                                       register_method)
-from spottune.spottune import FREEZE_MODES, TEST_ROUTINGS, SpotTune, SpotTuneGlobal
+from spottune.routing.network import FREEZE_MODES, TEST_ROUTINGS, SpotTune, SpotTuneGlobal
 
 # freeze and routing, shared by SpotTune and the ablations that route through its two copies
 FREEZE = HParam("conv", one_of(FREEZE_MODES), "what the frozen copy of a block keeps frozen: its convolutions "
@@ -25,7 +25,7 @@ TEST_ROUTING = HParam("argmax", one_of(TEST_ROUTINGS), "test-time routing: the p
 
 
 class RoutedMethod(Method):
-    """A method whose model is a :class:`spottune.spottune.TwoPathNetwork`: its forward's
+    """A method whose model is a :class:`spottune.routing.network.TwoPathNetwork`: its forward's
     per-image routing is recorded."""
 
     def forward(self, model: nn.Module, images: torch.Tensor) -> ForwardOutputs:

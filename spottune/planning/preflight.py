@@ -19,13 +19,13 @@ ranges of :mod:`spottune.hparams`)::
     lr, lr_gamma, adam_eps, backbone.width  number > 0
     weight_decay, warmup_lr, min_lr       number >= 0
     momentum, label_smoothing, drop_path  number in [0, 1)
-    optimizer                             sgd | adam | adamw   (spottune.training.OPTIMIZERS)
-    schedule                              step | cosine | timm_cosine   (spottune.training.SCHEDULES)
+    optimizer                             sgd | adam | adamw   (spottune.training.loop.OPTIMIZERS)
+    schedule                              step | cosine | timm_cosine   (spottune.training.loop.SCHEDULES)
     weight_decay_exempt                   none | classifier_bias | biases | 1d
-                                          (spottune.training.DECAY_EXEMPTIONS)
+                                          (spottune.training.loop.DECAY_EXEMPTIONS)
     head_init                             pytorch | vpt | timm (spottune.backbones.base.HEAD_INITS)
     timm_step_offset                      0 | 1
-    precision                             fp32 | bf16          (spottune.acceleration.PRECISIONS)
+    precision                             fp32 | bf16          (spottune.training.acceleration.PRECISIONS)
     lr_milestones                         list of integers m with 1 <= m <= epochs;
                                           empty with schedule: cosine or timm_cosine
     warmup_epochs                         integer w with 0 <= w <= epochs
@@ -34,7 +34,7 @@ ranges of :mod:`spottune.hparams`)::
 (the lr is multiplied by ``lr_gamma`` after epoch ``m``; a milestone past the last epoch
 would silently never apply, and the cosine schedule has none: milestones there would be
 ignored). A method's own ``dataset_hparams`` (in ``method_hparams``) must name datasets the
-suite knows. A preset's declared ``search`` space (:func:`spottune.grid.search_space`) must name
+suite knows. A preset's declared ``search`` space (:func:`spottune.planning.grid.search_space`) must name
 hyperparameters the runs have, each with a non-empty list of values that pass the rules above.
 A method's own hyperparameters are checked against the ranges it declares (``Method.hparams``,
 e.g. SpotTune's ``temperature``, a number > 0) and its rules across keys, when it is made:
@@ -58,15 +58,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from spottune.acceleration import PRECISIONS
+from spottune.training.acceleration import PRECISIONS
 from spottune.backbones.base import HEAD_INITS
 from spottune.data import DatasetError, list_datasets, load_task
-from spottune.records import RunSpec
-from spottune.training import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
-from spottune.grid import METHOD_DATASET_KEY, Grid, search_space
+from spottune.storage.records import RunSpec
+from spottune.training.loop import DECAY_EXEMPTIONS, OPTIMIZERS, SCHEDULES
+from spottune.planning.grid import METHOD_DATASET_KEY, Grid, search_space
 from spottune.hparams import FRACTION, NON_NEGATIVE, POSITIVE, Range, integer, is_integer, one_of
 from spottune.methods import create_method, get_method
-from spottune.pretrain import package_weights
+from spottune.pretraining.weights import package_weights
 
 
 def _numeric(value: Any) -> bool:

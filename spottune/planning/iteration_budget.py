@@ -10,7 +10,7 @@ they become::
     lr_milestones    = [max(1, round(m / s)) for m in lr_milestone_iterations]
 
 with ``n_train`` the run's training images known before any is read
-(:func:`spottune.dataset_sizes.run_sizes`). The budget is then within half an epoch of the
+(:func:`spottune.estimates.dataset_sizes.run_sizes`). The budget is then within half an epoch of the
 stated one; the resolved ``epochs`` and ``lr_milestones`` are part of the run's hyperparameters
 (and of its id), and both iteration counts stay recorded beside them.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from spottune.dataset_sizes import run_sizes
+from spottune.estimates.dataset_sizes import run_sizes
 
 
 def epochs_for_iterations(hp: dict[str, Any], dataset: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Presets -> the list of runs (:class:`spottune.records.RunSpec`).
+"""Presets -> the list of runs (:class:`spottune.storage.records.RunSpec`).
 
 A preset is a YAML file (``spottune/presets/<name>.yaml``, or any path) with ``name``,
 ``description``, ``backbone`` (``arch``, ``width``, ``input_size``, ``pretrained``),
@@ -13,7 +13,7 @@ needs; default: ``resources``) and ``search`` (the space a reference protocol se
 the defaults: ``hparams`` and ``method_hparams`` map hyperparameters to lists of values,
 ``data_options`` name the selection split; a method listed in ``method_hparams`` searches
 exactly its own space, an empty one meaning no search; :func:`search_space`; checked before a launch by
-:mod:`spottune.preflight`, run with ``--search``: :mod:`spottune.search`).
+:mod:`spottune.planning.preflight`, run with ``--search``: :mod:`spottune.planning.search`).
 
 The hyperparameters of a run, later entries winning::
 
@@ -40,7 +40,7 @@ typed.
 ``--sweep KEY=V1,V2,...`` (:func:`parse_sweeps`) is a hyperparameter study in one command: the
 grid's runs for each value (several sweeps: each combination), applied to the methods that have
 the key (the others run once). Each run records in ``configuration`` what it sets apart from the
-preset's resolution for its method and dataset (:attr:`spottune.records.RunSpec.configuration`),
+preset's resolution for its method and dataset (:attr:`spottune.storage.records.RunSpec.configuration`),
 and the report gives each configuration its own labelled row (``bn_last_stage [bn_lr_mult=3.0]``).
 """
 from __future__ import annotations
@@ -56,11 +56,11 @@ import yaml
 
 from spottune.backbones import arch_family
 from spottune.data import list_datasets
-from spottune.iteration_budget import epochs_for_iterations
+from spottune.planning.iteration_budget import epochs_for_iterations
 from spottune.methods import family_problem, get_method, list_methods, unknown_methods
-from spottune.records import RunSpec, canonical_json, flatten
+from spottune.storage.records import RunSpec, canonical_json, flatten
 
-PRESET_DIR = Path(__file__).parent / "presets"
+PRESET_DIR = Path(__file__).parents[1] / "presets"
 METHOD_DATASET_KEY = "dataset_hparams"  # per dataset values inside one method's method_hparams entry
 PRESET_KEYS = ("name", "description", "backbone", "datasets", "methods", "seeds", "hparams", "method_hparams",
                "dataset_hparams", "variants", "data_options", "protocol", "resources", "pretraining_resources",
@@ -196,7 +196,7 @@ def resolve_hparams(preset: dict[str, Any], method: str, dataset: str,
         top = key.split(".")[0]
         if top in hp or top not in _all_method_keys():  # else a key of other methods only
             _apply(hp, key, value, f"--set {key}")
-    if hp.get("iterations"):  # a protocol stated in optimiser steps (spottune.iteration_budget)
+    if hp.get("iterations"):  # a protocol stated in optimiser steps (spottune.planning.iteration_budget)
         hp.update(epochs_for_iterations(hp, dataset))
     return hp
 
@@ -240,7 +240,7 @@ class Grid:
     seeds: list[int]
     overrides: dict[str, Any]
     # turns a preset's ``backbone.pretrained`` into the file or spec that runs (the released
-    # checkpoint where documented, else the fallback: spottune.pretrain.PretrainedResolver)
+    # checkpoint where documented, else the fallback: spottune.pretraining.weights.PretrainedResolver)
     resolve_pretrained: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sweeps: dict[str, list[Any]] = field(default_factory=dict)
     _resolved: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)

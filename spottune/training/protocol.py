@@ -9,7 +9,7 @@ method where runs differ):
   when not PyTorch's 1e-8);
 * ``lr`` and ``weight_decay``: the initial value of every optimiser group that ran,
   ``0.05`` when all groups agree, else ``network 0.05 / policy 0.005`` (the groups of
-  parameters exempt from weight decay, :func:`spottune.training.split_decay`: ``all 0.01 /
+  parameters exempt from weight decay, :func:`spottune.training.loop.split_decay`: ``all 0.01 /
   all biases 0``, ``all 0.0001 / all 1-D 0``, ``all 0.01 / all classifier bias 0``);
 * ``schedule``: ``lr x0.1 at epoch 2 of 3``, ``lr x0.1 at epochs 80/100 of 120``
   (``lr_milestones``, ``lr_gamma``, ``epochs``), ``constant lr for 3 epochs`` or, for

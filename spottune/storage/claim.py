@@ -2,7 +2,7 @@
 
 Before training a run, :func:`spottune.engine.run` claims its folder, whoever calls it (a local
 or inline launcher, a SLURM job, a packed task's child); a suite pretraining claims its folder
-of partial checkpoints (:mod:`spottune.pretrain_cache`). ``<folder>/claim.json``
+of partial checkpoints (:mod:`spottune.pretraining.cache`). ``<folder>/claim.json``
 holds ``{pid, host, process_start, since, token, job}`` of the process that works there (``job``:
 its SLURM job, ``$SLURM_JOB_ID``, or None). The file is created
 complete and exclusively (written to a temporary name, then hard-linked to ``claim.json``: the
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spottune import records
+from spottune.storage import records
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ For ``run_all.py --dry-run``. One run costs::
 
     epochs * training images / training images/s  +  scored images / evaluation images/s
 
-with the image counts of :mod:`spottune.dataset_sizes` (no image is read) and the rates of
-the committed throughput table (:mod:`spottune.throughput`; whether those are measured or
+with the image counts of :mod:`spottune.estimates.dataset_sizes` (no image is read) and the rates of
+the committed throughput table (:mod:`spottune.estimates.throughput`; whether those are measured or
 estimated is printed with every total). A suite pretraining the cache lacks (once per
 backbone spec) costs the same way, at fine-tuning's rate on its backbone: ``epochs`` x its
 source images (``max_images`` when set) plus its source test split; it is printed apart from
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from typing import Any
 
-from spottune.dataset_sizes import UNVERIFIED, run_sizes
-from spottune.pretrain_cache import SuitePretraining
-from spottune.records import RunSpec, Status
-from spottune.throughput import DEFAULT_TABLE, ThroughputTable
+from spottune.estimates.dataset_sizes import UNVERIFIED, run_sizes
+from spottune.pretraining.cache import SuitePretraining
+from spottune.storage.records import RunSpec, Status
+from spottune.estimates.throughput import DEFAULT_TABLE, ThroughputTable
 
 UNKNOWN = "unknown"
 
@@ -74,7 +74,7 @@ def _estimate(epochs: int, dataset: str, sizes: tuple[int, int] | None, method: 
 
 
 def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
-    """The cost of one run (as :meth:`spottune.grid.Grid.runs` makes them)."""
+    """The cost of one run (as :meth:`spottune.planning.grid.Grid.runs` makes them)."""
     hp = spec.hparams
     return _estimate(int(hp["epochs"]), spec.dataset, run_sizes(spec.dataset, hp.get("data")), spec.method,
                      hp["backbone"], str(hp.get("precision", "fp32")), table)

@@ -1,6 +1,6 @@
 """The cache of the suite's own pretrainings, safe on storage that many nodes share.
 
-A ``kind: suite`` backbone (:mod:`spottune.pretrain`) is pretrained once per spec and kept in
+A ``kind: suite`` backbone (:mod:`spottune.pretraining.weights`) is pretrained once per spec and kept in
 ``<cache>/pretrained/``, where ``<cache>`` is ``$SPOTTUNE_CACHE`` (default ``~/.cache/spottune``;
 on a cluster the SLURM profile's ``cache_dir``, a folder every node sees):
 
@@ -14,7 +14,7 @@ on a cluster the SLURM profile's ``cache_dir``, a folder every node sees):
 ``<arch>-<dataset>-<key>.partial/``
     while it trains: the checkpoint of its last finished epoch (resumed after a requeue, a
     preemption or a crash: epochs are seeded, so the weights equal an uninterrupted
-    pretraining's) and the claim of the process training it (:mod:`spottune.claim`).
+    pretraining's) and the claim of the process training it (:mod:`spottune.storage.claim`).
 
 Publishing is first-wins and atomic, NFS included: the finished file is written under a
 temporary name and fsynced, then hard-linked to its final name (the link fails when the name
@@ -38,12 +38,12 @@ from typing import Any
 
 from spottune import __version__
 from spottune.backbones import file_sha256
-from spottune.checkpoint import load_weights_only
-from spottune.claim import Claim, slurm_job
-from spottune.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
+from spottune.storage.checkpoint import load_weights_only
+from spottune.storage.claim import Claim, slurm_job
+from spottune.storage.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
 
 CACHE_ENV = "SPOTTUNE_CACHE"
-# the suite's pretraining procedure (spottune.pretrain): bump whenever a change to it changes the
+# the suite's pretraining procedure (spottune.pretraining.weights): bump whenever a change to it changes the
 # weights or what is stored with them, so that older cached files are not reused (its epochs are
 # seeded by spottune.seeding's PRETRAINING stream, the values version 2 has always used)
 PRETRAINING_VERSION = 2
@@ -99,7 +99,7 @@ class SuitePretraining:
     @contextmanager
     def claim(self) -> Iterator[Claim]:
         """Hold the claim on the partial folder while pretraining (raises
-        :class:`spottune.claim.RunClaimed` when a live process holds it); the folder goes once
+        :class:`spottune.storage.claim.RunClaimed` when a live process holds it); the folder goes once
         the pretraining is published."""
         with Claim(self.partial) as claim:
             yield claim

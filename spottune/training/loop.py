@@ -5,7 +5,7 @@ the throughput workloads. No other module builds an optimiser, steps a schedule 
   momentum ``hp['momentum']`` (default), Adam, or AdamW (decoupled weight decay, Loshchilov &
   Hutter 2019) over the method's parameter groups, each with its own lr and weight decay. Adam
   and AdamW take ``eps = hp['adam_eps']`` (default 1e-8, PyTorch's; VPT's AdamW: 1e-6). What
-  ran is written into the run's protocol (:mod:`spottune.protocol`);
+  ran is written into the run's protocol (:mod:`spottune.training.protocol`);
 * parameters without weight decay (:func:`split_decay`, ``hp['weight_decay_exempt']`` in
   :data:`DECAY_EXEMPTIONS`): each group is split in two, the group's decay on the rest, 0 on
   the exempt parameters (a group named ``<group> <what>``, e.g. ``all 1-D``), as each source's
@@ -49,7 +49,7 @@ the throughput workloads. No other module builds an optimiser, steps a schedule 
 * epochs (:func:`train_epochs`): from where :func:`resume` finds the checkpoint in the run's
   folder (weights, optimiser and schedule state, history: the one resume path of a run and of a
   suite pretraining), each epoch then its schedule step, then the checkpoint
-  (:mod:`spottune.checkpoint`) saved;
+  (:mod:`spottune.storage.checkpoint`) saved;
 * step (:func:`train_step`): the method's forward (:meth:`spottune.method_contract.Method.forward`),
   cross-entropy (with label smoothing ``hp['label_smoothing']``, default 0: the target
   ``(1 - s) one_hot + s / K``, as timm's ``LabelSmoothingCrossEntropy`` that NOAH, V-PETL Bench
@@ -83,8 +83,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from spottune import checkpoint
-from spottune.acceleration import Acceleration
+from spottune.storage import checkpoint
+from spottune.training.acceleration import Acceleration
 from spottune.data import TaskData, make_loader
 from spottune.method_contract import ForwardOutputs, Method
 from spottune.seeding import TRAINING, SeedStream, seed_epoch

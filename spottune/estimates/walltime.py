@@ -1,8 +1,8 @@
 """How long a grid takes on this machine: ``--dry-run``'s wall-time estimate beside the GPU-hours.
 
-The GPU-hours of :mod:`spottune.cost` come from a committed table; the wall time here depends on
+The GPU-hours of :mod:`spottune.estimates.cost` come from a committed table; the wall time here depends on
 this machine, so it is measured: a *calibration* times standard fine-tuning's training step and
-evaluation batch (:mod:`spottune.workload`: the engine's step on a synthetic batch) for one
+evaluation batch (:mod:`spottune.estimates.workload`: the engine's step on a synthetic batch) for one
 backbone setting (architecture, image size, width, batch size: :class:`Setting`) with the
 threads a launcher would give it, for :data:`CALIBRATION_S` seconds after a warm-up step, once
 per machine (host, CPU model, torch version, device), setting and thread count. It is cached in
@@ -16,8 +16,8 @@ One run then takes::
     epochs * training images / (train rate * r_train) + scored images / (eval rate * r_eval)
 
 where ``r`` is the method's throughput relative to fine-tuning's in the committed throughput
-table (:mod:`spottune.throughput`: SpotTune trains at about half fine-tuning's rate); image
-counts: :mod:`spottune.dataset_sizes`. A suite pretraining the cache lacks costs the same as a
+table (:mod:`spottune.estimates.throughput`: SpotTune trains at about half fine-tuning's rate); image
+counts: :mod:`spottune.estimates.dataset_sizes`. A suite pretraining the cache lacks costs the same as a
 fine-tuning run over its source images (``max_images`` when set) and runs first, with the
 threads the launcher gives it. The grid's runs are dealt to the workers as the local launcher
 deals them (round-robin, each worker's share one after the other): the wall time is the
@@ -37,10 +37,10 @@ from typing import Any, Callable
 
 import torch
 
-from spottune.dataset_sizes import run_sizes
-from spottune.pretrain_cache import SuitePretraining, cache_dir
-from spottune.records import RecordError, RunSpec, atomic_write_json, canonical_json, read_json
-from spottune.throughput import DEFAULT_TABLE, REFERENCE_METHOD, ThroughputTable
+from spottune.estimates.dataset_sizes import run_sizes
+from spottune.pretraining.cache import SuitePretraining, cache_dir
+from spottune.storage.records import RecordError, RunSpec, atomic_write_json, canonical_json, read_json
+from spottune.estimates.throughput import DEFAULT_TABLE, REFERENCE_METHOD, ThroughputTable
 
 CALIBRATION_S = 1.0  # seconds of timed training steps (and as long of evaluation batches)
 CALIBRATION_PIXELS = 128 * 32 * 32  # largest calibration batch, in pixels (the mini preset's batch)
@@ -87,7 +87,7 @@ def _images_per_second(step: Callable[[], None], batch_size: int, seconds: float
 def measure_rates(setting: Setting, threads: int, device: torch.device) -> Rates:
     """Fine-tuning's :class:`Rates` for ``setting`` on ``device`` with ``threads`` torch threads
     (about ``2 * CALIBRATION_S`` seconds plus two warm-up steps)."""
-    from spottune.workload import build_workload
+    from spottune.estimates.workload import build_workload
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""The per-task search a preset declares (``search``, :func:`spottune.grid.search_space`), run
+"""The per-task search a preset declares (``search``, :func:`spottune.planning.grid.search_space`), run
 as VPT's ``tune_vtab.py`` / ``tune_fgvc.py`` run it, in two phases of ordinary runs.
 
 1. Selection: for every run of the grid (dataset, method, seed) and every point of that
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spottune.grid import Grid, search_space
-from spottune.records import RunFolder, RunSpec, Status
+from spottune.planning.grid import Grid, search_space
+from spottune.storage.records import RunFolder, RunSpec, Status
 
 STAGE_KEY = "search_stage"
 SELECTION = "selection"

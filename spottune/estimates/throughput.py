@@ -1,7 +1,7 @@
 """The committed throughput table: images/s per method, backbone setting and precision.
 
-``spottune/throughput.yaml`` feeds the cost estimate of ``run_all.py --dry-run``
-(:mod:`spottune.cost`). Its ``kind`` says what the numbers are: ``measured`` (written by
+``spottune/estimates/throughput.yaml`` feeds the cost estimate of ``run_all.py --dry-run``
+(:mod:`spottune.estimates.cost`). Its ``kind`` says what the numbers are: ``measured`` (written by
 ``benchmarks/gpu_check.sh`` on a GPU) or ``estimate`` (CPU measurements multiplied by the
 documented ``scale``; never mistaken for a measurement: every estimate printed from it says
 so). Layout::

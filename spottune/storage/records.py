@@ -6,8 +6,8 @@
   those five fields (:func:`run_id`), so ids never depend on how a run is launched.
 * :class:`RunFolder`: ``<output>/runs/<run_id>/``, the only reader and writer of a run's
   ``config.json``, ``metrics.json``, ``predictions.npz``, ``policy.npz``, ``submitted.json``,
-  ``attempts.log``, ``error.txt`` and ``done`` (checkpoints: :mod:`spottune.checkpoint`, claims:
-  :mod:`spottune.claim`, both on a folder's path, since they need torch and threads).
+  ``attempts.log``, ``error.txt`` and ``done`` (checkpoints: :mod:`spottune.storage.checkpoint`, claims:
+  :mod:`spottune.storage.claim`, both on a folder's path, since they need torch and threads).
 * :class:`Status`: where a run stands, one vocabulary for ``--dry-run``, ``--status``, the
   launchers and the report. A folder alone tells ``new``, ``started``, ``failed``, ``torn``
   and ``done``; the launchers add ``queued`` and ``running`` from the backends' queues and claims.
@@ -183,7 +183,7 @@ def row_label(method: str, settings: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class RunSpec:
     """One run of a grid: ``(method, dataset, seed, preset, hparams)``, every hyperparameter
-    resolved (:mod:`spottune.grid`). How it is launched (device, data root, progress bars,
+    resolved (:mod:`spottune.planning.grid`). How it is launched (device, data root, progress bars,
     plugins) is not part of it: that is the launcher's ``runtime``.
 
     ``configuration`` (not part of the identity) names the hyperparameters, dotted, that its grid
