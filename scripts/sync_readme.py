@@ -14,10 +14,12 @@ the default's with::
 
 and ``mini-effnet``'s the same way with ``--preset mini-effnet --channels-last --output
 results/mini-effnet``; its plateau check (seed 0 of every method on the two smaller tasks, twice
-as long) with::
+as long, and SpotTune's seed 1) with::
 
     .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 0 \
         --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 1 \
+        --methods spottune --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
 """
 from __future__ import annotations
 
@@ -36,10 +38,13 @@ class Committed(NamedTuple):
     """A grid whose records are committed under ``results/<folder>`` and quoted by the README
     between ``<!-- <name>-table:start -->`` / ``:end`` and ``<!-- <name>-claims:... -->``, its
     claims comparing every method with fine-tuning; with ``longer``, a folder of some of its
-    runs trained for more epochs, also ``<!-- <name>-plateau:... -->`` (how far each moved)."""
+    runs trained for more epochs, also ``<!-- <name>-plateau:... -->`` (how far each moved);
+    with ``ablated``, also ``<!-- <name>-ablations:... -->``: each of :data:`ABLATIONS` the grid
+    ran, compared with the method it ablates (the same paired test, that method as baseline)."""
 
     folder: str
     longer: str | None = None
+    ablated: str | None = None
 
     @property
     def path(self) -> Path:
@@ -48,9 +53,14 @@ class Committed(NamedTuple):
     def markers(self, block: str) -> tuple[str, str]:
         return f"<!-- {self.folder}-{block}:start -->", f"<!-- {self.folder}-{block}:end -->"
 
+    def block_names(self) -> tuple[str, ...]:
+        """The names of the README blocks this grid fills, in :meth:`blocks`' order."""
+        return ("table", "claims") + ("plateau",) * bool(self.longer) + ("ablations",) * bool(self.ablated)
+
     def blocks(self) -> dict[str, str]:
         """The README's blocks of this grid by name (``table``, ``claims``, with ``longer`` also
-        ``plateau``), from its records read once; the folder holds one preset's runs."""
+        ``plateau``, with ``ablated`` also ``ablations``), from its records read once; the folder
+        holds one preset's runs."""
         records = load_records(self.path)
         (preset,) = records["preset"].dropna().unique()
         blocks = {"table": (self.path / "tables" / f"{preset}.md").read_text(),
@@ -58,11 +68,19 @@ class Committed(NamedTuple):
                                           + routing_claims(records, preset))}
         if self.longer:
             blocks["plateau"] = markdown_list(plateau_claims(records, load_records(RESULTS / self.longer), preset))
+        if self.ablated:
+            ablations = records[records["method"].isin((self.ablated, *ABLATIONS))]
+            blocks["ablations"] = markdown_list(comparison_claims(paired_comparison(ablations, self.ablated), preset))
         return blocks
 
 
+ABLATIONS = ("random_policy", "stochastic_finetune", "finetune_last_k")
+"""The paper's ablations of SpotTune (its first table, ../shared/REFERENCE.md 3.6): a fixed random
+choice of fine-tuned blocks for every image (random policy), each block of each image routed
+at random with p = 0.5 (stochastic fine-tuning), and only the last k blocks fine-tuned."""
+
 DEFAULT = Committed("example")
-EFFNET = Committed("mini-effnet", longer="mini-effnet-plateau")
+EFFNET = Committed("mini-effnet", longer="mini-effnet-plateau", ablated="spottune")
 COMMITTED = (DEFAULT, EFFNET)
 
 

@@ -53,7 +53,7 @@ def test_a_results_section_states_no_comparison_outside_its_generated_blocks(hea
     sentence that compares methods is in a block scripts/sync_readme.py generates."""
     readme = (REPO / "README.md").read_text()
     section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
-    for block in ("claims", "table"):
+    for block in SECTIONS[heading].block_names():
         start, end = SECTIONS[heading].markers(block)
         assert start in section and end in section, f"{heading}: no {block} block"
         section = section.split(start)[0] + section.split(end)[1]

@@ -82,6 +82,18 @@ def test_a_whole_grid_override_labels_nothing(tmp_path):
     assert sorted(load_records(tmp_path)["method"]) == ["finetune", "layerwise_lr"]
 
 
+def test_a_preset_edited_to_an_earlier_set_keeps_one_row(tmp_path):
+    """Runs launched with ``--set decay=0.5`` record it; once the preset's default becomes 0.5,
+    runs launched without it record nothing, yet both ran decay 0.5: one row of 4 seeds."""
+    earlier = make_grid("mini", ["layerwise_lr"], ["digits"], [0, 1], {"decay": 0.5}).runs()
+    later = [RunSpec(s.method, s.dataset, s.seed + 2, s.preset, s.hparams) for s in earlier]  # no configuration
+    for spec in earlier + later:
+        _write(tmp_path, spec, 55.0)
+    records = load_records(tmp_path)
+    assert records["method"].tolist() == ["layerwise_lr"] * 4
+    assert sorted(records["seed"]) == [0, 1, 2, 3]
+
+
 def test_runs_whose_hyperparameters_differ_never_share_a_cell_even_without_a_record_of_why(tmp_path):
     """Records written before ``configuration`` existed, or a preset edited between launches."""
     for lr in (0.05, 0.1):

@@ -273,3 +273,7 @@ def test_plateau_claims_state_training_and_test_accuracy_at_both_budgets():
     assert plateau_claims(short, longer, "p") == [
         "**spottune**, seed 0, 60 -> 120 epochs: training accuracy (mean of the last 5 epochs) "
         "digits 94.0 -> 98.0 (+4.0); test accuracy digits 90.0 -> 92.5 (+2.5)."]
+    longer = pd.concat([longer, pd.DataFrame([run("spottune", 1, 120, [92] * 5, 91.5)])])
+    assert plateau_claims(short, longer, "p")[0].startswith(
+        "**spottune**, seeds 0, 1, 60 -> 120 epochs: training accuracy (mean of the last 5 epochs) "
+        "digits seed 0 94.0 -> 98.0 (+4.0), digits seed 1 90.0 -> 92.0 (+2.0); test accuracy")

@@ -159,6 +159,7 @@ def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> 
             train.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
             a, b = row["test_accuracy"], row["test_accuracy_longer"]
             test.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
-        sentences.append(f"**{method}**, seed {', '.join(str(int(seed)) for seed in seeds)}, {epochs} epochs: training accuracy (mean of the last "
+        named = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(int(seed)) for seed in seeds)
+        sentences.append(f"**{method}**, {named}, {epochs} epochs: training accuracy (mean of the last "
                          f"{PLATEAU_EPOCHS} epochs) " + ", ".join(train) + "; test accuracy " + ", ".join(test) + ".")
     return sentences

@@ -6,7 +6,8 @@ other runs of the method: ``bn_last_stage [bn_lr_mult=3.0]``. They come from two
 1. ``configuration`` in its ``config.json``: the values its grid set apart from what the preset
    resolves for that method and dataset (``--set`` and ``--sweep``, :mod:`spottune.planning.grid`),
    minus those that every run of the preset shares (``--set epochs=1`` on a whole grid labels
-   nothing: the footnotes state it);
+   nothing: the footnotes state it) and those every run resolved alike (a preset edited to what
+   an earlier launch set with ``--set``: the runs of both launches are one configuration);
 2. a safety net over what ran: runs under one label on one dataset whose resolved
    hyperparameters (``hparams.*``) still differ (records written before ``configuration``
    existed, a preset edited between two launches) get every differing key added to their label.
@@ -50,14 +51,23 @@ def _canonical(value: Any) -> str:
 
 def _distinguishing(runs: pd.DataFrame) -> list[str]:
     """The ``configuration.*`` columns of one preset's runs that label rows: set on some run,
-    and not one value shared by every run."""
+    not one value shared by every run, and naming a hyperparameter that the runs did not all
+    resolve alike (a ``configuration`` is relative to the preset at launch: once the preset is
+    edited to what an earlier ``--set`` chose, the older runs still record it and the newer do
+    not, yet they ran one configuration)."""
     columns = [c for c in runs.columns if c.startswith(CONFIGURATION)]
-    return [c for c in columns if runs[c].map(_canonical).nunique() > 1]
+    return [c for c in columns if runs[c].map(_canonical).nunique() > 1
+            and _varies(runs, HPARAMS + c.removeprefix(CONFIGURATION))]
+
+
+def _varies(runs: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` takes more than one value among ``runs`` (or is not recorded)."""
+    return column not in runs.columns or runs[column].map(_canonical).nunique() > 1
 
 
 def _varying(runs: pd.DataFrame) -> list[str]:
     """The ``hparams.*`` columns whose values differ among ``runs``."""
-    return [c for c in runs.columns if c.startswith(HPARAMS) and runs[c].map(_canonical).nunique() > 1]
+    return [c for c in runs.columns if c.startswith(HPARAMS) and _varies(runs, c)]
 
 
 def label_rows(records: pd.DataFrame) -> pd.DataFrame:
