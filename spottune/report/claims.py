@@ -27,6 +27,10 @@ longer run's, and the test accuracy of both:
 
     **spottune**, seed 0, 60 -> 120 epochs: training accuracy digits 93.6 -> 96.8 (+3.2), ...;
     test accuracy digits 92.2 -> 93.2 (+1.0), ...
+
+and a verdict (:func:`plateau_verdict`): the methods every run of which ends within
+:data:`PLATEAU_TOLERANCE` points of the longer run's training accuracy, and the runs of the
+others that still rise by more.
 """
 from __future__ import annotations
 
@@ -142,24 +146,45 @@ def final_training_accuracy(history: list[dict]) -> float:
 
 def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> list[str]:
     """One sentence per method of ``preset`` that ``longer`` (the same runs trained for more
-    epochs) also holds: training and test accuracy at both budgets (see the module docstring)."""
+    epochs) also holds: training and test accuracy at both budgets (see the module docstring);
+    then the verdict (:func:`plateau_verdict`)."""
     def done(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[(frame["preset"] == preset) & (frame["status"] == "done")]
 
     pairs = done(records).merge(done(longer), on=["method", "dataset", "seed"], suffixes=("", "_longer"))
-    sentences = []
+    sentences, rises = [], {}
     for method, group in pairs.groupby("method", sort=True):
         seeds = sorted(group["seed"].unique())
         epochs = " / ".join(sorted({f"{int(a)} -> {int(b)}" for a, b in
                                     zip(group["hparams.epochs"], group["hparams.epochs_longer"])}))
-        train, test = [], []
+        train, test, rises[method] = [], [], []
         for _, row in group.sort_values(["dataset", "seed"]).iterrows():
             label = row["dataset"] if len(seeds) == 1 else f"{row['dataset']} seed {int(row['seed'])}"
             a, b = final_training_accuracy(row["history"]), final_training_accuracy(row["history_longer"])
             train.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
+            rises[method].append((label, b - a))
             a, b = row["test_accuracy"], row["test_accuracy_longer"]
             test.append(f"{label} {a:.1f} -> {b:.1f} ({b - a:+.1f})")
         named = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(int(seed)) for seed in seeds)
         sentences.append(f"**{method}**, {named}, {epochs} epochs: training accuracy (mean of the last "
                          f"{PLATEAU_EPOCHS} epochs) " + ", ".join(train) + "; test accuracy " + ", ".join(test) + ".")
-    return sentences
+    return sentences + ([plateau_verdict(rises)] if rises else [])
+
+
+PLATEAU_TOLERANCE = 2.0
+"""Points of training accuracy a run may still gain in the longer run and count as at its
+plateau ("within a point or two of where a longer run takes it")."""
+
+
+def plateau_verdict(rises: dict[str, list[tuple[str, float]]]) -> str:
+    """Which methods every run of which ends within :data:`PLATEAU_TOLERANCE` points of its longer
+    run's training accuracy, and which still rise by more (with the runs that do); ``rises``:
+    method -> (run label, longer minus shorter training accuracy) per run."""
+    near = [method for method, runs in rises.items() if all(rise <= PLATEAU_TOLERANCE for _, rise in runs)]
+    short = {method: [f"{label} {rise:+.1f}" for label, rise in runs if rise > PLATEAU_TOLERANCE]
+             for method, runs in rises.items() if method not in near}
+    text = (f"Within {PLATEAU_TOLERANCE:g} points of the longer run's training accuracy on every run: "
+            + (", ".join(near) or "no method"))
+    if short:
+        text += "; still rising by more: " + "; ".join(f"{method} ({', '.join(runs)})" for method, runs in short.items())
+    return text + "."
