@@ -49,7 +49,7 @@ from spottune import report
 from spottune.backbones import architectures
 from spottune.backbones.base import FAMILIES
 from spottune.estimates.cost import GridCost
-from spottune.training.cpus import allotted_cpus, free_cpus, process_threads
+from spottune.training.cpus import allotted_cpus, free_cpus, pretraining_threads
 from spottune.data import list_datasets, test_image_lookup
 from spottune.data.submission import write_grid_submissions
 from spottune.engine import device_of
@@ -361,7 +361,7 @@ def wall_time_lines(backend: Backend, todo: list[RunSpec], to_pretrain: list[Sui
     if plan is None:
         return []
     estimate = WallTime(Calibration(device_of({"device": backend.args.device}), keep=free >= allotted))
-    return estimate.summary(todo, to_pretrain, f"--cluster {backend.name}", *plan, process_threads(allotted, free),
+    return estimate.summary(todo, to_pretrain, f"--cluster {backend.name}", *plan, pretraining_threads(),
                             busy_cpus=allotted - free)
 
 

@@ -67,3 +67,27 @@ def test_ensure_pretrained_trains_once_and_skips_other_kinds(monkeypatch, tmp_pa
     assert pretrain.ensure_pretrained(SPEC, progress=False) is False
     assert len(cached_files()) == 1
     assert pretrain.ensure_pretrained({**SPEC, "pretrained": {"kind": "none"}}) is False
+
+
+def test_the_pretrained_weights_do_not_depend_on_the_callers_threads(monkeypatch, tmp_path):
+    """A pretraining's weights depend on its torch thread count, which came from the CPUs free at
+    launch: the same quickstart on the same machine pretrained another source when other work
+    ran. On the CPU it now runs PRETRAINING_THREADS whatever the caller's count (given back
+    after), records it, and ``$OMP_NUM_THREADS`` still chooses."""
+    from spottune.training.cpus import PRETRAINING_THREADS, pretraining_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before, weights = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            monkeypatch.setenv(pretrain_cache.CACHE_ENV, str(tmp_path / f"threads{threads}"))
+            torch.set_num_threads(threads)
+            backbone = pretrain.pretrained_backbone(SPEC, progress=False)
+            assert torch.get_num_threads() == threads
+            assert backbone.pretraining["torch_threads"] == PRETRAINING_THREADS == 1
+            weights.append(backbone.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(weights[0].values(), weights[1].values()))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert pretraining_threads() == 2

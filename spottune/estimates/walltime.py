@@ -41,6 +41,7 @@ from spottune.estimates.dataset_sizes import run_sizes
 from spottune.pretraining.cache import SuitePretraining, cache_dir
 from spottune.storage.records import RecordError, RunSpec, atomic_write_json, canonical_json, read_json
 from spottune.estimates.throughput import DEFAULT_TABLE, REFERENCE_METHOD, ThroughputTable
+from spottune.training.cpus import torch_threads
 
 CALIBRATION_S = 1.0  # seconds of timed training steps (and as long of evaluation batches)
 CALIBRATION_PIXELS = 128 * 32 * 32  # largest calibration batch, in pixels (the mini preset's batch)
@@ -89,15 +90,11 @@ def measure_rates(setting: Setting, threads: int, device: torch.device) -> Rates
     (about ``2 * CALIBRATION_S`` seconds plus two warm-up steps)."""
     from spottune.estimates.workload import build_workload
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         workload = build_workload(REFERENCE_METHOD, setting.arch, setting.image_size, setting.batch_size,
                                   width=setting.width, device=device)
         return Rates(_images_per_second(workload.train_step, setting.batch_size, CALIBRATION_S),
                      _images_per_second(workload.eval_step, setting.batch_size, CALIBRATION_S))
-    finally:
-        torch.set_num_threads(before)
 
 
 def machine(device: torch.device) -> dict[str, str]:

@@ -6,8 +6,9 @@ per run. Workers and torch threads per worker follow :func:`spottune.training.cp
 default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
 ``$OMP_NUM_THREADS`` fixes the threads; a multi-thread worker gets at most the CPUs free when
 it starts); on a CPU the numbers depend on the thread count, which every run records in its
-``config.json``. The suite pretrainings the runs need are trained first, here, once, on every
-free CPU (:func:`~spottune.launch.pretraining.pretrain_here`). The parent follows the run folders with a progress bar; each worker's output goes to
+``config.json``. The suite pretrainings the runs need are trained first, here, once
+(:func:`~spottune.launch.pretraining.pretrain_here`, with the fixed thread count their weights
+depend on). The parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``, and the warnings a run recorded when it started (a torn checkpoint moved
 aside, ...: :class:`~spottune.launch.status.RunWarnings`) are printed on the parent's console. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it

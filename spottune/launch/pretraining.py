@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-import torch
 
-from spottune.training.cpus import allotted_cpus, process_threads
 from spottune.engine import device_of
 from spottune.launch.submission import Job, WithJob
 from spottune.pretraining.weights import ensure_pretrained
@@ -74,14 +72,13 @@ def record_path(output: Path, pretraining: SuitePretraining) -> Path:
 
 
 def pretrain_here(pretrainings: list[PretrainingState], runtime: dict[str, Any]) -> None:
-    """Train here, once each, the ``pretrainings`` the cache lacks, with every allotted CPU that
-    is free (:func:`spottune.training.cpus.process_threads`), before any run starts (else the first run
-    that needs one pretrains it while the others wait for it); one that another process trains
-    now is waited for (its claim on the cache's partial folder)."""
+    """Train here, once each, the ``pretrainings`` the cache lacks (with the threads
+    :func:`spottune.training.cpus.pretraining_threads` fixes), before any run starts (else the first
+    run that needs one pretrains it while the others wait for it); one that another process
+    trains now is waited for (its claim on the cache's partial folder)."""
     for state in pretrainings:
         if state.pretraining.complete:
             continue
-        torch.set_num_threads(process_threads(allotted_cpus()))
         if pretrain_for(state.pretraining.spec, runtime, bool(runtime.get("progress", True))):
             print(f"pretrained {state.pretraining} (cached for every run)", flush=True)
 

@@ -14,8 +14,10 @@
     for ``--cluster local``, as a SLURM job of its own that the runs depend on for
     ``--cluster slurm``). The pretrained network is then evaluated on the source task's test
     split (its ``eval_split``) and the result kept with the weights: ``backbone.pretraining`` =
-    ``{dataset, split, test_accuracy}``, recorded in every run's metrics (the Decathlon
-    table's ImNet column).
+    ``{dataset, split, test_accuracy, torch_threads}``, recorded in every run's metrics (the
+    Decathlon table's ImNet column). On the CPU it trains with a fixed thread count
+    (:func:`spottune.training.cpus.pretraining_threads`), never the caller's, since its weights
+    depend on it.
 ``released``
     The released ResNet-26 ImageNet checkpoint (a pickled module, ``path``), read without
     executing it by :func:`spottune.backbones.load_released_resnet26`, its 1000-way ImageNet
@@ -65,6 +67,7 @@ from spottune.storage.claim import RunClaimed
 from spottune.pretraining.cache import SuitePretraining, cache_dir
 from spottune.storage.records import atomic_write_json, canonical_json, read_json
 from spottune.seeding import PRETRAINING, seed_initialisation
+from spottune.training.cpus import pretraining_threads, torch_threads
 from spottune.training.loop import evaluate, pretraining_optimisation, resume, train_epochs
 
 log = logging.getLogger(__name__)
@@ -322,8 +325,10 @@ def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, devic
     """Pretrain and cache a ``kind: suite`` backbone unless it is cached; whether this call
     published it. Other kinds need no pretraining: False.
 
-    Launchers call this before their runs start: ``--cluster local`` once per grid with every
-    CPU it has (so that no worker waits with its CPUs idle), ``--cluster slurm`` in a job of its
+    On the CPU it trains with :func:`spottune.training.cpus.pretraining_threads` torch threads,
+    whatever the caller's (recorded in the source as ``torch_threads``). Launchers call this
+    before their runs start: ``--cluster local`` once per grid, before its
+    workers (so that none waits for another to pretrain), ``--cluster slurm`` in a job of its
     own that the runs' array depends on. When another process is pretraining the same spec
     (its claim is live), this waits for it to publish, or takes over once its claim goes stale.
     """
@@ -338,7 +343,12 @@ def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, devic
             with cache.claim():
                 if cache.complete:  # published while we took the claim
                     return False
-                model, source = _pretrain(spec, data_root, torch.device(device), progress, download, cache.partial)
+                # on the CPU the weights depend on the thread count: fixed, whatever the caller's
+                threads = pretraining_threads() if torch.device(device).type == "cpu" else torch.get_num_threads()
+                with torch_threads(threads):
+                    model, source = _pretrain(spec, data_root, torch.device(device), progress, download,
+                                              cache.partial)
+                source["torch_threads"] = threads
                 buffer = io.BytesIO()
                 torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
                             "series_adapter_bns": model.series_adapter_bns}, buffer)

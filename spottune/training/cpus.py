@@ -16,10 +16,15 @@ A shared machine is rarely idle, and a multi-thread process beside other work co
 (REFERENCE.md section 9: ResNet-26 width 0.25, batch 128, one busy competitor on 2 cores: 2
 threads 0.662 s per step, 1 thread 0.366 s; under load 4-6 the suite's 2-thread pretraining
 went from 0.34 to 1.7-6.2 s per step). So :func:`process_threads`: a process that would use
-more than one thread (the local launcher's pretraining and a lone worker, ``--cluster inline``)
-uses at most the CPUs actually free when it starts (:func:`free_cpus`: the idle time of the
-allotted CPUs over :data:`FREE_SAMPLE_S`, from ``/proc/stat``), at least one;
-``$OMP_NUM_THREADS`` still wins.
+more than one thread (a lone worker, ``--cluster inline``) uses at most the CPUs actually free
+when it starts (:func:`free_cpus`: the idle time of the allotted CPUs over
+:data:`FREE_SAMPLE_S`, from ``/proc/stat``), at least one; ``$OMP_NUM_THREADS`` still wins.
+
+A suite pretraining on the CPU runs :data:`PRETRAINING_THREADS` threads instead, whatever the
+machine's size or load (:func:`pretraining_threads`): its weights depend on the thread count
+(sums reduce in another order), and every run of a grid starts from them, so a count taken from
+the CPUs free at launch gave the same command on the same machine another source network, and
+every cell another number, depending on what else ran then.
 
 OpenMP's wait policy is left to the environment. ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep
 at a barrier instead of spinning) protects a multi-thread process from other work that starts
@@ -36,6 +41,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 THREADS_ENV = "OMP_NUM_THREADS"
 FREE_SAMPLE_S = 0.25  # how long free_cpus watches the CPUs
@@ -113,6 +120,33 @@ def free_cpus(sample_s: float = FREE_SAMPLE_S) -> int:
         return allotted
     idle_cpus = len(cpus) * (idle_after - idle_before) / (total_after - total_before)
     return max(1, min(allotted, round(idle_cpus)))
+
+
+PRETRAINING_THREADS = 1
+"""Torch threads of a suite pretraining on the CPU unless ``$OMP_NUM_THREADS`` is set. The mini
+preset's source (one epoch) pretrained in an empty cache on the 2-core development machine (Intel
+Xeon, quiet), twice with each count: 1 thread 55.7 s, source accuracy 92.07 both times; 2 threads
+34.6 s, 91.87 both times: other weights (benchmarks/RESULTS.md, "Pretraining threads"). One
+thread is also what each of the local launcher's workers gets when there are more runs than CPUs."""
+
+
+def pretraining_threads() -> int:
+    """The torch threads a suite pretraining on the CPU runs: ``$OMP_NUM_THREADS`` when set,
+    else :data:`PRETRAINING_THREADS` (see the module docstring)."""
+    return threads_from_env() or PRETRAINING_THREADS
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads, then restore the caller's count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def process_threads(planned: int, free: int | None = None) -> int:
