@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.anchor is None:
             p.error("--yaml needs --anchor")
         result = estimate(table, args.anchor, args.anchor_device, args.anchor_source, machine_line(doc))
-        result.save(args.yaml, "Throughput per method (images/s) used by `run_all.py --dry-run` (spottune/estimates/cost.py).\n"
+        result.save(args.yaml, "Throughput per method (images/s) used by `run_all.py --dry-run` "
+                    "(spottune/estimates/cost.py).\n"
                     "ESTIMATE: CPU measurements scaled by one factor (see scale), not a GPU measurement.\n"
                     "Regenerate: see benchmarks/RESULTS.md; replace with benchmarks/gpu_check.sh output on a GPU.")
         print(f"wrote {args.yaml}")

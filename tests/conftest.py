@@ -21,7 +21,8 @@ def _no_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
     (tests/test_walltime.py tests the arithmetic and the cache)."""
     from spottune.estimates.walltime import Rates
 
-    monkeypatch.setattr("spottune.estimates.walltime.measure_rates", lambda setting, threads, device: Rates(1000.0, 4000.0))
+    monkeypatch.setattr("spottune.estimates.walltime.measure_rates",
+                        lambda setting, threads, device: Rates(1000.0, 4000.0))
 
 
 @pytest.fixture(autouse=True)

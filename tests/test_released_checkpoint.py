@@ -16,7 +16,8 @@ from torch import nn
 
 from spottune.backbones import ReleasedCheckpointError, load_released_resnet26, read_released_checkpoint, resnet26
 from spottune.planning.grid import make_grid
-from spottune.pretraining.weights import PretrainedResolver, describe_checkpoint_file, pretrained_backbone, resolve_pretrained
+from spottune.pretraining.weights import (PretrainedResolver, describe_checkpoint_file, pretrained_backbone,
+                                          resolve_pretrained)
 from tests.helpers import load_script
 from tests.released_files import released_network, save_released
 

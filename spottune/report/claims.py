@@ -186,5 +186,6 @@ def plateau_verdict(rises: dict[str, list[tuple[str, float]]]) -> str:
     text = (f"Within {PLATEAU_TOLERANCE:g} points of the longer run's training accuracy on every run: "
             + (", ".join(near) or "no method"))
     if short:
-        text += "; still rising by more: " + "; ".join(f"{method} ({', '.join(runs)})" for method, runs in short.items())
+        text += "; still rising by more: " + "; ".join(f"{method} ({', '.join(runs)})"
+                                                      for method, runs in short.items())
     return text + "."
