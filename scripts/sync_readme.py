@@ -63,15 +63,15 @@ class Committed(NamedTuple):
         holds one preset's runs."""
         records = load_records(self.path)
         (preset,) = records["preset"].dropna().unique()
-        blocks = {"table": (self.path / "tables" / f"{preset}.md").read_text(),
-                  "claims": markdown_list(comparison_claims(paired_comparison(records), preset)
-                                          + routing_claims(records, preset))}
-        if self.longer:
-            blocks["plateau"] = markdown_list(plateau_claims(records, load_records(RESULTS / self.longer), preset))
-        if self.ablated:
-            ablations = records[records["method"].isin((self.ablated, *ABLATIONS))]
-            blocks["ablations"] = markdown_list(comparison_claims(paired_comparison(ablations, self.ablated), preset))
-        return blocks
+        build = {
+            "table": lambda: (self.path / "tables" / f"{preset}.md").read_text(),
+            "claims": lambda: markdown_list(comparison_claims(paired_comparison(records), preset)
+                                            + routing_claims(records, preset)),
+            "plateau": lambda: markdown_list(plateau_claims(records, load_records(RESULTS / self.longer), preset)),
+            "ablations": lambda: markdown_list(comparison_claims(paired_comparison(
+                records[records["method"].isin((self.ablated, *ABLATIONS))], self.ablated), preset)),
+        }
+        return {name: build[name]() for name in self.block_names()}
 
 
 ABLATIONS = ("random_policy", "stochastic_finetune", "finetune_last_k")

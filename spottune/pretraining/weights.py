@@ -334,6 +334,7 @@ def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, devic
     """
     if spec.get("pretrained", {}).get("kind") != "suite":
         return False
+    device = torch.device(device)
     cache = SuitePretraining(spec)
     waiting_for = None
     while not cache.complete:
@@ -344,10 +345,9 @@ def ensure_pretrained(spec: dict[str, Any], data_root: Path | None = None, devic
                 if cache.complete:  # published while we took the claim
                     return False
                 # on the CPU the weights depend on the thread count: fixed, whatever the caller's
-                threads = pretraining_threads() if torch.device(device).type == "cpu" else torch.get_num_threads()
+                threads = pretraining_threads() if device.type == "cpu" else torch.get_num_threads()
                 with torch_threads(threads):
-                    model, source = _pretrain(spec, data_root, torch.device(device), progress, download,
-                                              cache.partial)
+                    model, source = _pretrain(spec, data_root, device, progress, download, cache.partial)
                 source["torch_threads"] = threads
                 buffer = io.BytesIO()
                 torch.save({"spec": spec, "state_dict": model.state_dict(), "source": source,
