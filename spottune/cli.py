@@ -62,9 +62,8 @@ from spottune.methods import get_method, methods_by_families
 from spottune.plugins import load_plugins
 from spottune.planning.preflight import hparam_problems, launch_problems
 from spottune.pretraining.weights import PretrainedResolver, describe_checkpoint_file
-from spottune.pretraining.cache import SuitePretraining
 from spottune.planning.recipes import names_recipes, recipe_lines
-from spottune.storage.records import RunFolder, RunSpec, Status
+from spottune.storage.records import PRETRAINING, RUN, RunFolder, RunSpec, Status
 from spottune.report.__main__ import main as report_main
 from spottune.planning.search import Search, describe_point
 from spottune.estimates.walltime import Calibration, WallTime
@@ -313,9 +312,9 @@ def check_and_plan(args: argparse.Namespace) -> int | tuple[Backend, Path, dict,
     if args.status:
         if search:  # the selection runs, then the final runs chosen so far
             specs = specs + search.final_runs(search.choose(output)[0])
-        states, pretrainings = states_of(output, specs)
-        print(format_status(output, states, pretrainings=pretrainings))
-        return 1 if any(s.status is Status.FAILED for s in [*states, *pretrainings]) else 0
+        states = states_of(output, specs)
+        print(format_status(output, states))
+        return 1 if any(s.status is Status.FAILED for s in states) else 0
     # with --search, the grid's runs stand in for the final runs (same data, pretrained files)
     checked = pending_runs(output, specs) + (search.plain if search else [])
     if refused(launch_problems(checked, args.data_root, args.download)):
@@ -330,10 +329,13 @@ def dry_run(backend: Backend, output: Path, specs: list[RunSpec], count: str,
     GPU-hours, what each job of ``backend`` asks for and, for a backend that trains here, the
     wall time on this machine (:func:`wall_time_lines`); the runs in ``awaiting`` (run ids)
     print ``awaiting`` for id and status."""
-    states, pretrainings = states_of(output, specs)
-    cost = GridCost(specs, [p.pretraining for p in pretrainings])
+    states = states_of(output, specs)
+    pretrainings = [s for s in states if s.spec.kind == PRETRAINING]
+    states = [s for s in states if s.spec.kind == RUN]
+    cost = GridCost(specs, [p.spec for p in pretrainings])
     for p in pretrainings:
-        print(f"pretraining   {p.status:8s}  {str(p.pretraining):66s} {cost.describe_pretraining(p.pretraining)}")
+        what = f"{p.spec.label} ({p.spec.run_id})"
+        print(f"pretraining   {p.status:8s}  {what:66s} {cost.describe_run(p.spec)}")
     for state in states:
         spec = state.spec
         ident, status = ("(choice)    ", "awaiting") if spec.run_id in awaiting else (spec.run_id, state.status)
@@ -341,16 +343,16 @@ def dry_run(backend: Backend, output: Path, specs: list[RunSpec], count: str,
               f"{cost.describe_run(spec)}")
     print(count)
     print(cost.summary({state.spec.run_id: state.status for state in states if state.spec.run_id not in awaiting},
-                       frozenset(p.pretraining.key for p in pretrainings if p.status is Status.DONE)))
+                       frozenset(p.spec.run_id for p in pretrainings if p.status is Status.DONE)))
     asks = backend.resources()
     if asks:
         print(f"each {backend.title} job asks for " + ", ".join(f"{key} {value}" for key, value in asks.items()))
     todo = [s.spec for s in states if s.status is not Status.DONE and not s.status.in_flight]
-    to_pretrain = [p.pretraining for p in pretrainings if p.status in (Status.NEW, Status.FAILED)]
+    to_pretrain = [p.spec for p in pretrainings if p.status is not Status.DONE and not p.status.in_flight]
     print("\n".join(wall_time_lines(backend, todo, to_pretrain)))
 
 
-def wall_time_lines(backend: Backend, todo: list[RunSpec], to_pretrain: list[SuitePretraining]) -> list[str]:
+def wall_time_lines(backend: Backend, todo: list[RunSpec], to_pretrain: list[RunSpec]) -> list[str]:
     """The wall time of the runs ``todo`` and the pretrainings ``to_pretrain`` with the workers
     and threads ``backend`` would start now on this machine (:mod:`spottune.estimates.walltime`); none for
     a backend whose runs train elsewhere."""

@@ -58,9 +58,10 @@ from spottune.training.cpus import cpu_model
 from spottune.data import load_task
 from spottune.methods import create_method
 from spottune.plugins import load_plugins
-from spottune.pretraining.weights import pretrained_backbone
+from spottune.pretraining.cache import SuitePretraining
+from spottune.pretraining.weights import ensure_pretrained, pretrained_backbone
 from spottune.training.protocol import run_protocol
-from spottune.storage.records import RunFolder, RunSpec, Status
+from spottune.storage.records import PRETRAINING, RunFolder, RunSpec, Status
 from spottune.seeding import seed_initialisation
 from spottune.training.loop import evaluate, resume, run_optimisation, train_epochs
 
@@ -89,12 +90,18 @@ def run(spec: RunSpec, run_dir: str | Path, runtime: dict[str, Any] | None = Non
     (``device``, ``data_root``, ``download``, ``progress``, ``plugins``, and the speed options
     ``channels_last`` and ``compile`` of :mod:`spottune.training.acceleration`). Returns the metrics.
     On failure, writes ``error.txt`` and re-raises; ``done`` is written only after everything else.
+    A suite pretraining (``kind: pretraining``) is trained into the cache (:func:`_pretraining`);
+    it is done only while the cache holds its weights.
     """
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
     # RunClaimed (nothing written) when another live process trains it
     with collected_warnings() as warnings, Claim(folder.path):
         status = folder.status()
+        unpublished = spec.kind == PRETRAINING and not SuitePretraining(spec.hparams["backbone"]).complete
+        if status is Status.DONE and unpublished:
+            folder.clear_done()  # published once, but not in this cache: pretrained again
+            status = Status.STARTED
         if status is Status.DONE:
             return folder.read_metrics()
         if status is Status.TORN:
@@ -103,7 +110,7 @@ def run(spec: RunSpec, run_dir: str | Path, runtime: dict[str, Any] | None = Non
             folder.clear_results()
         folder.clear_error()
         try:
-            metrics = _run(spec, folder, runtime or {}, warnings)
+            metrics = (_pretraining if spec.kind == PRETRAINING else _run)(spec, folder, runtime or {}, warnings)
         except BaseException as err:
             if not isinstance(err, KeyboardInterrupt):
                 with contextlib.suppress(OSError):  # a full disk: the error raised is the one to see
@@ -144,6 +151,37 @@ def collected_warnings() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
+def _attempt(folder: RunFolder, warnings: list[str], **fields: Any) -> None:
+    """Append this start of the run to its ``attempts.log``, with the warnings issued so far."""
+    folder.append_attempt({"pid": os.getpid(), "host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           **fields, **({"warnings": list(warnings)} if warnings else {})})
+
+
+def _pretraining(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """A suite pretraining: :func:`spottune.pretraining.weights.ensure_pretrained` trains its
+    backbone with :mod:`spottune.training.loop` and publishes it to the cache (its checkpoints
+    and a second claim live in the cache's partial folder, so grids in other output folders that
+    share the cache train it once, and a requeued job resumes it there); the run's folder records
+    what was published: ``metrics.json`` holds the source task's accuracy as ``test_accuracy``
+    and the cache's completion record as ``published``."""
+    device, data_root = device_of(runtime), runtime.get("data_root")
+    backbone = spec.hparams["backbone"]
+    cache = SuitePretraining(backbone)
+    folder.write_config({"run_id": spec.run_id, **spec.record(), "backbone": backbone["arch"],
+                         "suite_version": __version__, "cache": str(cache.folder),
+                         "compute": {"device": str(device), "cpu": cpu_model()}})
+    _attempt(folder, warnings)
+    ensure_pretrained(backbone, Path(data_root) if data_root else None, device, bool(runtime.get("progress", True)),
+                      bool(runtime.get("download")))
+    record = cache.record()
+    metrics = {"run_id": spec.run_id, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
+               "preset": spec.preset, "kind": spec.kind, "backbone": backbone["arch"],
+               "test_accuracy": (record.get("source") or {}).get("test_accuracy"), "cache": str(cache.folder),
+               "published": record}
+    folder.write_metrics(metrics)
+    return metrics
+
+
 def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     load_plugins(runtime.get("plugins", []))
     hp, seed = spec.hparams, int(spec.seed)
@@ -171,9 +209,7 @@ def _run(spec: RunSpec, folder: RunFolder, runtime: dict[str, Any], warnings: li
     protocol = stored["protocol"] = run_protocol(hp, method, optimisation.optimizer, task.info)  # what ran
     folder.write_config(stored)
     start_epoch, history = resume(folder.path, model, optimisation, device)
-    folder.append_attempt({"pid": os.getpid(), "host": socket.gethostname(),
-                           "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": start_epoch,
-                           **({"warnings": list(warnings)} if warnings else {})})
+    _attempt(folder, warnings, from_epoch=start_epoch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

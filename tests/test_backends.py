@@ -4,6 +4,7 @@ worked out once and its resources scaled by ``runs_per_gpu``."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 from spottune.storage import records
 from spottune.cli import build_parser
 from spottune.planning.grid import make_grid
-from spottune.launch import (Backend, Job, PretrainingState, Slurm, get_backend, list_backends, pretrain_here,
-                             record_submission, register_backend, run_here, states_of)
+from spottune.launch import (Backend, Job, Slurm, get_backend, list_backends, record_submission, register_backend,
+                             run_here, states_of)
 from spottune.storage.records import RunFolder, RunSpec, Status
 from tests.helpers import REPO, load_script
 
@@ -29,9 +30,7 @@ TINY = ["--methods", "finetune", "--datasets", "digits", "--no-progress", "--set
 class Threads(Backend):
     """each run in a worker thread of this process, one at a time (tests/test_backends.py)"""
 
-    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
-               runtime: dict[str, Any]) -> dict[str, Status]:
-        pretrain_here(pretrainings, runtime)
+    def submit(self, output: Path, runs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
         with ThreadPoolExecutor(max_workers=1) as pool:  # one at a time: a run seeds the process's generators
             return dict(zip([s.run_id for s in runs], pool.map(lambda spec: run_here(output, spec, runtime), runs)))
 
@@ -46,9 +45,8 @@ class DictQueue(Backend):
 
     detached = True
 
-    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
-               runtime: dict[str, Any]) -> dict[str, Status]:
-        for spec in runs:
+    def submit(self, output: Path, runs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
+        for spec in runs:  # the pretrainings come first: this queue runs its jobs in order
             job = Job(self.name, str(len(JOBS) + 1), stderr=str(output / f"{spec.run_id}.log"))
             QUEUE[job.job_id], JOBS[job.job_id] = Status.QUEUED, (output, spec, runtime)
             record_submission(output, spec, job, resources=self.resources())
@@ -164,13 +162,13 @@ def test_a_submission_record_of_before_the_registry_is_read_as_slurms(tmp_path, 
         return subprocess.CompletedProcess(cmd, 0, stdout="7_0|RUNNING\n7_1|RUNNING\n", stderr="")
 
     monkeypatch.setattr("spottune.launch.slurm.subprocess.run", squeue)
-    [state], _ = states_of(output, [spec])
+    [state] = states_of(output, [spec])
     assert (state.status, state.job, asked) == (Status.RUNNING, Job("slurm", "7_1", str(tmp_path / "7_1.out"),
                                                                       str(tmp_path / "7_1.err")), ["squeue"])
     (tmp_path / "7_1.err").write_text("Traceback (most recent call last):\nMemoryError: oom\n")
     monkeypatch.setattr("spottune.launch.slurm.subprocess.run",
                         lambda cmd, **kwargs: subprocess.CompletedProcess(cmd, 0, stdout="7_0|COMPLETED\n", stderr=""))
-    [state], _ = states_of(output, [spec])
+    [state] = states_of(output, [spec])
     assert state.status is Status.FAILED and state.log == str(tmp_path / "7_1.err")
     assert "MemoryError: oom" in state.error
 
@@ -187,7 +185,7 @@ def test_the_queues_are_read_once_per_poll_and_only_for_unfinished_jobs(tmp_path
         return subprocess.CompletedProcess(cmd, 0, stdout="5_0|PENDING\n5_1|RUNNING\n5_2|RUNNING\n", stderr="")
 
     monkeypatch.setattr("spottune.launch.slurm.subprocess.run", squeue)
-    states, _ = states_of(output, specs)
+    states = states_of(output, specs)
     assert len(calls) == 1 and [s.status for s in states] == [Status.QUEUED, Status.RUNNING, Status.NEW]
     states_of(output, specs[2:])  # no job to ask about: no read of the queue
     assert len(calls) == 1
@@ -202,7 +200,7 @@ def test_the_slurm_plan_is_worked_out_once_and_a_packed_task_asks_for_its_runs(t
     worked_out, submitted = [], []
     real = slurm.slurm_resources
     monkeypatch.setattr(slurm, "slurm_resources", lambda *a, **k: worked_out.append(a) or real(*a, **k))
-    monkeypatch.setattr(Slurm, "submit", lambda self, output, runs, pretrainings, runtime: submitted.append(self) or {})
+    monkeypatch.setattr(Slurm, "submit", lambda self, output, runs, runtime: submitted.append(self) or {})
     grid = TINY + ["--seeds", "0,1", "--output", tmp_path / "out", "--cluster", "slurm", "--profile", "local",
                    "--slurm-set", "runs_per_gpu=2"]
     code, out, err = main(grid, capsys)
@@ -252,3 +250,85 @@ def test_only_the_slurm_backend_speaks_to_slurm():
         found = subprocess.run(["grep", "-rl", f"--include={files}", command, str(REPO / "spottune")],
                                capture_output=True, text=True).stdout.split()
         assert [Path(f).relative_to(REPO).as_posix() for f in found] in ([], ["spottune/launch/slurm.py"]), command
+
+
+# a grid whose backbone the suite pretrains (a tiny pretraining, in a cache of the test's own)
+SUITE = ["--methods", "finetune", "--datasets", "digits", "--seeds", "0", "--no-progress", "--set", "epochs=1",
+         "lr_milestones=[]", "backbone.pretrained.epochs=1", "backbone.pretrained.max_images=256",
+         "backbone.width=0.125"]
+
+
+def test_a_pretraining_is_a_run_whose_id_is_the_cache_key_of_before():
+    """Issue 24: a suite pretraining is a ``RunSpec`` of its own kind. Its id is the key the cache
+    has always used (the committed example's runs name it), its folder sits beside the runs',
+    and the runs' ids did not move (``kind`` is not part of a run's identity)."""
+    from spottune.pretraining.cache import SuitePretraining, pretraining_spec
+    from spottune.launch import grid_pretrainings, pretraining_of
+
+    [run] = make_grid("mini", ["finetune"], ["digits"], [0], {}).runs()
+    spec = pretraining_of(run)
+    recorded = {json.loads(p.read_text())["pretraining"]["id"] for p in (REPO / "results/example/runs").glob("*/metrics.json")}
+    assert recorded == {spec.run_id} == {SuitePretraining(run.hparams["backbone"]).key} == {"d03449ae04f3"}
+    assert spec == pretraining_spec(run.hparams["backbone"]) and spec.kind == records.PRETRAINING
+    assert RunSpec.from_record(spec.record()) == spec and records.run_id(spec.record()) == spec.run_id
+    assert RunFolder.of("out", spec).path == Path("out/pretraining/d03449ae04f3")
+    assert run.kind == records.RUN and "kind" not in run.record() and RunFolder.of("out", run).path.parent.name == "runs"
+    assert run.run_id in {p.parent.name for p in (REPO / "results/example/runs").glob("*/done")}
+    assert grid_pretrainings([run, run]) == [spec] and pretraining_of(spec) is None
+    with pytest.raises(ValueError, match="unknown kind of run 'job'; known: run, pretraining"):
+        RunSpec("m", "d", 0, "p", {}, kind="job")
+
+
+@pytest.mark.slow
+def test_a_fourth_backend_pretrains_through_the_one_contract(tmp_path, capsys, monkeypatch):
+    """The two backends of this file know nothing of pretraining: the launcher hands them the
+    pretraining first, as one more run. The detached one submits it as a job that ``--status``
+    follows; the in-process one trains it before the run; a cache emptied afterwards makes it
+    ``new`` again, and a launch pretrains it again, nothing else."""
+    QUEUE.clear(), JOBS.clear()
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    queued = SUITE + ["--output", tmp_path / "queued"]
+    code, out, err = main(queued + ["--cluster", "dictqueue"], capsys)
+    assert code == 0, err
+    [(_, pretraining, _), (_, run, _)] = [JOBS[job] for job in sorted(JOBS)]
+    assert pretraining.kind == records.PRETRAINING and run.kind == records.RUN
+    status = main(queued + ["--status"], capsys)[1]
+    assert f"pretraining resnet26 pretrained on mini_source ({pretraining.run_id}): queued (job 1; cache " in status
+    assert "1 runs in" in status and "1 queued" in status, status
+    run_the_queue()
+    status = main(queued + ["--status"], capsys)[1]
+    assert f"({pretraining.run_id}): done (job 1;" in status and "1 done" in status, status
+    folder = RunFolder.of(tmp_path / "queued", run)
+    assert folder.read_metrics()["pretraining"]["id"] == pretraining.run_id
+
+    threads = SUITE + ["--output", tmp_path / "threads", "--cluster", "threads", "--plugins", "tests.test_backends"]
+    code, out, err = main(threads, capsys)
+    assert code == 0 and not (tmp_path / "threads" / "pretraining").exists(), err  # cached: not trained again
+    assert RunFolder.of(tmp_path / "threads", run).read_metrics()["test_accuracy"] == folder.read_metrics()["test_accuracy"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    status = main(queued + ["--status"], capsys)[1]
+    assert f"({pretraining.run_id}): new (job 1; cache {tmp_path / 'cache' / 'pretrained'}); pretrained once, " in status
+    code, out, err = main(threads + ["--status"], capsys)
+    assert f"({pretraining.run_id}): new (no job;" in out and "1 done" in out, out
+    assert main(threads, capsys)[0] == 0  # its runs are done: nothing to pretrain
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_runs_of_a_failed_pretraining_never_start_here(tmp_path, capsys, monkeypatch):
+    """``--cluster inline`` and ``local`` train the pretraining first; when it fails, its error is
+    recorded in its folder and its runs are failed without starting (before, the launch stopped
+    with a traceback, or each run tried to pretrain again)."""
+    monkeypatch.setenv("SPOTTUNE_CACHE", str(tmp_path / "cache"))
+    for cluster in ("inline", "local"):
+        output = tmp_path / cluster
+        grid = SUITE + ["--seeds", "0,1", "--output", output, "--set", "backbone.pretrained.epochs=0"]
+        code, out, err = main(grid + ["--cluster", cluster], capsys)
+        assert code == 1, (out, err)
+        assert re.search(r"FAILED pretraining resnet26 pretrained on mini_source \(\w+\)  .*/pretraining/\w+\n"
+                         r"    ValueError: ", err), err
+        assert err.count("never started: its pretraining") == 2 and not (output / "runs").exists(), err
+        code, out, err = main(grid + ["--status"], capsys)
+        assert code == 1 and "pretraining resnet26 pretrained on mini_source" in out and ": failed (no job;" in out
+        assert "    | ValueError: " in out, out

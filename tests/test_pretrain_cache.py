@@ -149,14 +149,18 @@ def test_an_unreadable_or_hostile_weights_file_is_one_named_error(cache, content
         cache.load()
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "{\"job_id\": \"7\"}", "{torn"])
+@pytest.mark.parametrize("text", ["[1, 2]", "{\"job_id\": \"7\", \"cache\": 3}", "{torn"])
 def test_a_damaged_pretraining_job_record_is_one_named_error(tmp_path, text):
-    from spottune.launch.pretraining import read_record, record_path
-    from spottune.storage.records import RecordError
+    """A pretraining is a run: its job's record is its folder's ``submitted.json``, which names the
+    cache it publishes into; a record that does not is one error naming the file."""
+    from spottune.launch.pretraining import cache_entry
+    from spottune.pretraining.cache import pretraining_spec
+    from spottune.storage.records import RecordError, RunFolder
 
-    pretraining = SuitePretraining(SPEC, tmp_path / "cache")
-    path = record_path(tmp_path, pretraining)
-    path.parent.mkdir()
-    path.write_text(text)
-    with pytest.raises(RecordError, match=str(path)):
-        read_record(tmp_path, pretraining)
+    spec = pretraining_spec(SPEC)
+    folder = RunFolder.of(tmp_path, spec)
+    assert folder.path == tmp_path / "pretraining" / SuitePretraining(SPEC).key
+    folder.path.mkdir(parents=True)
+    (folder / "submitted.json").write_text(text)
+    with pytest.raises(RecordError, match=str(folder / "submitted.json")):
+        cache_entry(tmp_path, spec)

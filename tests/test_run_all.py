@@ -45,7 +45,9 @@ def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
             "--no-progress", "--cluster", "inline", "--set", *QUICK]
     assert run_all.main(argv) == 0
     out = capsys.readouterr().out
-    assert "[2/2]" in out and (tmp_path / "tables" / "summary.md").exists()
+    # the suite pretraining is a run of the grid, launched first (issue 24)
+    assert "[1/3] pretraining resnet26 pretrained on mini_source" in out and "[3/3]" in out
+    assert (tmp_path / "tables" / "summary.md").exists()
     table = pd.read_csv(tmp_path / "tables" / "summary.csv")
     assert len(table) >= 2
     runs = sorted((tmp_path / "runs").iterdir())
@@ -53,6 +55,10 @@ def test_end_to_end_then_idempotent_rerun(tmp_path, capsys):
     pretraining = json.loads((runs[0] / "metrics.json").read_text())["pretraining"]
     assert pretraining["dataset"] == "mini_source" and pretraining["split"] == "test"
     assert 0 <= pretraining["test_accuracy"] <= 100  # 512 images, one epoch: no better than chance
+    [published] = (tmp_path / "pretraining").iterdir()  # its folder: named by its id, the cache key
+    record = json.loads((published / "metrics.json").read_text())
+    assert published.name == pretraining["id"] == record["run_id"] == record["published"]["key"]
+    assert (published / "done").exists() and record["test_accuracy"] == pretraining["test_accuracy"]
     mtimes = [(r / "metrics.json").stat().st_mtime_ns for r in runs]
     assert run_all.main(argv) == 0
     assert "[1/" not in capsys.readouterr().out  # nothing left to run

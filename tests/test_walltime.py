@@ -10,7 +10,7 @@ import torch
 
 from spottune.estimates import walltime
 from spottune.planning.grid import make_grid
-from spottune.pretraining.cache import SuitePretraining
+from spottune.pretraining.cache import pretraining_spec
 from spottune.estimates.throughput import ThroughputTable
 from spottune.estimates.walltime import Calibration, Rates, Setting, WallTime
 from tests.helpers import load_script
@@ -53,8 +53,8 @@ def test_a_run_takes_its_epochs_over_the_rates_scaled_by_the_methods_table_cost(
     expected = 3 * DIGITS[0] / (1000 * rate.train / reference.train) + DIGITS[1] / (4000 * rate.eval / reference.eval)
     assert estimate.run_seconds(spottune, threads=1) == pytest.approx(expected)
     assert rate.train < reference.train  # SpotTune trains slower than fine-tuning
-    [pretraining] = [SuitePretraining(finetune.hparams["backbone"])]
-    assert estimate.pretraining_seconds(pretraining, threads=2) == pytest.approx(PRETRAINING_EPOCHS * MINI_SOURCE[0] / 1000
+    pretraining = pretraining_spec(finetune.hparams["backbone"])
+    assert estimate.run_seconds(pretraining, threads=2) == pytest.approx(PRETRAINING_EPOCHS * MINI_SOURCE[0] / 1000
                                                                                  + MINI_SOURCE[1] / 4000)
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from typing import Any
 
-from spottune.estimates.dataset_sizes import UNVERIFIED, run_sizes
-from spottune.pretraining.cache import SuitePretraining
-from spottune.storage.records import RunSpec, Status
+from spottune.estimates.dataset_sizes import UNVERIFIED, pretraining_sizes, run_sizes
+from spottune.pretraining.cache import pretraining_setting
+from spottune.storage.records import PRETRAINING, RunSpec, Status
 from spottune.estimates.throughput import DEFAULT_TABLE, ThroughputTable
 
 UNKNOWN = "unknown"
@@ -74,8 +74,11 @@ def _estimate(epochs: int, dataset: str, sizes: tuple[int, int] | None, method: 
 
 
 def run_cost(spec: RunSpec, table: ThroughputTable) -> RunCost:
-    """The cost of one run (as :meth:`spottune.planning.grid.Grid.runs` makes them)."""
+    """The cost of one run (as :meth:`spottune.planning.grid.Grid.runs` makes them), or of a
+    suite pretraining (:func:`pretraining_cost`)."""
     hp = spec.hparams
+    if spec.kind == PRETRAINING:
+        return pretraining_cost(hp["backbone"], table)
     return _estimate(int(hp["epochs"]), spec.dataset, run_sizes(spec.dataset, hp.get("data")), spec.method,
                      hp["backbone"], str(hp.get("precision", "fp32")), table)
 
@@ -84,27 +87,23 @@ def pretraining_cost(backbone: dict[str, Any], table: ThroughputTable) -> RunCos
     """The cost of the suite pretraining of ``backbone`` (its ``pretrained`` spec), as a
     fine-tuning run of its backbone on the source dataset."""
     pre = backbone["pretrained"]
-    sizes = run_sizes(pre["dataset"], pre.get("data_options"))
-    if sizes is not None and pre.get("max_images"):
-        sizes = (min(sizes[0], int(pre["max_images"])), sizes[1])
-    return _estimate(int(pre.get("epochs", 2)), pre["dataset"], sizes, "finetune", backbone, "fp32", table)
+    return _estimate(pretraining_setting(pre, "epochs"), pre["dataset"], pretraining_sizes(pre), "finetune", backbone,
+                     "fp32", table)
 
 
 class GridCost:
     """The costs of a grid's runs against the throughput table at ``table_path``."""
 
-    def __init__(self, specs: list[RunSpec], pretrainings: list[SuitePretraining] = (),
+    def __init__(self, specs: list[RunSpec], pretrainings: list[RunSpec] = (),
                  table_path: str | Path = DEFAULT_TABLE) -> None:
         self.table_path = Path(table_path)
         self.table = ThroughputTable.load(table_path)
         self.costs = {s.run_id: run_cost(s, self.table) for s in specs}
-        self.pretraining_costs = {p.key: pretraining_cost(p.spec, self.table) for p in pretrainings}
+        self.pretraining_costs = {p.run_id: run_cost(p, self.table) for p in pretrainings}
 
     def describe_run(self, spec: RunSpec) -> str:
-        return self.costs[spec.run_id].describe()
-
-    def describe_pretraining(self, pretraining: SuitePretraining) -> str:
-        return self.pretraining_costs[pretraining.key].describe()
+        """The cost line of a run or a pretraining of the grid."""
+        return {**self.costs, **self.pretraining_costs}[spec.run_id].describe()
 
     def summary(self, statuses: dict[str, Status], cached: frozenset[str] = frozenset()) -> str:
         """GPU-hours of the pretrainings not ``cached`` (their keys) and of the runs (the part

@@ -106,3 +106,12 @@ def run_sizes(dataset: str, data_options: dict[str, Any] | None = None) -> tuple
         held = round(float(options.get("holdout", 0.1)) * train)
         return train - held, held
     return train, scored
+
+
+def pretraining_sizes(pretrained: dict[str, Any]) -> tuple[int, int] | None:
+    """:func:`run_sizes` of a suite pretraining's source task (``pretrained``: its spec), at most
+    ``max_images`` training images when the spec sets it; ``None`` when the size is unknown."""
+    sizes = run_sizes(pretrained["dataset"], pretrained.get("data_options"))
+    if sizes is not None and pretrained.get("max_images"):
+        return min(sizes[0], int(pretrained["max_images"])), sizes[1]
+    return sizes

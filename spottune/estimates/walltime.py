@@ -37,9 +37,9 @@ from typing import Any, Callable
 
 import torch
 
-from spottune.estimates.dataset_sizes import run_sizes
-from spottune.pretraining.cache import SuitePretraining, cache_dir
-from spottune.storage.records import RecordError, RunSpec, atomic_write_json, canonical_json, read_json
+from spottune.estimates.dataset_sizes import pretraining_sizes, run_sizes
+from spottune.pretraining.cache import cache_dir, pretraining_setting
+from spottune.storage.records import PRETRAINING, RecordError, RunSpec, atomic_write_json, canonical_json, read_json
 from spottune.estimates.throughput import DEFAULT_TABLE, REFERENCE_METHOD, ThroughputTable
 from spottune.training.cpus import torch_threads
 
@@ -180,25 +180,21 @@ class WallTime:
         return epochs * train / (rates.train * relative[0]) + scored / (rates.eval * relative[1])
 
     def run_seconds(self, spec: RunSpec, threads: int) -> float | None:
-        """One run with ``threads`` threads, or None when its dataset's size is unknown."""
+        """One run with ``threads`` threads, or None when its dataset's size is unknown; a suite
+        pretraining (``kind: pretraining``) at fine-tuning's rate on its source task."""
         hp = spec.hparams
-        sizes = run_sizes(spec.dataset, hp.get("data"))
+        if spec.kind == PRETRAINING:
+            backbone = hp["backbone"]
+            pre, relative = backbone["pretrained"], (1.0, 1.0)
+            sizes, epochs = pretraining_sizes(pre), pretraining_setting(pre, "epochs")
+            batch_size = pretraining_setting(pre, "batch_size")
+        else:
+            backbone, sizes = hp["backbone"], run_sizes(spec.dataset, hp.get("data"))
+            epochs, batch_size = int(hp["epochs"]), int(hp["batch_size"])
+            relative = self._relative(spec.method, backbone, str(hp.get("precision", "fp32")))
         if sizes is None:
             return None
-        rates = self.calibration.rates(Setting.of(hp["backbone"], int(hp["batch_size"])), threads)
-        return self._seconds(int(hp["epochs"]), sizes, rates,
-                             self._relative(spec.method, hp["backbone"], str(hp.get("precision", "fp32"))))
-
-    def pretraining_seconds(self, pretraining: SuitePretraining, threads: int) -> float | None:
-        """One suite pretraining with ``threads`` threads, or None when its source's size is unknown."""
-        backbone, pre = pretraining.spec, pretraining.spec["pretrained"]
-        sizes = run_sizes(pre["dataset"], pre.get("data_options"))
-        if sizes is None:
-            return None
-        if pre.get("max_images"):
-            sizes = (min(sizes[0], int(pre["max_images"])), sizes[1])
-        rates = self.calibration.rates(Setting.of(backbone, int(pre.get("batch_size", 128))), threads)
-        return self._seconds(int(pre.get("epochs", 2)), sizes, rates, (1.0, 1.0))
+        return self._seconds(epochs, sizes, self.calibration.rates(Setting.of(backbone, batch_size), threads), relative)
 
     def grid_seconds(self, specs: list[RunSpec], workers: int, threads: int) -> tuple[float, int]:
         """The runs dealt round-robin to ``workers`` workers of ``threads`` threads: the longest
@@ -207,19 +203,19 @@ class WallTime:
         shares = [sum(t for t in times[i::workers] if t is not None) for i in range(max(1, workers))]
         return max(shares, default=0.0), sum(t is None for t in times)
 
-    def summary(self, runs: list[RunSpec], pretrainings: list[SuitePretraining], launch: str, workers: int,
+    def summary(self, runs: list[RunSpec], pretrainings: list[RunSpec], launch: str, workers: int,
                 threads: int, pretraining_threads: int, busy_cpus: int = 0) -> list[str]:
         """The ``--dry-run`` lines: the wall time of ``pretrainings`` (first, in the launcher's
         process) and of ``runs`` (the runs not done) as ``launch`` (``--cluster local`` or
         ``inline``) would start them, then what it rests on; ``busy_cpus``: the allotted CPUs
         other work keeps busy now."""
-        pretraining = {p: self.pretraining_seconds(p, pretraining_threads) for p in pretrainings}
+        pretraining = [(p, self.run_seconds(p, pretraining_threads)) for p in pretrainings]
         runs_s, unknown = self.grid_seconds(runs, workers, threads)
-        total = runs_s + sum(s for s in pretraining.values() if s is not None)
+        total = runs_s + sum(s for _, s in pretraining if s is not None)
         lines = [f"estimated wall time on this machine ({launch}: {workers} worker(s) x {threads} thread(s)): "
                  f"{format_duration(total)}"]
-        for p, seconds in pretraining.items():
-            lines.append(f"  pretraining first (not cached): {p}, {pretraining_threads} thread(s): "
+        for p, seconds in pretraining:
+            lines.append(f"  pretraining first (not cached): {p.label} ({p.run_id}), {pretraining_threads} thread(s): "
                          f"{format_duration(seconds) if seconds is not None else 'unknown (source size unknown)'}")
         lines.append(f"  {len(runs)} run(s) not done: {format_duration(runs_s)}"
                      + (f" ({unknown} of unknown size not counted)" if unknown else ""))

@@ -18,12 +18,12 @@ from spottune.launch.backend import Backend, get_backend, list_backends, record_
 from spottune.launch.inline import Inline, pending_runs, run_here
 from spottune.launch.launcher import follow, launch
 from spottune.launch.local import Local
-from spottune.launch.pretraining import PretrainingState, pretrain_here
+from spottune.launch.pretraining import grid_pretrainings, pretraining_of
 from spottune.launch.slurm import RunJob, Slurm, read_profile, slurm_resources
 from spottune.launch.status import (RunState, error_line, failure_lines, format_status, startable_runs, states_of)
 from spottune.launch.submission import Job
 
 __all__ = ["Claim", "RunClaimed", "live_holder", "Backend", "get_backend", "list_backends", "record_submission",
-           "register_backend", "Inline", "pending_runs", "run_here", "follow", "launch", "Local", "PretrainingState",
-           "pretrain_here", "RunJob", "Slurm", "read_profile", "slurm_resources", "RunState", "error_line",
+           "register_backend", "Inline", "pending_runs", "run_here", "follow", "launch", "Local", "grid_pretrainings",
+           "pretraining_of", "RunJob", "Slurm", "read_profile", "slurm_resources", "RunState", "error_line",
            "failure_lines", "format_status", "startable_runs", "states_of", "Job"]

@@ -9,10 +9,12 @@ site module adding its own (facebookresearch/DomainBed, domainbed/command_launch
 ``REGISTRY`` dict, lines 59-63, and the ``facebook`` site import, lines 65-69); a launcher of
 this suite needs a few more verbs than "run these commands", so a backend is a class:
 
-* :meth:`Backend.submit`: start the runs it is given and, first, the suite pretrainings they
-  need; a backend that is not :attr:`~Backend.detached` trains them before it returns, a
-  detached one (its jobs outlive the command) records each job (:class:`Job`, through
-  :func:`record_submission` and :func:`spottune.launch.pretraining.write_record`) and returns;
+* :meth:`Backend.submit`: start the runs it is given, the suite pretrainings among them first
+  (runs of their own kind, ``spec.kind == "pretraining"``, :mod:`spottune.launch.pretraining`);
+  a backend that is not :attr:`~Backend.detached` trains them before it returns, a detached one
+  (its jobs outlive the command) records each job (:class:`Job`, through
+  :func:`record_submission`), makes the runs' jobs wait for their pretrainings' where its
+  scheduler can, and returns;
 * :meth:`Backend.in_flight`: which of its recorded jobs are queued or running, from one read of
   its queue, asked by ``--status``, ``--dry-run``, ``--wait`` and every launcher before it
   starts a run (:func:`spottune.launch.status.states_of`), whatever ``--cluster`` they run with;
@@ -36,7 +38,6 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
-from spottune.launch.pretraining import PretrainingState
 from spottune.plugins import register_class
 from spottune.launch.submission import Job
 from spottune.storage.records import RunFolder, RunSpec, Status
@@ -74,12 +75,12 @@ class Backend:
         train elsewhere."""
         return None
 
-    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
-               runtime: dict[str, Any]) -> dict[str, Status]:
-        """Start ``runs`` (none of them done or in flight) after the suite pretrainings they need
-        (``pretrainings``: their states, ``done`` ones included); run_id -> where each run stands
-        on return: ``done``, ``failed`` or ``running`` (another process claimed it meanwhile) for
-        a backend that trains them here, ``queued`` for a detached one."""
+    def submit(self, output: Path, runs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
+        """Start ``runs`` (none of them done or in flight; the suite pretrainings the others need
+        come first, ``kind == "pretraining"``: train them first, or make the others' jobs depend
+        on theirs); run_id -> where each stands on return: ``done``, ``failed`` or ``running``
+        (another process claimed it meanwhile) for a backend that trains them here, ``queued``
+        for a detached one. :func:`spottune.launch.inline.run_here` trains any of them here."""
         raise NotImplementedError(f"backend {self.name!r} does not implement submit()")
 
     @classmethod

@@ -6,9 +6,9 @@ per run. Workers and torch threads per worker follow :func:`spottune.training.cp
 default one single-thread worker per allotted CPU; ``--max-parallel`` caps the workers,
 ``$OMP_NUM_THREADS`` fixes the threads; a multi-thread worker gets at most the CPUs free when
 it starts); on a CPU the numbers depend on the thread count, which every run records in its
-``config.json``. The suite pretrainings the runs need are trained first, here, once
-(:func:`~spottune.launch.pretraining.pretrain_here`, with the fixed thread count their weights
-depend on). The parent follows the run folders with a progress bar; each worker's output goes to
+``config.json``. The suite pretrainings the runs need (the first of the runs it is given,
+:mod:`spottune.launch.pretraining`) are trained first, here, in the parent, with the fixed thread
+count their weights depend on; the runs of one that failed are not started. The parent follows the run folders with a progress bar; each worker's output goes to
 ``<output>/local/``, and the warnings a run recorded when it started (a torn checkpoint moved
 aside, ...: :class:`~spottune.launch.status.RunWarnings`) are printed on the parent's console. Interrupting the parent (Ctrl-C) stops the workers; the next launch
 resumes the runs from their checkpoints. A worker claims each run before training it
@@ -29,9 +29,9 @@ from tqdm import tqdm
 from spottune.training.cpus import worker_plan
 from spottune.launch.backend import Backend, register_backend
 from spottune.launch.inline import launch_inline, pending_runs, without_progress
-from spottune.launch.pretraining import PretrainingState, pretrain_here
+from spottune.launch.pretraining import blocked_by
 from spottune.launch.status import RunWarnings
-from spottune.storage.records import RunFolder, RunSpec, Status
+from spottune.storage.records import PRETRAINING, RUN, RunFolder, RunSpec, Status
 
 
 class LocalWorker:
@@ -102,7 +102,13 @@ class Local(Backend):
     def plan_here(self, runs: int, free: int) -> tuple[int, int] | None:
         return worker_plan(max(1, runs), self.args.max_parallel, free)
 
-    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
-               runtime: dict[str, Any]) -> dict[str, Status]:
-        pretrain_here(pretrainings, runtime)  # once, here, before any worker starts (else one pretrains, others wait)
-        return launch_local(output, runs, runtime, self.args.max_parallel)
+    def submit(self, output: Path, runs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
+        # the pretrainings here, before any worker starts (else one worker pretrains while the others wait)
+        outcomes = launch_inline(output, [s for s in runs if s.kind == PRETRAINING], runtime)
+        failed = {run_id for run_id, outcome in outcomes.items() if outcome is Status.FAILED}
+        blocked = blocked_by(failed, runs)
+        for spec in blocked:
+            print(f"{spec.label} not started: its pretraining failed", flush=True)
+        outcomes.update({spec.run_id: Status.FAILED for spec in blocked})
+        ready = [s for s in runs if s.kind == RUN and s.run_id not in outcomes]
+        return {**outcomes, **launch_local(output, ready, runtime, self.args.max_parallel)}

@@ -13,10 +13,11 @@ neither can a local or inline launcher on the same output. See ``slurm/README.md
 
 A launch submits, in this order:
 
-* each suite pretraining the pending runs need that the cache lacks (and no job of an earlier
-  launch is doing), as a job of its own (:mod:`spottune.launch.pretraining`), with the
-  preset's ``pretraining_resources``;
-* the runs as one job array, depending on those jobs (``--dependency=afterok:...``, and
+* each suite pretraining among the runs it is given (the ones the pending runs need that the
+  cache lacks and no job of an earlier launch is doing, :mod:`spottune.launch.pretraining`), as
+  a job of its own (:class:`RunJob`, as every run), with the preset's ``pretraining_resources``;
+* the runs as one job array, depending on those jobs and on the jobs of earlier launches still
+  pretraining a backbone they need (``--dependency=afterok:...``, and
   ``--kill-on-invalid-dep=yes``: a failed pretraining cancels the runs instead of leaving them
   pending forever). With the profile's ``runs_per_gpu: N`` each array task trains N runs at
   once, each in its own process on the task's GPU (:mod:`spottune.launch.runs_per_gpu`), and asks
@@ -44,10 +45,10 @@ from spottune.planning.grid import parse_overrides, read_yaml
 from spottune.launch.backend import Backend, record_submission, register_backend
 from spottune.launch.inline import without_progress
 from spottune.launch.runs_per_gpu import PackedRunJob
-from spottune.launch.pretraining import PretrainingJob, PretrainingState, write_record
+from spottune.launch.pretraining import cache_entry, grid_pretrainings
 from spottune.launch.submission import Job
 from spottune.pretraining.cache import CACHE_ENV
-from spottune.storage.records import RunFolder, RunSpec, Status
+from spottune.storage.records import PRETRAINING, RUN, RunFolder, RunSpec, Status
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm_profiles"  # the packaged profiles
 SITE_PROFILE_DIR = Path("slurm")  # your own, under the current directory: found first
@@ -149,7 +150,7 @@ def submitit_parameters(resources: dict[str, Any], depends_on: list[str] = (), n
 
 
 class RunJob:
-    """One run as a submitit job, checkpointable in the FAIR pattern.
+    """One run (or suite pretraining) as a submitit job, checkpointable in the FAIR pattern.
 
     On preemption or time-out SLURM sends USR2; submitit then calls :meth:`checkpoint` and
     requeues the job, which calls this object again: the engine resumes from the
@@ -174,9 +175,9 @@ class RunJob:
 
 @dataclass
 class SubmittedGrid:
-    """What a launch submitted: the pretraining jobs and the runs' array."""
+    """What a launch submitted: the pretraining jobs and the runs' array (None: no runs)."""
 
-    array_job_id: str
+    array_job_id: str | None
     run_ids: list[str]
     tasks: int
     pretraining_jobs: list[str]
@@ -185,6 +186,8 @@ class SubmittedGrid:
     def __str__(self) -> str:
         lines = [f"submitted pretraining job {job} (the runs wait for it); logs in {self.log_dir}/{job}/"
                  for job in self.pretraining_jobs]
+        if self.array_job_id is None:
+            return "\n".join(lines)
         tasks = f"_[0-{self.tasks - 1}]" if self.tasks > 1 else ""
         packed = f" in {self.tasks} tasks" if self.tasks != len(self.run_ids) else ""
         lines.append(f"submitted {len(self.run_ids)} run(s) to SLURM as job {self.array_job_id}{tasks}{packed}; "
@@ -235,22 +238,26 @@ class Slurm(Backend):
         return {"gpus": r.get("gpus_per_node") or 0, "cpus": r.get("cpus_per_task") or 1, "mem_gb": r.get("mem_gb"),
                 "time_min": r.get("time_min"), "runs": max(1, int(r.get("runs_per_gpu") or 1))}
 
-    def submit(self, output: Path, runs: list[RunSpec], pretrainings: list[PretrainingState],
-               runtime: dict[str, Any]) -> dict[str, Status]:
-        """Each pretraining that is neither cached nor in flight as a job of its own, then ``runs``
-        as one job array (``runs_per_gpu`` runs per task) depending on every pretraining job in
-        flight; each job recorded."""
+    def submit(self, output: Path, runs: list[RunSpec], runtime: dict[str, Any]) -> dict[str, Status]:
+        """Each pretraining among ``runs`` as a job of its own, then the other runs as one job
+        array (``runs_per_gpu`` runs per task) depending on those jobs and on the recorded jobs
+        of this backend still pretraining a backbone the runs need (an earlier launch's); each
+        job recorded."""
         runtime = without_progress(runtime)
-        earlier = [p.job_id for p in pretrainings if p.status.in_flight and p.job.backend == self.name]
-        submitted = []
-        for state in pretrainings:
-            if state.status in (Status.NEW, Status.FAILED):
-                executor = _executor(output, self.pretraining_resources)
-                executor.update_parameters(**submitit_parameters(self.pretraining_resources, name_suffix="-pretrain"))
-                job = executor.submit(PretrainingJob(state.pretraining.spec, runtime))
-                write_record(output, state.pretraining, _job(job), resources=self.pretraining_resources)
-                submitted.append(str(job.job_id))
-        waits = earlier + submitted
+        submitted, queued = [], {spec.run_id: Status.QUEUED for spec in runs}
+        for spec in (s for s in runs if s.kind == PRETRAINING):
+            executor = _executor(output, self.pretraining_resources)
+            executor.update_parameters(**submitit_parameters(self.pretraining_resources, name_suffix="-pretrain"))
+            folder = RunFolder.of(output, spec)
+            job = executor.submit(RunJob(spec, runtime, folder.path))
+            record_submission(output, spec, _job(job), resources=self.pretraining_resources,
+                              cache=str(cache_entry(output, spec).folder))
+            submitted.append(str(job.job_id))
+        runs = [s for s in runs if s.kind == RUN]
+        if not runs:
+            print(SubmittedGrid(None, [], 0, submitted, output / "slurm"), flush=True)
+            return queued
+        waits = self._earlier_pretraining_jobs(output, runs, submitted) + submitted
         per_task_runs = max(1, int(self.run_resources.get("runs_per_gpu") or 1))
         packs = [runs[i:i + per_task_runs] for i in range(0, len(runs), per_task_runs)]
         executor = _executor(output, self.run_resources)
@@ -267,7 +274,16 @@ class Slurm(Backend):
                                   array_task_id=int(job_id.split("_")[1]) if "_" in job_id else None)
         print(SubmittedGrid(str(jobs[0].job_id).split("_")[0], [s.run_id for s in runs], len(packs), submitted,
                             output / "slurm"), flush=True)
-        return {spec.run_id: Status.QUEUED for spec in runs}
+        return queued
+
+    def _earlier_pretraining_jobs(self, output: Path, runs: list[RunSpec], submitted: list[str]) -> list[str]:
+        """This backend's recorded jobs of the pretrainings ``runs`` need that the cache still
+        lacks and this launch did not submit (an earlier launch's, in flight: the launcher hands
+        a failed one over again)."""
+        jobs = [Job.from_record(RunFolder.of(output, p).read_submission()) for p in grid_pretrainings(runs)
+                if not cache_entry(output, p).complete]
+        return [job.job_id for job in jobs if job is not None and job.backend == self.name
+                and job.job_id not in submitted]
 
     @classmethod
     def in_flight(cls, job_ids: Collection[str]) -> dict[str, Status]:

@@ -8,9 +8,10 @@ and ``failed`` when that job left the queue without finishing. A run's job is th
 id in its queue); the queue of each backend that owns an unfinished run or pretraining is
 read once per call (:func:`jobs_in_flight`, :meth:`~spottune.launch.backend.Backend.in_flight`),
 whatever ``--cluster`` the command runs with. A failed run is summed up by the exception line
-of its ``error.txt`` (:func:`error_line`). The grid's suite pretrainings have states of their
-own (:mod:`spottune.launch.pretraining`); a run whose job never started because its
-pretraining failed says so.
+of its ``error.txt`` (:func:`error_line`). The grid's suite pretrainings are runs too
+(``kind: pretraining``, :mod:`spottune.launch.pretraining`), listed first, with one difference:
+one is done while the cache holds its weights, whatever its folder says; a run whose job never
+started because its pretraining failed says so.
 """
 from __future__ import annotations
 
@@ -20,10 +21,9 @@ from pathlib import Path
 
 from spottune.storage.claim import live_holder
 from spottune.launch.backend import get_backend
-from spottune.launch.pretraining import (PretrainingState, grid_pretrainings, pretraining_of, pretraining_state,
-                                         recorded_job)
+from spottune.launch.pretraining import cache_entry, pretraining_of, with_pretrainings
 from spottune.launch.submission import Job, WithJob
-from spottune.storage.records import ERROR, RunFolder, RunSpec, Status
+from spottune.storage.records import ERROR, PRETRAINING, RUN, RunFolder, RunSpec, Status
 
 InFlight = dict[tuple[str, str], Status]  # (backend, job id) -> queued | running
 
@@ -66,14 +66,31 @@ class RunState(WithJob):
         return f"{self.spec.run_id}  {self.spec.label}"
 
 
+def settled(output: Path, spec: RunSpec) -> bool:
+    """Whether ``spec`` needs nothing more: a run whose folder is done, a pretraining whose
+    weights are in its cache."""
+    if spec.kind == PRETRAINING:
+        return cache_entry(output, spec).complete
+    return RunFolder.of(output, spec).status() is Status.DONE
+
+
 def run_state(output: Path, spec: RunSpec, in_flight: InFlight,
               failed_pretrainings: frozenset[str] = frozenset()) -> RunState:
     """The state of one run from its folder and ``in_flight`` (read the queues *before* the
     folder: a job leaves its queue only after writing ``done`` or ``error.txt``);
-    ``failed_pretrainings``: the keys of the grid's pretrainings that failed."""
+    ``failed_pretrainings``: the ids of the grid's pretrainings that failed. A pretraining is
+    done while its cache holds its weights; one whose folder says done without them is new."""
     folder = RunFolder.of(output, spec)
     job = Job.from_record(folder.read_submission())
     status = folder.status()
+    if spec.kind == PRETRAINING:
+        entry = cache_entry(output, spec)
+        if entry.complete:
+            return RunState(spec, folder, Status.DONE, job)
+        in_flight_job = job is not None and job.key in in_flight
+        if status in (Status.DONE, Status.TORN) and not in_flight_job:
+            return RunState(spec, folder, Status.NEW, job, note=f"pretrained once, not in the cache {entry.folder} now: "
+                                                            f"pretrained again when launched")
     if status is Status.DONE:
         return RunState(spec, folder, status, job)
     if job is not None and job.key in in_flight:
@@ -86,9 +103,10 @@ def run_state(output: Path, spec: RunSpec, in_flight: InFlight,
     if status is Status.TORN:  # finished (its job too), then a record was damaged
         return RunState(spec, folder, status, job,
                         note=f"{folder.done_problem()}: not done, evaluated again when launched")
-    if job is not None and pretraining_of(spec) in failed_pretrainings:
+    pretraining = pretraining_of(spec)
+    if job is not None and pretraining is not None and pretraining.run_id in failed_pretrainings:
         return RunState(spec, folder, Status.FAILED, job, note=f"never started: its pretraining "
-                        f"{pretraining_of(spec)} failed (see the pretraining above)")
+                        f"{pretraining.run_id} failed (see the pretraining above)")
     if job is not None:
         return RunState(spec, folder, Status.FAILED, job, _tail(job.stderr), note="its job left the queue without "
                         "writing done or error.txt (cancelled, out of memory, node failure?); the end of its log:")
@@ -128,37 +146,40 @@ def error_line(traceback_text: str) -> str:
 
 
 def failure_lines(folder: RunFolder, spec: RunSpec) -> list[str]:
-    """A failed run on the console: method, dataset, seed and folder, then its error line (or,
-    for a run that never started, that its pretraining job failed)."""
+    """A failed run on the console: method, dataset, seed (or which pretraining) and folder,
+    then its error line (or, for a run that never started, that its pretraining failed)."""
     text = folder.error_text()
+    pretraining = pretraining_of(spec)
+    output = folder.path.parent.parent
     if text is not None:
         reason = error_line(text)
-    elif _pretraining_failed(folder.path.parent.parent, spec):
-        reason = f"never started: its pretraining {pretraining_of(spec)} failed (its error is above; --status shows it)"
+    elif pretraining is not None and run_state(output, pretraining, {}).status is Status.FAILED:
+        reason = f"never started: its pretraining {pretraining.run_id} failed (its error is above; --status shows it)"
     else:
         reason = "no error.txt: its process died or could not write it (a full disk?): see the launcher's output"
-    return [f"FAILED {spec.label}  {folder.path}", f"    {reason}"]
+    return [f"FAILED {describe_run(spec)}  {folder.path}", f"    {reason}"]
 
 
-def _pretraining_failed(output: Path, spec: RunSpec) -> bool:
-    """Whether the job pretraining the backbone of ``spec`` left its queue without publishing
-    (called once the grid is no longer in flight)."""
-    return any(pretraining_state(output, p, {}).status is Status.FAILED for p in grid_pretrainings([spec]))
+def describe_run(spec: RunSpec) -> str:
+    """How the console names a run (``finetune / digits / seed 0``) or a pretraining
+    (``pretraining resnet26 pretrained on mini_source (<id>)``)."""
+    return f"pretraining {spec.label} ({spec.run_id})" if spec.kind == PRETRAINING else spec.label
 
 
-def states_of(output: Path, specs: list[RunSpec]) -> tuple[list[RunState], list[PretrainingState]]:
-    """Every run's state and the state of every suite pretraining they start from, from one
-    read of the queue of each backend whose job owns an unfinished run or pretraining."""
-    pretrainings = grid_pretrainings(specs)
-    jobs = [recorded_job(output, p) for p in pretrainings if not p.complete]
-    for folder in (RunFolder.of(output, spec) for spec in specs):
-        job = Job.from_record(folder.read_submission())
-        if job is not None and folder.status() is not Status.DONE:
-            jobs.append(job)
+def states_of(output: Path, specs: list[RunSpec]) -> list[RunState]:
+    """The state of every suite pretraining the runs ``specs`` start from, then of every run,
+    from one read of the queue of each backend whose job owns an unsettled run or pretraining."""
+    specs = with_pretrainings(specs)
+    jobs = [Job.from_record(RunFolder.of(output, spec).read_submission()) for spec in specs
+            if not settled(output, spec)]
     in_flight = jobs_in_flight(job for job in jobs if job is not None)
-    pretraining = [pretraining_state(output, p, in_flight) for p in pretrainings]
-    failed = frozenset(p.pretraining.key for p in pretraining if p.status is Status.FAILED)
-    return [run_state(output, spec, in_flight, failed) for spec in specs], pretraining
+    states: list[RunState] = []
+    failed: set[str] = set()
+    for spec in specs:  # the pretrainings first: whether one failed tells its runs' state
+        states.append(run_state(output, spec, in_flight, frozenset(failed)))
+        if spec.kind == PRETRAINING and states[-1].status is Status.FAILED:
+            failed.add(spec.run_id)
+    return states
 
 
 def startable_runs(states: list[RunState]) -> tuple[list[RunSpec], list[str]]:
@@ -179,16 +200,22 @@ def count_states(states: list[RunState]) -> dict[Status, int]:
     return {status: sum(s.status is status for s in states) for status in Status}
 
 
-def format_status(output: Path, states: list[RunState], error_lines: int = 5,
-                  pretrainings: list[PretrainingState] = ()) -> str:
+def describe_pretraining(output: Path, state: RunState) -> str:
+    """``pretraining <what>: <status> (job <id> | no job; cache <folder>)``."""
+    job = f"job {state.job_id}" if state.job_id else "no job"
+    return (f"{describe_run(state.spec)}: {state.status} ({job}; cache {cache_entry(output, state.spec).folder})"
+            + (f"; {state.note}" if state.note else ""))
+
+
+def format_status(output: Path, states: list[RunState], error_lines: int = 5) -> str:
     """The ``--status`` report: the grid's pretrainings (a failed one with its log and last
     error lines), the runs' counts, then each failed run with its log and last error lines."""
     lines = []
-    for p in pretrainings:
-        lines.append(p.describe())
+    for p in (s for s in states if s.spec.kind == PRETRAINING):
+        lines.append(describe_pretraining(output, p))
         if p.status is Status.FAILED:
-            lines.append(f"    log:   {p.log}")
-            lines.extend("    | " + line for line in _tail(p.log, error_lines).splitlines())
+            lines.extend(_failure_details(p, error_lines))
+    states = [s for s in states if s.spec.kind == RUN]
     counts = count_states(states)
     lines.append(f"{len(states)} runs in {output}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     for s in states:
@@ -199,11 +226,14 @@ def format_status(output: Path, states: list[RunState], error_lines: int = 5,
     for s in states:
         if s.status is Status.FAILED:
             lines.append(f"  FAILED   {s.label}  (job {s.job_id or '-'})")
-            if s.folder.error_text() is not None:
-                lines.append(f"    error: {s.folder / ERROR}")
-            if s.log:
-                lines.append(f"    log:   {s.log}")
-            if s.note:
-                lines.append(f"    {s.note}")
-            lines.extend("    | " + line for line in s.error.splitlines()[-error_lines:])
+            lines.extend(_failure_details(s, error_lines))
     return "\n".join(lines)
+
+
+def _failure_details(state: RunState, error_lines: int) -> list[str]:
+    """A failed run's or pretraining's ``error.txt`` and log paths, its note and the last
+    ``error_lines`` lines of its error."""
+    lines = [f"    error: {state.folder / ERROR}"] if state.folder.error_text() is not None else []
+    lines += [f"    log:   {state.log}"] if state.log else []
+    lines += [f"    {state.note}"] if state.note and state.spec.kind == RUN else []
+    return lines + ["    | " + line for line in state.error.splitlines()[-error_lines:]]

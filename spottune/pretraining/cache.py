@@ -26,7 +26,6 @@ its weights and every run uses the first's.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
@@ -40,7 +39,7 @@ from spottune import __version__
 from spottune.backbones import file_sha256
 from spottune.storage.checkpoint import load_weights_only
 from spottune.storage.claim import Claim, slurm_job
-from spottune.storage.records import atomic_write_bytes, atomic_write_json, canonical_json, read_json
+from spottune.storage.records import PRETRAINING, RunSpec, atomic_write_bytes, atomic_write_json, read_json
 
 CACHE_ENV = "SPOTTUNE_CACHE"
 # the suite's pretraining procedure (spottune.pretraining.weights): bump whenever a change to it changes the
@@ -54,6 +53,26 @@ class CorruptCache(ValueError):
     which file and how to recover)."""
 
 
+# what a suite pretraining spec may leave out (spottune.pretraining.weights trains with these)
+PRETRAINING_DEFAULTS = {"epochs": 2, "batch_size": 128, "seed": 0}
+
+
+def pretraining_setting(pretrained: dict[str, Any], key: str) -> int:
+    """``epochs``, ``batch_size`` or ``seed`` of a ``pretrained: {kind: suite, ...}`` spec, its
+    default (:data:`PRETRAINING_DEFAULTS`) when left out."""
+    return int(pretrained.get(key, PRETRAINING_DEFAULTS[key]))
+
+
+def pretraining_spec(backbone: dict[str, Any]) -> RunSpec:
+    """The suite pretraining of ``backbone`` (a ``kind: suite`` backbone spec) as a run of the
+    grid (``kind: pretraining``): launched, claimed, recorded and followed as every run is, trained
+    by the engine into this cache. Its id is the cache key: SHA-256 of the backbone spec and
+    :data:`PRETRAINING_VERSION` (:func:`spottune.storage.records.identity_of`)."""
+    pre = backbone["pretrained"]
+    return RunSpec(method=PRETRAINING, dataset=pre["dataset"], seed=pretraining_setting(pre, "seed"), preset="",
+                   hparams={"backbone": backbone, "version": PRETRAINING_VERSION}, kind=PRETRAINING)
+
+
 def cache_dir() -> Path:
     """``$SPOTTUNE_CACHE``, default ``~/.cache/spottune``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "spottune")
@@ -65,8 +84,7 @@ class SuitePretraining:
 
     def __init__(self, spec: dict[str, Any], root: Path | None = None) -> None:
         self.spec = spec
-        self.key = hashlib.sha256(canonical_json({"spec": spec, "version": PRETRAINING_VERSION})
-                                  .encode()).hexdigest()[:12]
+        self.key = pretraining_spec(spec).run_id
         self.name = f"{spec['arch']}-{spec['pretrained']['dataset']}-{self.key}"
         self.folder = Path(root) if root is not None else cache_dir() / "pretrained"
         self.weights = self.folder / f"{self.name}.pt"

@@ -64,7 +64,7 @@ from spottune.backbones import (Backbone, ReleasedCheckpointError, efficientnet_
 from spottune.backbones.efficientnet_lite import package_weights_path
 from spottune.backbones.series_adapters import add_series_adapters, remove_series_adapters
 from spottune.storage.claim import RunClaimed
-from spottune.pretraining.cache import SuitePretraining, cache_dir
+from spottune.pretraining.cache import SuitePretraining, cache_dir, pretraining_setting
 from spottune.storage.records import atomic_write_json, canonical_json, read_json
 from spottune.seeding import PRETRAINING, seed_initialisation
 from spottune.training.cpus import pretraining_threads, torch_threads
@@ -117,12 +117,12 @@ def _pretrain(spec: dict[str, Any], data_root: Path | None, device: torch.device
     train = task.train
     if pre.get("max_images"):  # a quick, smaller pretraining (tests, smoke runs)
         train = torch.utils.data.Subset(train, range(min(int(pre["max_images"]), len(train))))
-    seed, batch_size = int(pre.get("seed", 0)), int(pre.get("batch_size", 128))
+    seed, batch_size = pretraining_setting(pre, "seed"), pretraining_setting(pre, "batch_size")
     seed_initialisation(seed)
     model = build_backbone(spec, task.num_classes).to(device)
     if pre.get("series_adapters"):
         add_series_adapters(model)
-    epochs = int(pre.get("epochs", 2))
+    epochs = pretraining_setting(pre, "epochs")
     optimisation = pretraining_optimisation(model, pre, steps=epochs * -(-len(train) // batch_size))
     start, history = resume(checkpoints, model, optimisation, device)
     if start:

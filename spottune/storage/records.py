@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 IDENTITY_FIELDS = ("method", "dataset", "seed", "preset", "hparams")
+# the kinds of run (RunSpec.kind) and the folder of <output>/ that holds each kind's folders
+RUN = "run"                  # a method trained and evaluated on a task: a cell of the tables
+PRETRAINING = "pretraining"  # a suite pretraining, whose weights are published to the cache
+KIND_FOLDERS = {RUN: "runs", PRETRAINING: "pretraining"}
 DONE = "done"
 ERROR = "error.txt"
 CONFIG = "config.json"
@@ -67,11 +71,19 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the run ``record`` describes (a :meth:`RunSpec.record`, or a run's
+    ``config.json``): for a run of the grid its :data:`IDENTITY_FIELDS`; for a suite pretraining
+    (``kind: pretraining``) its backbone spec and the pretraining procedure's version, as the
+    cache has always keyed it (:mod:`spottune.pretraining.cache`)."""
+    if record.get("kind", RUN) == PRETRAINING:
+        return {"spec": record["hparams"]["backbone"], "version": record["hparams"]["version"]}
+    return {k: record[k] for k in IDENTITY_FIELDS}
+
+
 def run_id(record: dict[str, Any]) -> str:
-    """First 12 hex digits of SHA-256 over the canonical JSON of the identity fields of
-    ``record`` (a :meth:`RunSpec.identity`, or a run's ``config.json``)."""
-    identity = {k: record[k] for k in IDENTITY_FIELDS}
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+    """First 12 hex digits of SHA-256 over the canonical JSON of :func:`identity_of` ``record``."""
+    return hashlib.sha256(canonical_json(identity_of(record)).encode()).hexdigest()[:12]
 
 
 def umask() -> int:
@@ -188,7 +200,12 @@ class RunSpec:
 
     ``configuration`` (not part of the identity) names the hyperparameters, dotted, that its grid
     set apart from what the preset resolves for the method and dataset (``--set``, ``--sweep``);
-    the report labels the run's row with them (:mod:`spottune.report.rows`)."""
+    the report labels the run's row with them (:mod:`spottune.report.rows`).
+
+    ``kind`` is :data:`RUN`, or :data:`PRETRAINING` for a suite pretraining that runs of the
+    grid start from (:func:`spottune.pretraining.cache.pretraining_spec`: ``hparams`` holds its
+    ``backbone`` and the procedure's ``version``, and its id is the cache's key); every launcher,
+    status reader and backend handles both kinds alike, the engine trains each its own way."""
 
     method: str
     dataset: str
@@ -196,21 +213,31 @@ class RunSpec:
     preset: str
     hparams: dict[str, Any]
     configuration: dict[str, Any] = field(default_factory=dict, compare=False)
+    kind: str = RUN
+
+    def __post_init__(self) -> None:
+        if self.kind not in KIND_FOLDERS:
+            raise ValueError(f"unknown kind of run {self.kind!r}; known: {', '.join(KIND_FOLDERS)}")
 
     def identity(self) -> dict[str, Any]:
+        """The five fields of a run's identity (``kind`` is left out: a run's id never changed)."""
         return {"method": self.method, "dataset": self.dataset, "seed": self.seed, "preset": self.preset,
                 "hparams": self.hparams}
 
     def record(self) -> dict[str, Any]:
-        """The identity and the configuration, as ``config.json`` holds them."""
-        return {**self.identity(), "configuration": self.configuration}
+        """The identity and the configuration (and the kind, when not a run), as ``config.json``
+        holds them."""
+        return {**self.identity(), "configuration": self.configuration,
+                **({"kind": self.kind} if self.kind != RUN else {})}
 
     @property
     def run_id(self) -> str:
-        return run_id(self.identity())
+        return run_id(self.record())
 
     @property
     def label(self) -> str:
+        if self.kind == PRETRAINING:
+            return f"{self.hparams['backbone']['arch']} pretrained on {self.dataset}"
         return f"{self.method} / {self.dataset} / seed {self.seed}"
 
     @property
@@ -221,7 +248,8 @@ class RunSpec:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "RunSpec":
         """The spec a ``config.json`` (or a checkpoint's ``args``, or :meth:`record`) records."""
-        return cls(**{k: record[k] for k in IDENTITY_FIELDS}, configuration=record.get("configuration") or {})
+        return cls(**{k: record[k] for k in IDENTITY_FIELDS}, configuration=record.get("configuration") or {},
+                   kind=record.get("kind", RUN))
 
 
 class RunFolder:
@@ -232,8 +260,8 @@ class RunFolder:
 
     @classmethod
     def of(cls, output: str | Path, spec: RunSpec) -> "RunFolder":
-        """``<output>/runs/<run_id>/``."""
-        return cls(Path(output) / "runs" / spec.run_id)
+        """``<output>/runs/<run_id>/`` (a suite pretraining's: ``<output>/pretraining/<run_id>/``)."""
+        return cls(Path(output) / KIND_FOLDERS[spec.kind] / spec.run_id)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
