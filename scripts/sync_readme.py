@@ -13,13 +13,15 @@ the default's with::
     .venv/bin/python scripts/sync_readme.py
 
 and ``mini-effnet``'s the same way with ``--preset mini-effnet --channels-last --output
-results/mini-effnet``; its plateau check (seed 0 of every method on the two smaller tasks, twice
-as long, and SpotTune's seed 1) with::
+results/mini-effnet``; its plateau check (seed 0 of every method on every task, twice as long,
+and SpotTune's seed 1 on the two smaller tasks) with::
 
     .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 0 \
         --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
     .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 1 \
         --methods spottune --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets glyph_letters --seeds 0 \
+        --set epochs=240 "lr_milestones=[180]" --channels-last --max-parallel 1 --output results/mini-effnet-plateau
 """
 from __future__ import annotations
 
