@@ -13,15 +13,20 @@ the default's with::
     .venv/bin/python scripts/sync_readme.py
 
 and ``mini-effnet``'s the same way with ``--preset mini-effnet --channels-last --output
-results/mini-effnet``; its plateau check (seed 0 of every method on every task, twice as long,
-and SpotTune's seed 1 on the two smaller tasks) with::
+results/mini-effnet``; its plateau check (seed 0 of every method on every task and SpotTune's seed 1
+on the two smaller tasks, each trained twice as long as the preset trains it: 240 epochs, 480 on
+digits) with::
 
-    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 0 \
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout --seeds 0 \
         --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
-    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout,digits --seeds 1 \
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout --seeds 1 \
         --methods spottune --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets glyph_letters --seeds 0 \
         --set epochs=240 "lr_milestones=[180]" --channels-last --max-parallel 1 --output results/mini-effnet-plateau
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets digits --seeds 0 \
+        --set epochs=480 "lr_milestones=[360]" --channels-last --output results/mini-effnet-plateau
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets digits --seeds 1 \
+        --methods spottune --set epochs=480 "lr_milestones=[360]" --channels-last --output results/mini-effnet-plateau
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spottune.report import load_records, paired_comparison
-from spottune.report.claims import comparison_claims, markdown_list, plateau_claims, routing_claims
+from spottune.report.claims import comparison_claims, markdown_list, plateau_claims, routing_claims, runtime_claim
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results"
@@ -42,11 +47,13 @@ class Committed(NamedTuple):
     claims comparing every method with fine-tuning; with ``longer``, a folder of some of its
     runs trained for more epochs, also ``<!-- <name>-plateau:... -->`` (how far each moved);
     with ``ablated``, also ``<!-- <name>-ablations:... -->``: each of :data:`ABLATIONS` the grid
-    ran, compared with the method it ablates (the same paired test, that method as baseline)."""
+    ran, compared with the method it ablates (the same paired test, that method as baseline);
+    with ``timed``, also ``<!-- <name>-runtime:... -->``: what its runs' own times sum to."""
 
     folder: str
     longer: str | None = None
     ablated: str | None = None
+    timed: bool = False
 
     @property
     def path(self) -> Path:
@@ -57,12 +64,13 @@ class Committed(NamedTuple):
 
     def block_names(self) -> tuple[str, ...]:
         """The names of the README blocks this grid fills, in :meth:`blocks`' order."""
-        return ("table", "claims") + ("plateau",) * bool(self.longer) + ("ablations",) * bool(self.ablated)
+        return (("table", "claims") + ("plateau",) * bool(self.longer) + ("ablations",) * bool(self.ablated)
+                + ("runtime",) * self.timed)
 
     def blocks(self) -> dict[str, str]:
         """The README's blocks of this grid by name (``table``, ``claims``, with ``longer`` also
-        ``plateau``, with ``ablated`` also ``ablations``), from its records read once; the folder
-        holds one preset's runs."""
+        ``plateau``, with ``ablated`` also ``ablations``, with ``timed`` also ``runtime``), from its
+        records read once; the folder holds one preset's runs."""
         records = load_records(self.path)
         (preset,) = records["preset"].dropna().unique()
         build = {
@@ -72,6 +80,7 @@ class Committed(NamedTuple):
             "plateau": lambda: markdown_list(plateau_claims(records, load_records(RESULTS / self.longer), preset)),
             "ablations": lambda: markdown_list(comparison_claims(paired_comparison(
                 records[records["method"].isin((self.ablated, *ABLATIONS))], self.ablated), preset)),
+            "runtime": lambda: runtime_claim(records, preset) + "\n",
         }
         return {name: build[name]() for name in self.block_names()}
 
@@ -82,7 +91,7 @@ choice of fine-tuned blocks for every image (random policy), each block of each 
 at random with p = 0.5 (stochastic fine-tuning), and only the last k blocks fine-tuned."""
 
 DEFAULT = Committed("example")
-EFFNET = Committed("mini-effnet", longer="mini-effnet-plateau", ablated="spottune")
+EFFNET = Committed("mini-effnet", longer="mini-effnet-plateau", ablated="spottune", timed=True)
 COMMITTED = (DEFAULT, EFFNET)
 
 

@@ -94,6 +94,21 @@ def test_a_preset_edited_to_an_earlier_set_keeps_one_row(tmp_path):
     assert sorted(records["seed"]) == [0, 1, 2, 3]
 
 
+def test_a_budget_that_differs_between_datasets_only_keeps_one_row(tmp_path):
+    """mini-effnet's case: digits' seed 0 ran with ``--set epochs=16`` (recorded), then the preset
+    gave digits 16 epochs for its other seeds (recorded nothing), other tasks keep the preset's
+    value and recorded a ``--set`` of it: one row per method, each cell of one budget."""
+    earlier = make_grid("mini", ["finetune"], ["digits"], [0], {"epochs": 16}).runs()
+    later = [RunSpec(s.method, s.dataset, 1, s.preset, s.hparams) for s in earlier]
+    near = make_grid("mini", ["finetune"], ["fmnist_heldout"], [0, 1], {"epochs": 8}).runs()
+    for spec in earlier + later + near:
+        _write(tmp_path, spec, 65.0)
+    records = load_records(tmp_path)
+    assert records["method"].tolist() == ["finetune"] * 4
+    assert records.groupby("dataset")["hparams.epochs"].unique().map(list).to_dict() == {
+        "digits": [16], "fmnist_heldout": [8]}
+
+
 def test_runs_whose_hyperparameters_differ_never_share_a_cell_even_without_a_record_of_why(tmp_path):
     """Records written before ``configuration`` existed, or a preset edited between launches."""
     for lr in (0.05, 0.1):

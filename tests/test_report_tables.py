@@ -284,3 +284,51 @@ def test_plateau_claims_state_training_and_test_accuracy_at_both_budgets():
     # +2.0 is within the tolerance, +4.0 is not: a method is near its plateau only if every run is
     assert claims[2] == ("Within 2 points of the longer run's training accuracy on every run: finetune; "
                          "still rising by more: spottune (digits seed 0 +4.0).")
+
+
+def test_plateau_claims_refuse_a_longer_grid_whose_run_is_no_longer():
+    """Once a preset's budget grows to the longer grid's (digits: 120 -> 240 epochs), the longer
+    grid holds the very same run: comparing it with itself would read as "at its plateau"."""
+    from spottune.report.claims import plateau_claims
+
+    def run(epochs, train):
+        return {"preset": "p", "method": "spottune", "dataset": "digits", "seed": 0, "status": "done",
+                "hparams.epochs": epochs, "history": [{"train_accuracy": train}] * epochs, "test_accuracy": 90.0}
+
+    with pytest.raises(ValueError, match=r"no longer than the grid's: spottune digits seed 0 \(240 -> 240 epochs\)"):
+        plateau_claims(pd.DataFrame([run(240, 95.0)]), pd.DataFrame([run(240, 95.0)]), "p")
+    assert plateau_claims(pd.DataFrame([run(240, 95.0)]), pd.DataFrame([run(480, 96.0)]), "p")[0].startswith(
+        "**spottune**, seed 0, 240 -> 480 epochs")
+
+
+def test_runtime_claim_sums_the_runs_own_times_per_dataset():
+    """Training plus evaluation seconds of the done runs of the preset, in minutes, largest dataset
+    first; another preset's runs and unfinished runs are left out."""
+    from spottune.report.claims import runtime_claim
+
+    def run(dataset, train_s, eval_s, preset="p", status="done"):
+        return {"preset": preset, "status": status, "dataset": dataset, "timing.train_seconds": train_s,
+                "timing.eval_seconds": eval_s, "compute.device": "cpu", "compute.cpu": "Xeon",
+                "compute.torch_threads": 1}
+
+    records = pd.DataFrame([run("digits", 570, 30), run("digits", 1170, 30), run("fonts", 1860, 0),
+                            run("digits", 6000, 0, preset="other"), run("digits", 6000, 0, status="running")])
+    assert runtime_claim(records, "p") == (
+        "The 3 runs' own training and evaluation times sum to 61 minutes (fonts 31 (1 run), digits 30 (2 runs); "
+        "cpu, Xeon, 1 thread); data loading, start-up, checkpoints and setup are not counted.")
+
+
+def test_plateau_claims_name_the_datasets_whose_longer_runs_ran_on_other_compute():
+    from spottune.report.claims import plateau_claims
+
+    def run(dataset, epochs, cpu):
+        return {"preset": "p", "method": "finetune", "dataset": dataset, "seed": 0, "status": "done",
+                "hparams.epochs": epochs, "history": [{"train_accuracy": 99.0}] * epochs, "test_accuracy": 90.0,
+                "compute.device": "cpu", "compute.cpu": cpu, "compute.torch_threads": 1}
+
+    short = pd.DataFrame([run("digits", 240, "Xeon"), run("fonts", 120, "Xeon")])
+    longer = pd.DataFrame([run("digits", 480, "EPYC"), run("fonts", 240, "Xeon")])
+    assert plateau_claims(short, longer, "p")[-1] == (
+        "The longer runs on digits ran on cpu, EPYC, 1 thread, the grid's on cpu, Xeon, 1 thread: the same seed "
+        "follows another trajectory on other compute, so there a rise compares two draws as well as two budgets.")
+    assert len(plateau_claims(short, longer.assign(**{"compute.cpu": "Xeon"}), "p")) == 2

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from spottune.report.comparison import LOSS, NOT_SIGNIFICANT, UNTESTED, WIN
+from spottune.report.source import compute_description
 from spottune.storage.records import RunFolder
 from spottune.report.statistics import LEVEL, MAX_SEEDS, POWER, percent, t_interval
 
@@ -147,11 +148,19 @@ def final_training_accuracy(history: list[dict]) -> float:
 def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> list[str]:
     """One sentence per method of ``preset`` that ``longer`` (the same runs trained for more
     epochs) also holds: training and test accuracy at both budgets (see the module docstring);
-    then the verdict (:func:`plateau_verdict`)."""
+    then the verdict (:func:`plateau_verdict`). A run the longer grid holds with no more epochs
+    than the grid's (the same run, say, once a preset's budget grew to the longer one) is an error,
+    not a comparison of a run with itself."""
     def done(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[(frame["preset"] == preset) & (frame["status"] == "done")]
 
     pairs = done(records).merge(done(longer), on=["method", "dataset", "seed"], suffixes=("", "_longer"))
+    not_longer = pairs[pairs["hparams.epochs_longer"] <= pairs["hparams.epochs"]]
+    if len(not_longer):
+        runs = ", ".join(f"{row['method']} {row['dataset']} seed {int(row['seed'])} ({int(row['hparams.epochs'])} "
+                         f"-> {int(row['hparams.epochs_longer'])} epochs)" for _, row in not_longer.iterrows())
+        raise ValueError(f"the longer grid holds runs no longer than the grid's: {runs}; train them for more "
+                         "epochs (--set epochs=... lr_milestones=[...]) or remove them from the longer grid")
     sentences, rises = [], {}
     for method, group in pairs.groupby("method", sort=True):
         seeds = sorted(group["seed"].unique())
@@ -168,7 +177,23 @@ def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> 
         named = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(int(seed)) for seed in seeds)
         sentences.append(f"**{method}**, {named}, {epochs} epochs: training accuracy (mean of the last "
                          f"{PLATEAU_EPOCHS} epochs) " + ", ".join(train) + "; test accuracy " + ", ".join(test) + ".")
-    return sentences + ([plateau_verdict(rises)] if rises else [])
+    return sentences + ([plateau_verdict(rises)] if rises else []) + _compute_differences(pairs)
+
+
+def _compute_differences(pairs: pd.DataFrame) -> list[str]:
+    """A sentence naming the datasets whose longer runs ran on other compute (device, CPU type,
+    threads) than the grid's: there the same seed follows another trajectory, so a rise compares
+    two draws as well as two budgets."""
+    longer = pairs.rename(columns=lambda column: column.removesuffix("_longer") if column.startswith("compute.")
+                          else column)
+    longer = longer.loc[:, ~longer.columns.duplicated(keep="last")]
+    differing = [f"{dataset} ran on {compute_description(longer.loc[group.index])}, the grid's on "
+                 f"{compute_description(group)}" for dataset, group in pairs.groupby("dataset", sort=True)
+                 if compute_description(group) != compute_description(longer.loc[group.index])]
+    if not differing:
+        return []
+    return ["The longer runs on " + "; on ".join(differing) + ": the same seed follows another trajectory on "
+            "other compute, so there a rise compares two draws as well as two budgets."]
 
 
 PLATEAU_TOLERANCE = 2.0
@@ -189,3 +214,18 @@ def plateau_verdict(rises: dict[str, list[tuple[str, float]]]) -> str:
         text += "; still rising by more: " + "; ".join(f"{method} ({', '.join(runs)})"
                                                       for method, runs in short.items())
     return text + "."
+
+
+def runtime_claim(records: pd.DataFrame, preset: str) -> str:
+    """One sentence: the done runs' own training and evaluation times, ``timing.train_seconds +
+    timing.eval_seconds`` summed in minutes, per dataset and in all, and what they ran on
+    (:func:`~spottune.report.source.compute_description`). Data loading, start-up, checkpoints
+    and setup are not in it: a launch on W workers takes at least the sum / W of wall time."""
+    runs = records[(records["preset"] == preset) & (records["status"] == "done")]
+    minutes = (runs["timing.train_seconds"] + runs["timing.eval_seconds"]) / 60
+    per_dataset = minutes.groupby(runs["dataset"]).agg(["sum", "size"]).sort_values("sum", ascending=False)
+    parts = ", ".join(f"{dataset} {total:.0f} ({int(count)} run{'s' * (count != 1)})"
+                      for dataset, (total, count) in per_dataset.iterrows())
+    return (f"The {len(runs)} runs' own training and evaluation times sum to {minutes.sum():.0f} minutes "
+            f"({parts}; {compute_description(runs)}); data loading, start-up, checkpoints and setup are "
+            "not counted.")

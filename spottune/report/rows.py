@@ -51,18 +51,26 @@ def _canonical(value: Any) -> str:
 
 def _distinguishing(runs: pd.DataFrame) -> list[str]:
     """The ``configuration.*`` columns of one preset's runs that label rows: set on some run,
-    not one value shared by every run, and naming a hyperparameter that the runs did not all
-    resolve alike (a ``configuration`` is relative to the preset at launch: once the preset is
-    edited to what an earlier ``--set`` chose, the older runs still record it and the newer do
-    not, yet they ran one configuration)."""
+    not one value shared by every run, and naming a hyperparameter that the runs of one method
+    on one dataset did not all resolve alike. A ``configuration`` is relative to the preset at
+    launch: once the preset is edited to what an earlier ``--set`` chose, the older runs still
+    record it and the newer do not, yet they ran one configuration; and a value that differs
+    between datasets only (a per-dataset budget, ``dataset_hparams``) is that method's recipe,
+    one row, stated by the protocol footnote."""
     columns = [c for c in runs.columns if c.startswith(CONFIGURATION)]
     return [c for c in columns if runs[c].map(_canonical).nunique() > 1
-            and _varies(runs, HPARAMS + c.removeprefix(CONFIGURATION))]
+            and _varies_in_a_cell(runs, HPARAMS + c.removeprefix(CONFIGURATION))]
 
 
 def _varies(runs: pd.DataFrame, column: str) -> bool:
     """Whether ``column`` takes more than one value among ``runs`` (or is not recorded)."""
     return column not in runs.columns or runs[column].map(_canonical).nunique() > 1
+
+
+def _varies_in_a_cell(runs: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` takes more than one value among the runs of some (method, dataset)."""
+    return column not in runs.columns or any(
+        _varies(cell, column) for _, cell in runs.groupby(["method", "dataset"], sort=False, dropna=False))
 
 
 def _varying(runs: pd.DataFrame) -> list[str]:
