@@ -13,9 +13,9 @@ the default's with::
     .venv/bin/python scripts/sync_readme.py
 
 and ``mini-effnet``'s the same way with ``--preset mini-effnet --channels-last --output
-results/mini-effnet``; its plateau check (seed 0 of every method on every task and SpotTune's seed 1
-on the two smaller tasks, each trained twice as long as the preset trains it: 240 epochs, 480 on
-digits) with::
+results/mini-effnet``; its plateau check (seed 0 of every method on every task, SpotTune's seed 1
+on the two smaller tasks and stochastic fine-tuning's seeds 1 to 4 on digits, each trained twice as
+long as the preset trains it: 240 epochs, 480 on digits) with::
 
     .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets fmnist_heldout --seeds 0 \
         --set epochs=240 "lr_milestones=[180]" --channels-last --output results/mini-effnet-plateau
@@ -27,6 +27,9 @@ digits) with::
         --set epochs=480 "lr_milestones=[360]" --channels-last --output results/mini-effnet-plateau
     .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets digits --seeds 1 \
         --methods spottune --set epochs=480 "lr_milestones=[360]" --channels-last --output results/mini-effnet-plateau
+    .venv/bin/python benchmarks/run_all.py --preset mini-effnet --datasets digits --seeds 1,2,3,4 \
+        --methods stochastic_finetune --set epochs=480 "lr_milestones=[360]" --channels-last \
+        --output results/mini-effnet-plateau
 """
 from __future__ import annotations
 
