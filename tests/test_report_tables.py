@@ -301,12 +301,13 @@ def test_plateau_verdict_is_calibrated_on_simulated_rises():
     draws, where a rule on every run would in about a fifth; a planted rise of 3.5 points is
     called in nearly every draw, and one of 1 point in almost none."""
     from spottune.report.claims import PLATEAU_TOLERANCE, plateau_verdict
+    from spottune.report.statistics import t_interval
 
     rng = np.random.default_rng(0)
     draws = rng.normal(0.0, 0.87 * np.sqrt(2), size=(2000, 5))
 
     def called_rising(rises: np.ndarray) -> float:
-        return float(np.mean(["still rising" in plateau_verdict({"m": {"digits": list(row)}}) for row in rises]))
+        return float(np.mean(["still rising" in plateau_verdict({"m": {"digits": t_interval(row)}}) for row in rises]))
 
     assert called_rising(draws) < 0.01
     assert np.mean((draws > PLATEAU_TOLERANCE).any(axis=1)) > 0.15  # the rule on every run

@@ -41,7 +41,7 @@ import pandas as pd
 from spottune.report.comparison import LOSS, NOT_SIGNIFICANT, UNTESTED, WIN
 from spottune.report.source import compute_description
 from spottune.storage.records import RunFolder
-from spottune.report.statistics import LEVEL, MAX_SEEDS, POWER, percent, t_interval
+from spottune.report.statistics import LEVEL, MAX_SEEDS, POWER, Interval, percent, t_interval
 
 PHRASES = {WIN: "significantly above", LOSS: "significantly below",
            NOT_SIGNIFICANT: "not significantly different", UNTESTED: "untested"}
@@ -179,20 +179,22 @@ def plateau_claims(records: pd.DataFrame, longer: pd.DataFrame, preset: str) -> 
         named = ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(int(seed)) for seed in seeds)
         sentences.append(f"**{method}**, {named}, {epochs} epochs: training accuracy (mean of the last "
                          f"{PLATEAU_EPOCHS} epochs) " + ", ".join(train) + "; test accuracy " + ", ".join(test) + ".")
-    return (sentences + ([plateau_verdict(rises)] if rises else []) + _mean_rises(rises)
+    mean_rises = {method: {dataset: t_interval(values) for dataset, values in datasets.items()}
+                  for method, datasets in rises.items()}
+    return (sentences + ([plateau_verdict(mean_rises)] if mean_rises else []) + _mean_rises(mean_rises)
             + _compute_differences(pairs))
 
 
-def _mean_rises(rises: dict[str, dict[str, list[float]]]) -> list[str]:
+def _mean_rises(mean_rises: dict[str, dict[str, Interval]]) -> list[str]:
     """A sentence giving, where several seeds ran at both budgets, the mean rise of training
     accuracy with its Student-t interval over those seeds (:func:`t_interval`): how sure the
     verdict's mean is, and whether a rise within the tolerance is still a rise."""
     parts = []
-    for method, datasets in rises.items():
-        intervals = {dataset: t_interval(values) for dataset, values in datasets.items() if len(values) > 1}
-        if intervals:
+    for method, datasets in mean_rises.items():
+        several = {dataset: i for dataset, i in datasets.items() if i.n > 1}
+        if several:
             parts.append(f"{method} " + ", ".join(f"{dataset} {i.estimate:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
-                                                  f"({i.n} seeds)" for dataset, i in intervals.items()))
+                                                  f"({i.n} seeds)" for dataset, i in several.items()))
     if not parts:
         return []
     return [f"The mean rise where several seeds ran at both budgets [{percent(LEVEL)} t-interval over the seeds]: "
@@ -220,10 +222,11 @@ PLATEAU_TOLERANCE = 2.0
 plateau ("within a point or two of where a longer run takes it")."""
 
 
-def plateau_verdict(rises: dict[str, dict[str, list[float]]]) -> str:
+def plateau_verdict(mean_rises: dict[str, dict[str, Interval]]) -> str:
     """Which methods are within :data:`PLATEAU_TOLERANCE` points of their longer runs' training
-    accuracy on every dataset, and where the others still rise by more; ``rises``: method ->
-    dataset -> longer minus shorter training accuracy, one per seed run at both budgets.
+    accuracy on every dataset, and where the others still rise by more; ``mean_rises``: method ->
+    dataset -> :func:`t_interval` of the longer minus shorter training accuracy over the seeds run
+    at both budgets.
 
     A method's rise on a dataset is the mean over those seeds, ``mean_s (b_s - a_s)``, not each
     seed's: one seed's final training accuracy is one draw (its spread over seeds, about one
@@ -231,18 +234,11 @@ def plateau_verdict(rises: dict[str, dict[str, list[float]]]) -> str:
     a method already at its plateau more often the more seeds are checked, while the mean's noise
     shrinks as 1/sqrt(seeds). ``tests/test_report_tables.py`` simulates both: the same method at
     both budgets (null) and a planted rise."""
-    mean_rise = {method: {dataset: float(np.mean(values)) for dataset, values in datasets.items()}
-                 for method, datasets in rises.items()}
-    near = [method for method, datasets in mean_rise.items()
-            if all(rise <= PLATEAU_TOLERANCE for rise in datasets.values())]
-
-    def rising(method: str, dataset: str) -> str:
-        seeds = len(rises[method][dataset])
-        over = "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
-        return f"{dataset} {mean_rise[method][dataset]:+.1f}, {over}"
-
-    short = {method: [rising(method, dataset) for dataset, rise in datasets.items() if rise > PLATEAU_TOLERANCE]
-             for method, datasets in mean_rise.items() if method not in near}
+    near = [method for method, datasets in mean_rises.items()
+            if all(i.estimate <= PLATEAU_TOLERANCE for i in datasets.values())]
+    short = {method: [f"{dataset} {i.estimate:+.1f}, " + ("1 seed" if i.n == 1 else f"mean of {i.n} seeds")
+                      for dataset, i in datasets.items() if i.estimate > PLATEAU_TOLERANCE]
+             for method, datasets in mean_rises.items() if method not in near}
     text = (f"Within {PLATEAU_TOLERANCE:g} points of the longer run's training accuracy on every dataset (the mean "
             "rise over the seeds run at both budgets): " + (", ".join(near) or "no method"))
     if short:
